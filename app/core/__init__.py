@@ -1,0 +1,1 @@
+"""Plain-Python core of Hearth: no Qt here, everything a headless user needs."""

@@ -1,0 +1,617 @@
+"""The llama.cpp engine: load a GGUF, stream chat replies as events, cancel, reuse the KV cache.
+
+One `Engine` owns one model and one context. It is not thread-safe: drive it from one
+thread (the inference worker). Two things may come from other threads while a reply runs:
+`cancel.set()` on the reply's event, and `SettingsHolder.set()`; the engine reads both
+between prefill chunks (cancel also inside a chunk, through llama.cpp's abort callback)
+and before every token.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import llama_cpp
+import numpy as np
+
+from app.core.chat import Message
+from app.core.errors import (
+    EngineStateError,
+    InvalidSettingError,
+    LoadCancelled,
+    ModelLoadError,
+)
+from app.core.events import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationStats,
+    PrefillProgress,
+    PrefillStarted,
+    StopReason,
+    TokenAlternative,
+    TokenEvent,
+)
+from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.hardware import available_memory, default_threads
+from app.core.kv_snapshot import KVSnapshot, llama_build_tag, model_key
+from app.core.logs import route_llama_log
+from app.core.memory import KV_TYPE_BYTES, check_fits
+from app.core.prompt import ChatTemplate, OverflowPolicy, PromptPlan, plan_prompt
+from app.core.reply_text import ReplyText
+from app.core.sampler_chain import SamplerChain
+from app.core.sampling import MAX_SEED, SamplingSettings, SettingsHolder
+from app.core.token_probs import ProbabilityReader
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float], None]
+
+_GGML_TYPES = {
+    "f32": llama_cpp.GGML_TYPE_F32,
+    "f16": llama_cpp.GGML_TYPE_F16,
+    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+    "q5_1": llama_cpp.GGML_TYPE_Q5_1,
+    "q5_0": llama_cpp.GGML_TYPE_Q5_0,
+    "q4_1": llama_cpp.GGML_TYPE_Q4_1,
+    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
+    "iq4_nl": llama_cpp.GGML_TYPE_IQ4_NL,
+}
+_FLASH_ATTN = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+_DECODE_OK, _DECODE_NO_SLOT, _DECODE_ABORTED = 0, 1, 2
+_backend_ready = False
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model. `None` means "pick a good value for this machine"."""
+
+    n_ctx: int = 4096
+    n_gpu_layers: int | None = None
+    n_threads: int | None = None
+    n_threads_batch: int | None = None
+    n_batch: int = 512
+    n_ubatch: int = 512
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    type_k: str = "f16"
+    type_v: str = "f16"
+    use_mmap: bool = True
+    use_mlock: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 0:
+            raise InvalidSettingError(
+                f"context length must be 0 (model's own) or more (got {self.n_ctx})"
+            )
+        if self.n_batch < 1 or self.n_ubatch < 1:
+            raise InvalidSettingError("batch sizes must be at least 1")
+        for name in ("n_threads", "n_threads_batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidSettingError(f"threads must be at least 1 (got {value})")
+        for kv in (self.type_k, self.type_v):
+            if kv not in _GGML_TYPES or kv not in KV_TYPE_BYTES:
+                raise InvalidSettingError(
+                    f"unknown KV cache type {kv!r}; use one of {', '.join(sorted(_GGML_TYPES))}"
+                )
+        if self.flash_attn not in _FLASH_ATTN:
+            raise InvalidSettingError(
+                f"flash attention must be auto, on or off (got {self.flash_attn!r})"
+            )
+        if self.type_v not in ("f16", "f32") and self.flash_attn == "off":
+            raise InvalidSettingError(
+                f"a quantized V cache ({self.type_v}) needs flash attention; turn it on or use f16"
+            )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What was loaded and how."""
+
+    info: GGUFInfo
+    n_ctx: int
+    n_gpu_layers: int
+    n_threads: int
+    gpu_offload_supported: bool
+    template_is_fallback: bool
+    build: str
+
+
+def _ensure_backend() -> None:
+    global _backend_ready
+    if not _backend_ready:
+        route_llama_log()
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+class Engine:
+    """One loaded model and its context; generates chat replies as event streams."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._ctx: Any = None
+        self._vocab: Any = None
+        self._loaded: LoadedModel | None = None
+        self._template = ChatTemplate(None)
+        self._model_key = ""
+        self._kv_tokens: list[int] = []
+        self._piece_cache: dict[int, bytes] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._probs: ProbabilityReader | None = None
+        self._n_vocab = 0
+        self._add_bos = False
+        self._bos_text = ""
+        self._abort_event: threading.Event | None = None
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_cb = llama_cpp.ggml_abort_callback()
+        self._busy = False
+
+    # ----- loading -----
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The loaded model, or None."""
+        return self._loaded
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window of the loaded model, in tokens."""
+        return self._require().n_ctx
+
+    @property
+    def template(self) -> ChatTemplate:
+        """The chat template in use."""
+        self._require()
+        return self._template
+
+    def load(
+        self,
+        path: Path | str,
+        options: LoadOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        check_memory: bool = True,
+    ) -> LoadedModel:
+        """Validate and load a GGUF, replacing any loaded model.
+
+        Raises:
+            ModelFileError: The file is missing, not a GGUF, corrupt or truncated.
+            InsufficientMemoryError: It will not fit in this machine's free memory.
+            LoadCancelled: `cancel` was set while loading.
+            ModelLoadError: llama.cpp refused it; the message quotes llama.cpp.
+        """
+        options = options or LoadOptions()
+        path = Path(path)
+        info = read_gguf_info(path)
+        n_ctx = options.n_ctx or info.context_length or 4096
+        if info.context_length:
+            n_ctx = min(n_ctx, info.context_length)
+        if check_memory:
+            check_fits(info, n_ctx, available_memory(), options.type_k, options.type_v)
+        self.close()
+        _ensure_backend()
+        router = route_llama_log()
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        n_gpu_layers = options.n_gpu_layers
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if offload else 0
+        threads = options.n_threads or default_threads()
+
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers
+        mparams.load_mode = {
+            (True, False): llama_cpp.LLAMA_LOAD_MODE_MMAP,
+            (True, True): llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK,
+            (False, True): llama_cpp.LLAMA_LOAD_MODE_MLOCK,
+            (False, False): llama_cpp.LLAMA_LOAD_MODE_NONE,
+        }[(options.use_mmap, options.use_mlock)]
+
+        def on_progress(fraction: float, _data: Any) -> bool:
+            if progress is not None:
+                try:
+                    progress(float(fraction))
+                except Exception:  # a UI callback must never break loading
+                    log.exception("load progress callback failed")
+            return not (cancel is not None and cancel.is_set())
+
+        progress_cb = llama_cpp.llama_progress_callback(on_progress)
+        mparams.progress_callback = progress_cb
+        log.info(
+            "loading %s (ctx %d, gpu layers %d, threads %d)", path, n_ctx, n_gpu_layers, threads
+        )
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            if cancel is not None and cancel.is_set():
+                raise LoadCancelled(f"Loading {path.name} was cancelled.", path=path)
+            said = router.last_error() or "no reason given"
+            raise ModelLoadError(
+                f"llama.cpp could not load {path.name}: {said}. The file may be damaged or "
+                "made for a newer llama.cpp; re-download it or update Hearth.",
+                path=path,
+            )
+
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = options.n_batch
+        cparams.n_ubatch = min(options.n_ubatch, options.n_batch)
+        cparams.n_seq_max = 1
+        cparams.n_threads = threads
+        cparams.n_threads_batch = options.n_threads_batch or threads
+        cparams.flash_attn_type = _FLASH_ATTN[options.flash_attn]
+        cparams.type_k = _GGML_TYPES[options.type_k]
+        cparams.type_v = _GGML_TYPES[options.type_v]
+        cparams.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            said = router.last_error() or "no reason given"
+            raise ModelLoadError(
+                f"llama.cpp could not create a {n_ctx:,}-token context for {path.name}: {said}. "
+                "Try a smaller context length or KV cache type.",
+                path=path,
+            )
+
+        self._model, self._ctx = model, ctx
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._probs = ProbabilityReader(self._n_vocab)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))
+        eos_text = self._special_text(llama_cpp.llama_vocab_eos(self._vocab))
+        self._template = ChatTemplate(info.chat_template, self._bos_text, eos_text)
+        self._model_key = model_key(path)
+        self._kv_tokens = []
+        self._piece_cache = {}
+        self._loaded = LoadedModel(
+            info=info,
+            n_ctx=int(llama_cpp.llama_n_ctx(ctx)),
+            n_gpu_layers=n_gpu_layers if offload else 0,
+            n_threads=threads,
+            gpu_offload_supported=offload,
+            template_is_fallback=self._template.is_fallback,
+            build=llama_build_tag(),
+        )
+        log.info("loaded %s: %s", path.name, self._loaded)
+        return self._loaded
+
+    def close(self) -> None:
+        """Free the context and the model. Safe to call twice; later calls need a new load."""
+        if self._busy:
+            raise EngineStateError("Cannot unload the model while a reply is being generated.")
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+        self._vocab = None
+        self._loaded = None
+        self._kv_tokens = []
+
+    def _require(self) -> LoadedModel:
+        if self._loaded is None or self._ctx is None:
+            raise EngineStateError("No model is loaded. Load a model first.")
+        return self._loaded
+
+    # ----- tokens -----
+
+    def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[int]:
+        """Token ids of `text` in the loaded model's vocabulary."""
+        self._require()
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(
+            self._vocab, data, len(data), buf, capacity, add_special, parse_special
+        )
+        if n < 0:
+            capacity = -n
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(
+                self._vocab, data, len(data), buf, capacity, add_special, parse_special
+            )
+        return list(buf[:n])
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Tokens of rendered prompt text, with BOS added only if the model wants one and
+        the template has not written it already."""
+        add = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
+        return self.tokenize(text, add_special=add, parse_special=True)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for (special tokens render as nothing)."""
+        cached = self._piece_cache.get(token_id)
+        if cached is None:
+            buf = self._piece_buf
+            n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
+            cached = buf.raw[:n]
+            self._piece_cache[token_id] = cached
+        return cached
+
+    def token_text(self, token_id: int) -> str:
+        """Readable text of one token (bytes that are not whole UTF-8 shown as escapes)."""
+        return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
+
+    def _special_text(self, token_id: int) -> str:
+        if token_id < 0:
+            return ""
+        raw = llama_cpp.llama_vocab_get_text(self._vocab, token_id)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def plan(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None = None,
+        policy: OverflowPolicy = OverflowPolicy.STOP,
+    ) -> PromptPlan:
+        """Render, count and fit `messages` without generating (for counters and meters)."""
+        self._require()
+        return plan_prompt(
+            messages, self._template, self.tokenize_prompt, self.n_ctx, max_tokens, policy
+        )
+
+    # ----- generation -----
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        settings: SettingsHolder | SamplingSettings | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        policy: OverflowPolicy = OverflowPolicy.STOP,
+    ) -> Iterator[GenerationEvent]:
+        """Stream the assistant's reply to `messages` as events, ending with `GenerationDone`.
+
+        Raises (before any event): ContextOverflowError, ChatTemplateError, EngineStateError.
+        """
+        self._require()
+        holder = settings if isinstance(settings, SettingsHolder) else SettingsHolder(settings)
+        cancel = cancel or threading.Event()
+        first = holder.get()
+        plan = self.plan(messages, first.max_tokens, policy)
+        return self._run(plan, holder, cancel)
+
+    def _run(
+        self, plan: PromptPlan, holder: SettingsHolder, cancel: threading.Event
+    ) -> Iterator[GenerationEvent]:
+        t_start = time.perf_counter()
+        self._busy = True
+        chain: SamplerChain | None = None
+        try:
+            prompt = list(plan.tokens)
+            first = holder.get()
+            seed = first.seed if first.seed is not None else secrets.randbelow(MAX_SEED + 1)
+            cached = self._reuse_prefix(prompt)
+            yield PrefillStarted(len(prompt), cached, plan.dropped)
+
+            t_prefill = time.perf_counter()
+            completed = yield from self._prefill(prompt, cached, cancel)
+            prefill_s = time.perf_counter() - t_prefill
+            n_new = len(prompt) - cached
+
+            reply = ReplyText(first.stop + self._template.extra_stops)
+            generated: list[int] = []
+            reason = StopReason.CANCELLED
+            t_first: float | None = None
+            n_ctx = self.n_ctx
+            probs = self._probs
+            assert probs is not None
+            logits_row = (
+                np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,)
+                )
+                if completed
+                else None
+            )
+            while completed:
+                if cancel.is_set():
+                    reason = StopReason.CANCELLED
+                    break
+                current = holder.get()
+                if chain is None or (current is not chain.settings and current != chain.settings):
+                    chain = self._rebuild_chain(chain, current, seed)
+                    reply.set_stops(current.stop + self._template.extra_stops)
+                assert logits_row is not None
+                top = probs.read(logits_row)
+                token = chain.sample(self._ctx)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    reason = StopReason.END_OF_TURN
+                    break
+                generated.append(token)
+                text = reply.add(self.token_bytes(token))
+                yield TokenEvent(
+                    token_id=token,
+                    text=text,
+                    prob=probs.prob_of(token),
+                    alternatives=tuple(
+                        TokenAlternative(int(i), self.token_text(int(i)), float(lg), float(p))
+                        for i, lg, p in zip(top.ids, top.logits, top.probs, strict=True)
+                    ),
+                )
+                if reply.stopped:
+                    reason = StopReason.STOP_STRING
+                    break
+                if current.max_tokens is not None and len(generated) >= current.max_tokens:
+                    reason = StopReason.MAX_TOKENS
+                    break
+                if len(self._kv_tokens) + 1 >= n_ctx:
+                    reason = StopReason.CONTEXT_FULL
+                    break
+                rc = self._decode([token])
+                if rc == _DECODE_NO_SLOT:
+                    reason = StopReason.CONTEXT_FULL
+                    break
+                if rc != _DECODE_OK:
+                    raise ModelLoadError(f"llama.cpp failed to decode a token (error {rc}).")
+                self._kv_tokens.append(token)
+                logits_row = np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,)
+                )
+
+            t_end = time.perf_counter()
+            tail = reply.finish()
+            decode_s = (t_end - t_first) if t_first is not None else 0.0
+            stats = GenerationStats(
+                prompt_tokens=len(prompt),
+                cached_tokens=cached,
+                prefill_ms=prefill_s * 1000,
+                prefill_tps=(n_new / prefill_s) if completed and prefill_s > 0 else 0.0,
+                ttft_ms=((t_first - t_start) * 1000) if t_first is not None else 0.0,
+                completion_tokens=len(generated),
+                decode_ms=decode_s * 1000,
+                decode_tps=((len(generated) - 1) / decode_s)
+                if len(generated) > 1 and decode_s > 0
+                else 0.0,
+                stop_reason=reason,
+                seed=seed,
+                dropped_messages=plan.dropped,
+            )
+            yield GenerationDone(text=reply.text, tail=tail, tokens=tuple(generated), stats=stats)
+        finally:
+            if chain is not None:
+                chain.close()
+            self._busy = False
+
+    def _rebuild_chain(
+        self, old: SamplerChain | None, settings: SamplingSettings, seed: int
+    ) -> SamplerChain:
+        if old is not None:
+            old.close()
+        chain = SamplerChain(settings, seed, self._n_vocab, self.n_ctx)
+        chain.remember(self._kv_tokens)
+        return chain
+
+    def _reuse_prefix(self, prompt: list[int]) -> int:
+        """Keep the longest common prefix of the KV cache and `prompt`; return its length.
+
+        At least one prompt token is always re-read so there are fresh logits to sample.
+        """
+        cached = self._kv_tokens
+        limit = min(len(cached), len(prompt) - 1)
+        n = 0
+        while n < limit and cached[n] == prompt[n]:
+            n += 1
+        if not self._truncate_kv(n):
+            log.info("KV cache cannot be trimmed at %d; clearing it", n)
+            self._truncate_kv(0)
+            n = 0
+        return n
+
+    def _truncate_kv(self, n: int) -> bool:
+        """Drop every cached position from `n` on."""
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        if n == 0:
+            llama_cpp.llama_memory_clear(mem, True)
+            ok = True
+        else:
+            ok = bool(llama_cpp.llama_memory_seq_rm(mem, 0, n, -1))
+        if ok:
+            del self._kv_tokens[n:]
+        return ok
+
+    def _prefill(
+        self, prompt: list[int], start: int, cancel: threading.Event
+    ) -> Iterator[GenerationEvent]:
+        """Read prompt[start:] into the KV cache in batches; return False if cancelled."""
+        n_batch = int(llama_cpp.llama_n_batch(self._ctx))
+        total = len(prompt) - start
+        self._abort_event = cancel
+        llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
+        try:
+            for i in range(start, len(prompt), n_batch):
+                if cancel.is_set():
+                    return False
+                chunk = prompt[i : i + n_batch]
+                rc = self._decode(chunk)
+                if rc == _DECODE_ABORTED or cancel.is_set():
+                    self._truncate_kv(len(self._kv_tokens))
+                    if rc == _DECODE_OK:
+                        self._kv_tokens.extend(chunk)
+                    return False
+                if rc != _DECODE_OK:
+                    self._truncate_kv(len(self._kv_tokens))
+                    raise ModelLoadError(
+                        f"llama.cpp could not read the prompt (error {rc}); try a smaller "
+                        "context or batch size."
+                    )
+                self._kv_tokens.extend(chunk)
+                yield PrefillProgress(i + len(chunk) - start, total)
+            return True
+        finally:
+            llama_cpp.llama_set_abort_callback(self._ctx, self._no_abort_cb, None)
+            self._abort_event = None
+
+    def _should_abort(self, _data: Any) -> bool:
+        event = self._abort_event
+        return event is not None and event.is_set()
+
+    def _decode(self, tokens: list[int]) -> int:
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        batch = llama_cpp.llama_batch_get_one(arr, len(tokens))
+        return int(llama_cpp.llama_decode(self._ctx, batch))
+
+    # ----- KV snapshots -----
+
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """The tokens whose keys and values are in the cache now."""
+        return tuple(self._kv_tokens)
+
+    def clear_cache(self) -> None:
+        """Empty the KV cache (the next reply reads its whole prompt)."""
+        self._require()
+        self._truncate_kv(0)
+
+    def save_snapshot(self) -> KVSnapshot:
+        """Serialize the current KV cache (sequence 0) and the tokens it holds."""
+        loaded = self._require()
+        size = int(llama_cpp.llama_state_seq_get_size(self._ctx, 0))
+        buf = (ctypes.c_uint8 * max(size, 1))()
+        written = int(llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0))
+        return KVSnapshot(
+            tokens=tuple(self._kv_tokens),
+            state=bytes(buf)[:written],
+            build=loaded.build,
+            model=self._model_key,
+            n_ctx=loaded.n_ctx,
+        )
+
+    def restore_snapshot(self, snapshot: KVSnapshot) -> bool:
+        """Load a snapshot into the cache. Returns False (cache cleared) if it does not fit
+        this build, model and context, or llama.cpp rejects it."""
+        loaded = self._require()
+        if self._busy:
+            raise EngineStateError("Cannot restore a KV snapshot while a reply is being generated.")
+        self._truncate_kv(0)
+        if not snapshot.matches(loaded.build, self._model_key, loaded.n_ctx):
+            log.info("discarding a KV snapshot from another build, model or context size")
+            return False
+        data = (ctypes.c_uint8 * len(snapshot.state)).from_buffer_copy(snapshot.state)
+        read = int(llama_cpp.llama_state_seq_set_data(self._ctx, data, len(snapshot.state), 0))
+        if read == 0:
+            log.warning("llama.cpp rejected a KV snapshot; starting from an empty cache")
+            self._truncate_kv(0)
+            return False
+        self._kv_tokens = list(snapshot.tokens)
+        return True

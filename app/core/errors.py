@@ -1,0 +1,69 @@
+"""Typed errors with messages a person can act on: what, which file, what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HearthError(Exception):
+    """Base of every error Hearth expects and explains to the person."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = Path(path) if path is not None else None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelFileError(HearthError):
+    """A model file is missing, unreadable, corrupt or not a GGUF."""
+
+
+class UnsupportedModelError(ModelFileError):
+    """A well-formed GGUF this build of llama.cpp cannot run."""
+
+
+class InsufficientMemoryError(HearthError):
+    """The model (with its context) needs more memory than the machine has."""
+
+    def __init__(
+        self, message: str, *, path: Path | str | None = None, needed: int = 0, available: int = 0
+    ) -> None:
+        super().__init__(message, path=path)
+        self.needed = needed
+        self.available = available
+
+
+class ModelLoadError(HearthError):
+    """llama.cpp refused to load a model or create its context."""
+
+
+class LoadCancelled(HearthError):
+    """The person cancelled loading a model. Not a failure."""
+
+
+class EngineStateError(HearthError):
+    """An engine call that needs a loaded model was made without one."""
+
+
+class ContextOverflowError(HearthError):
+    """The conversation plus the reply budget does not fit the context window."""
+
+    def __init__(self, message: str, *, needed: int, limit: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.limit = limit
+
+
+class InvalidSettingError(HearthError, ValueError):
+    """A sampler or load setting is outside its valid range."""
+
+
+class StarterModelError(HearthError):
+    """The starter model could not be fetched or unpacked."""
+
+
+class ChatTemplateError(HearthError):
+    """The model's own chat template failed to render these messages."""

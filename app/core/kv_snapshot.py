@@ -1,0 +1,77 @@
+"""A conversation's KV-cache state, saved so switching back does not re-read its history.
+
+A snapshot is tagged with the llama.cpp build and the model file it came from; a snapshot
+from another build or model is discarded rather than loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+_MAGIC = b"HKV1"
+
+
+def llama_build_tag() -> str:
+    """Identifies the llama.cpp build whose state format a snapshot uses."""
+    return f"llama-cpp-python {llama_cpp.__version__}"
+
+
+def model_key(path: Path) -> str:
+    """Identifies one model file's exact contents cheaply (path, size, mtime)."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class KVSnapshot:
+    """The tokens in sequence 0 of the KV cache and llama.cpp's serialized state for them."""
+
+    tokens: tuple[int, ...]
+    state: bytes
+    build: str
+    model: str
+    n_ctx: int
+
+    def matches(self, build: str, model: str, n_ctx: int) -> bool:
+        """True when this snapshot can be loaded into that build, model and context size."""
+        return (self.build, self.model) == (build, model) and self.n_ctx <= n_ctx
+
+    def save(self, path: Path) -> None:
+        """Write to `path` atomically."""
+        header = json.dumps(
+            {
+                "tokens": list(self.tokens),
+                "build": self.build,
+                "model": self.model,
+                "n_ctx": self.n_ctx,
+            }
+        ).encode()
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as f:
+            f.write(_MAGIC + struct.pack("<Q", len(header)) + header + self.state)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> KVSnapshot | None:
+        """Read a snapshot file; None when it is missing or unreadable."""
+        try:
+            blob = path.read_bytes()
+            if blob[:4] != _MAGIC:
+                return None
+            (size,) = struct.unpack("<Q", blob[4:12])
+            header = json.loads(blob[12 : 12 + size])
+            return cls(
+                tokens=tuple(int(t) for t in header["tokens"]),
+                state=blob[12 + size :],
+                build=str(header["build"]),
+                model=str(header["model"]),
+                n_ctx=int(header["n_ctx"]),
+            )
+        except (OSError, ValueError, KeyError, struct.error):
+            return None

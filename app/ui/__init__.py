@@ -1,0 +1,1 @@
+"""Qt widgets: what the person sees and touches."""
