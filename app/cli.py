@@ -146,7 +146,7 @@ def _paths(args: argparse.Namespace) -> Any:
 def _run_gui(args: argparse.Namespace) -> int:
     from app.ui.app import run_app
 
-    return run_app(data_dir=args.data_dir, model=args.model)
+    return int(run_app(data_dir=args.data_dir, model=args.model))
 
 
 def _starter(args: argparse.Namespace) -> int:

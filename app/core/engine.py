@@ -14,7 +14,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -532,7 +532,7 @@ class Engine:
 
     def _prefill(
         self, prompt: list[int], start: int, cancel: threading.Event
-    ) -> Iterator[GenerationEvent]:
+    ) -> Generator[GenerationEvent, None, bool]:
         """Read prompt[start:] into the KV cache in batches; return False if cancelled."""
         n_batch = int(llama_cpp.llama_n_batch(self._ctx))
         total = len(prompt) - start

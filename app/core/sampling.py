@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -86,7 +87,7 @@ class SamplingSettings:
         return cls(**values)
 
 
-def _check_range(value: Any, spec: dict[str, Any]) -> None:
+def _check_range(value: Any, spec: Mapping[str, Any]) -> None:
     label, low, high = spec["label"], spec["low"], spec["high"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidSettingError(f"{label} must be a number (got {value!r})")
