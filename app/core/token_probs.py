@@ -8,6 +8,9 @@ import numpy as np
 import numpy.typing as npt
 
 TOP_N = 10
+# Tokens less likely than e^-12 times the best one cannot be in a top 10 that has at least
+# ten more likely tokens; filtering by this first avoids a full argpartition per token.
+_CANDIDATE_FLOOR = float(np.exp(-12.0))
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,18 @@ class ProbabilityReader:
 
     def read(self, logits: npt.NDArray[np.float32]) -> TopTokens:
         """Compute the normaliser and the top tokens of `logits` (one vocabulary row)."""
-        top = np.argpartition(logits, -self._top_n)[-self._top_n :]
-        top = top[np.argsort(logits[top])[::-1]]
-        peak = logits[top[0]]
-        np.subtract(logits, peak, out=self._scratch)
-        np.exp(self._scratch, out=self._scratch)
-        self._norm = float(self._scratch.sum())
-        return TopTokens(top, logits[top], self._scratch[top] / self._norm)
+        n = self._top_n
+        scratch = self._scratch
+        np.subtract(logits, logits.max(), out=scratch)
+        np.exp(scratch, out=scratch)
+        self._norm = float(scratch.sum())
+        candidates = np.flatnonzero(scratch >= _CANDIDATE_FLOOR)
+        if len(candidates) < n:
+            candidates = np.argpartition(logits, -n)[-n:]
+        elif len(candidates) > n:
+            candidates = candidates[np.argpartition(logits[candidates], -n)[-n:]]
+        top = candidates[np.argsort(logits[candidates])[::-1]]
+        return TopTokens(top, logits[top], scratch[top] / self._norm)
 
     def prob_of(self, token_id: int) -> float:
         """Probability of `token_id` under the row last passed to `read`."""

@@ -39,6 +39,15 @@ def engine(starter_model: Path) -> Iterator[Engine]:
     eng.close()
 
 
+@pytest.fixture(scope="module")
+def small_engine(starter_model: Path) -> Iterator[Engine]:
+    """A 768-token context read in 128-token batches: cheap prefill and overflow tests."""
+    eng = Engine()
+    eng.load(starter_model, LoadOptions(n_ctx=768, n_batch=128, n_threads=THREADS))
+    yield eng
+    eng.close()
+
+
 def run(
     engine: Engine, messages: list[Message], settings: object = GREEDY, **kw: object
 ) -> tuple[list[GenerationEvent], GenerationDone]:
@@ -202,11 +211,12 @@ class _CancelAfterArming(threading.Event):
 
 
 LONG = [
-    Message("user", "Summarise this text. " + "The quick brown fox jumps over the lazy dog. " * 120)
+    Message("user", "Summarise this text. " + "The quick brown fox jumps over the lazy dog. " * 30)
 ]
 
 
-def test_cancel_inside_a_prefill_chunk_then_reuse(engine: Engine) -> None:
+def test_cancel_inside_a_prefill_chunk_then_reuse(small_engine: Engine) -> None:
+    engine = small_engine
     engine.clear_cache()
     cancel = _CancelAfterArming(3)
     progress = []
@@ -216,39 +226,36 @@ def test_cancel_inside_a_prefill_chunk_then_reuse(engine: Engine) -> None:
             cancel.arm()
         if isinstance(ev, GenerationDone):
             done = ev
-    assert done.stats.prompt_tokens > 1024, "the prompt must span three 512-token chunks"
+    assert done.stats.prompt_tokens > 256, "the prompt must span three 128-token chunks"
     assert done.stats.stop_reason is StopReason.CANCELLED
     assert done.stats.completion_tokens == 0
     # Poll 1 is the check before chunk 2; polls 2+ came from inside llama_decode.
     assert cancel.polls >= 3
-    assert [p.done for p in progress] == [512]
-    assert len(engine.cached_tokens) == 512
+    assert [p.done for p in progress] == [128]
+    assert len(engine.cached_tokens) == 128
 
     # The engine is still usable and reuses what was read before the cancel.
     _, again = run(engine, LONG, GREEDY.with_changes(max_tokens=3))
     assert again.stats.stop_reason is StopReason.MAX_TOKENS
-    assert again.stats.cached_tokens == 512
+    assert again.stats.cached_tokens == 128
 
 
-def test_cancel_between_prefill_chunks(starter_model: Path) -> None:
-    eng = Engine()
-    eng.load(starter_model, LoadOptions(n_ctx=2048, n_batch=128, n_threads=THREADS))
-    try:
-        cancel = threading.Event()
-        seen = 0
-        for ev in eng.generate(LONG, GREEDY, cancel=cancel):
-            if isinstance(ev, PrefillProgress):
-                seen += 1
-                cancel.set()
-            if isinstance(ev, GenerationDone):
-                done = ev
-        assert seen == 1
-        assert done.stats.stop_reason is StopReason.CANCELLED
-        assert len(eng.cached_tokens) == 128
-        _, again = run(eng, LONG, GREEDY.with_changes(max_tokens=2))
-        assert again.stats.cached_tokens == 128
-    finally:
-        eng.close()
+def test_cancel_between_prefill_chunks(small_engine: Engine) -> None:
+    engine = small_engine
+    engine.clear_cache()
+    cancel = threading.Event()
+    seen = 0
+    for ev in engine.generate(LONG, GREEDY, cancel=cancel):
+        if isinstance(ev, PrefillProgress):
+            seen += 1
+            cancel.set()
+        if isinstance(ev, GenerationDone):
+            done = ev
+    assert seen == 1
+    assert done.stats.stop_reason is StopReason.CANCELLED
+    assert len(engine.cached_tokens) == 128
+    _, again = run(engine, LONG, GREEDY.with_changes(max_tokens=2))
+    assert again.stats.cached_tokens == 128
 
 
 def test_cancel_during_decode_keeps_engine_usable(engine: Engine) -> None:
@@ -293,23 +300,26 @@ def test_stats_are_consistent(engine: Engine) -> None:
     assert s.decode_ms > 0
 
 
-def test_overflow_stop_policy_refuses_with_numbers(engine: Engine) -> None:
+def test_overflow_stop_policy_refuses_with_numbers(small_engine: Engine) -> None:
+    engine = small_engine
     history = []
-    for i in range(40):
+    for i in range(12):
         history += [
             Message("user", f"Question {i}: " + "tell me more " * 10),
             Message("assistant", "Here is more. " * 12),
         ]
     history.append(Message("user", "And finally?"))
     with pytest.raises(ContextOverflowError) as err:
-        engine.plan([Message("system", "Be brief."), *history], max_tokens=256)
-    assert err.value.limit == 2048 and err.value.needed > 2048
-    assert "2,048" in str(err.value)
+        engine.plan([Message("system", "Be brief."), *history], max_tokens=64)
+    assert err.value.limit == 768 and err.value.needed > 768
+    assert "768" in str(err.value)
 
 
-def test_overflow_drop_oldest_keeps_system_and_reports(engine: Engine) -> None:
+def test_overflow_drop_oldest_keeps_system_and_reports(small_engine: Engine) -> None:
+    engine = small_engine
+    engine.clear_cache()
     history = [Message("system", "Be brief.")]
-    for i in range(40):
+    for i in range(12):
         history += [
             Message("user", f"Question {i}: " + "tell me more " * 10),
             Message("assistant", "Here is more. " * 12),
@@ -328,17 +338,19 @@ def test_overflow_drop_oldest_keeps_system_and_reports(engine: Engine) -> None:
 
 
 def test_context_full_stops_the_reply(starter_model: Path) -> None:
-    eng = Engine()
-    eng.load(starter_model, LoadOptions(n_ctx=256, n_threads=THREADS))
+    # Greedy, the model counts on for ~120 tokens; the prompt leaves room for about 100.
+    engine = Engine()
+    engine.load(starter_model, LoadOptions(n_ctx=256, n_threads=THREADS))
     try:
-        settings = WILD.with_changes(max_tokens=None, seed=1, temperature=1.0)
-        prompt = [Message("user", "Tell a very long story about dragons.")]
-        _, done = run(eng, prompt, settings, policy=OverflowPolicy.DROP_OLDEST)
-        if done.stats.stop_reason is not StopReason.CONTEXT_FULL:
-            pytest.fail(f"expected a full context, got {done.stats.stop_reason}")
-        assert done.stats.prompt_tokens + done.stats.completion_tokens >= eng.n_ctx - 1
+        chat = [
+            Message("system", "You are a counting assistant. " + "You count carefully. " * 30),
+            Message("user", "Count from 1 to 500, separated by commas."),
+        ]
+        _, done = run(engine, chat, GREEDY.with_changes(max_tokens=None))
+        assert done.stats.stop_reason is StopReason.CONTEXT_FULL
+        assert done.stats.prompt_tokens + done.stats.completion_tokens == engine.n_ctx
     finally:
-        eng.close()
+        engine.close()
 
 
 def test_calls_without_a_model_are_refused() -> None:
