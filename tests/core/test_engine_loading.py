@@ -69,11 +69,15 @@ def test_failed_load_keeps_the_previous_model(tmp_path: Path) -> None:
 
 def test_tiny_model_without_template_uses_the_fallback(tmp_path: Path) -> None:
     engine = Engine()
-    loaded = engine.load(write_tiny_gguf(tmp_path / "tiny.gguf", dtype="f16"), LoadOptions(n_ctx=256))
+    loaded = engine.load(
+        write_tiny_gguf(tmp_path / "tiny.gguf", dtype="f16"), LoadOptions(n_ctx=256)
+    )
     try:
         assert loaded.template_is_fallback
         assert loaded.info.architecture == "llama" and loaded.n_ctx == 256
-        events = list(engine.generate([Message("user", "hi")], SamplingSettings(seed=1, max_tokens=6)))
+        events = list(
+            engine.generate([Message("user", "hi")], SamplingSettings(seed=1, max_tokens=6))
+        )
         done = events[-1]
         assert done.stats.completion_tokens == 6  # type: ignore[union-attr]
         assert done.stats.stop_reason is StopReason.MAX_TOKENS  # type: ignore[union-attr]
@@ -95,8 +99,9 @@ def test_load_reports_progress_and_can_be_cancelled(starter_model: Path) -> None
         cancel.set()
 
     with pytest.raises(LoadCancelled):
-        engine.load(starter_model, LoadOptions(n_ctx=512), progress=cancel_at_first_progress,
-                    cancel=cancel)
+        engine.load(
+            starter_model, LoadOptions(n_ctx=512), progress=cancel_at_first_progress, cancel=cancel
+        )
     assert engine.loaded is None
 
 
