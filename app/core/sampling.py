@@ -97,8 +97,11 @@ def _check_range(value: Any, spec: Mapping[str, Any]) -> None:
         raise InvalidSettingError(f"{label} must be a finite number (got {value})")
     too_low = value <= low if spec["low_open"] else value < low
     if too_low or value > high:
-        lower = "above" if spec["low_open"] else "from"
-        raise InvalidSettingError(f"{label} must be {lower} {low} to {high} (got {value})")
+        if spec["low_open"]:
+            rule = f"greater than {low} and at most {high}"
+        else:
+            rule = f"between {low} and {high}"
+        raise InvalidSettingError(f"{label} must be {rule} (got {value})")
 
 
 PRESETS: dict[str, SamplingSettings] = {

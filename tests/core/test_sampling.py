@@ -13,8 +13,8 @@ from app.core.sampling import PRESETS, SamplingSettings, SettingsHolder
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"temperature": -1.0}, "temperature must be from 0.0 to 5.0 (got -1.0)"),
-        ({"top_p": 2.0}, "top-p must be above 0.0 to 1.0 (got 2.0)"),
+        ({"temperature": -1.0}, "temperature must be between 0.0 and 5.0 (got -1.0)"),
+        ({"top_p": 2.0}, "top-p must be greater than 0.0 and at most 1.0 (got 2.0)"),
         ({"top_p": 0.0}, "top-p"),
         ({"top_k": -1}, "top-k"),
         ({"top_k": 1.5}, "top-k must be a whole number"),
