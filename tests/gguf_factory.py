@@ -63,6 +63,7 @@ def write_tiny_gguf(
     name: str = "Tiny Llama",
     split_count: int = 1,
     seed: int = 0,
+    omit_tensors: tuple[str, ...] = (),
 ) -> Path:
     """Write a complete llama-architecture model with random weights and a byte-level BPE.
 
@@ -83,6 +84,7 @@ def write_tiny_gguf(
         name: general.name.
         split_count: Above 1, the split.* keys of a split model's first shard.
         seed: Seed of the random weights.
+        omit_tensors: Tensor names to leave out (a well-formed file llama.cpp rejects).
 
     Returns:
         `path`.
@@ -99,6 +101,8 @@ def write_tiny_gguf(
     rng = np.random.RandomState(seed)
     matrix_type = np.float32 if dtype == "f32" else np.float16
     for tensor_name, tensor_shape in _tensor_shapes(shape).items():
+        if tensor_name in omit_tensors:
+            continue
         if len(tensor_shape) == 1:
             data = np.ones(tensor_shape, dtype=np.float32)
         else:

@@ -204,6 +204,7 @@ class Engine:
         self.close()
         _ensure_backend()
         router = route_llama_log()
+        log_mark = router.mark()
 
         offload = bool(llama_cpp.llama_supports_gpu_offload())
         n_gpu_layers = options.n_gpu_layers
@@ -237,7 +238,7 @@ class Engine:
         if not model:
             if cancel is not None and cancel.is_set():
                 raise LoadCancelled(f"Loading {path.name} was cancelled.", path=path)
-            said = router.last_error() or "no reason given"
+            said = router.first_error_since(log_mark) or "no reason given"
             raise ModelLoadError(
                 f"llama.cpp could not load {path.name}: {said}. The file may be damaged or "
                 "made for a newer llama.cpp; re-download it or update Hearth.",
@@ -258,7 +259,7 @@ class Engine:
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             llama_cpp.llama_model_free(model)
-            said = router.last_error() or "no reason given"
+            said = router.first_error_since(log_mark) or "no reason given"
             raise ModelLoadError(
                 f"llama.cpp could not create a {n_ctx:,}-token context for {path.name}: {said}. "
                 "Try a smaller context length or KV cache type.",

@@ -53,6 +53,7 @@ class LlamaLogRouter:
         self._level = logging.INFO
         self._lock = threading.Lock()
         self.recent_problems: deque[str] = deque(maxlen=20)
+        self._problem_count = 0
         self._callback: Any = None
 
     def install(self) -> None:
@@ -76,12 +77,29 @@ class LlamaLogRouter:
             if not line.strip():
                 continue
             llama_logger.log(level_now, "%s", line)
-            if level_now >= logging.WARNING:
-                self.recent_problems.append(line.strip())
+            if level_now >= logging.ERROR:
+                with self._lock:
+                    self.recent_problems.append(line.strip())
+                    self._problem_count += 1
 
-    def last_error(self) -> str | None:
-        """The most recent warning or error line llama.cpp printed, if any."""
-        return self.recent_problems[-1] if self.recent_problems else None
+    def mark(self) -> int:
+        """A position to pass to `first_error_since` later."""
+        with self._lock:
+            return self._problem_count
+
+    def first_error_since(self, mark: int) -> str | None:
+        """The first error llama.cpp logged after `mark`, without its function-name prefix.
+
+        The first error usually says what is wrong ("tensor 'x' not found"); the later
+        ones only say that loading failed.
+        """
+        with self._lock:
+            new = self._problem_count - mark
+            if new <= 0:
+                return None
+            lines = list(self.recent_problems)[-min(new, len(self.recent_problems)) :]
+        first = lines[0]
+        return first.split(": ", 1)[1] if ": " in first else first
 
 
 _router: LlamaLogRouter | None = None

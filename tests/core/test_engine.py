@@ -146,6 +146,44 @@ def test_settings_change_mid_reply_steers_the_rest(engine: Engine) -> None:
     assert all(ev.token_id == ev.alternatives[0].token_id for ev in after)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mirostat": 1, "mirostat_tau": 4.0, "mirostat_eta": 0.2},
+        {"mirostat": 2},
+        {"typical_p": 0.8},
+        {"top_k": 5, "top_p": 0.8, "min_p": 0.1},
+        {
+            "repeat_penalty": 1.5,
+            "repeat_last_n": -1,
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.5,
+        },
+    ],
+)
+def test_every_sampler_path_is_reproducible(engine: Engine, changes: dict[str, object]) -> None:
+    settings = WILD.with_changes(seed=11, max_tokens=12, **changes)
+    first, second = (run(engine, HAIKU, settings)[1] for _ in range(2))
+    assert first.text == second.text and first.stats.completion_tokens > 0
+
+
+@pytest.mark.parametrize(
+    "penalty", [{"repeat_penalty": 1.8}, {"frequency_penalty": 1.5}, {"presence_penalty": 1.5}]
+)
+def test_penalties_cut_repetition_in_a_greedy_reply(
+    engine: Engine, penalty: dict[str, float]
+) -> None:
+    count = [Message("user", "Count from 1 to 500, separated by commas.")]
+
+    def repeats(done: GenerationDone) -> int:
+        return len(done.tokens) - len(set(done.tokens))
+
+    plain = run(engine, count, GREEDY)[1]
+    penalised = run(engine, count, GREEDY.with_changes(**penalty))[1]
+    assert repeats(plain) > 10
+    assert repeats(penalised) < repeats(plain) / 2
+
+
 def test_second_turn_reuses_the_first_turns_cache(engine: Engine) -> None:
     _, first = run(engine, HAIKU)
     follow_up = [*HAIKU, Message("assistant", first.text), Message("user", "Now one about snow.")]

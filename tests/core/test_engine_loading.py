@@ -14,6 +14,7 @@ from app.core.errors import (
     InvalidSettingError,
     LoadCancelled,
     ModelFileError,
+    ModelLoadError,
 )
 from app.core.events import StopReason
 from app.core.hardware import total_memory
@@ -56,6 +57,19 @@ def test_model_too_large_for_memory_is_refused_before_loading(tmp_path: Path) ->
         Engine().load(huge)
     assert err.value.needed > err.value.available
     assert "free" in str(err.value)
+
+
+def test_llama_cpp_refusal_is_quoted_not_a_crash(tmp_path: Path) -> None:
+    broken = write_tiny_gguf(tmp_path / "broken.gguf", omit_tensors=("output_norm.weight",))
+    engine = Engine()
+    with pytest.raises(ModelLoadError) as err:
+        engine.load(broken, LoadOptions(n_ctx=256))
+    message = str(err.value)
+    assert "broken.gguf" in message and "output_norm" in message
+    assert engine.loaded is None
+    # The process and the engine are fine afterwards.
+    engine.load(write_tiny_gguf(tmp_path / "ok.gguf"), LoadOptions(n_ctx=256))
+    engine.close()
 
 
 def test_failed_load_keeps_the_previous_model(tmp_path: Path) -> None:
