@@ -1,0 +1,138 @@
+"""Start the desktop app: paths, logging, the main window, the event loop, ordered exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
+from PySide6.QtWidgets import QApplication
+
+from app.core.errors import HearthError
+from app.core.library import resolve_model
+from app.core.logs import setup_logging
+from app.core.paths import AppPaths, app_paths
+from app.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "Hearth"
+_SIGNAL_POLL_MS = 250
+qt_log = logging.getLogger("qt")
+
+_QT_LEVELS = {
+    QtMsgType.QtDebugMsg: logging.DEBUG,
+    QtMsgType.QtInfoMsg: logging.INFO,
+    QtMsgType.QtWarningMsg: logging.WARNING,
+    QtMsgType.QtCriticalMsg: logging.ERROR,
+    QtMsgType.QtFatalMsg: logging.CRITICAL,
+}
+# Headless platform plugins (offscreen, minimal) cannot apply window size hints and say so
+# on every window; nothing is wrong, so it is logged at debug level only.
+_PLATFORM_NOISE = ("This plugin does not support propagateSizeHints()",)
+
+
+def run_app(data_dir: str | None = None, model: str | None = None) -> int:
+    """Run the GUI until its window closes; return the process exit status.
+
+    Args:
+        data_dir: Keep all Hearth data here (else `HEARTH_HOME`, else per-OS folders).
+        model: A .gguf path or a model name to open; None opens the starter model.
+    """
+    paths = app_paths(data_dir).ensure()
+    log_path = setup_logging(paths.logs)
+    log.info("starting the app (log: %s)", log_path)
+    with _qt_messages_to_log():
+        return _run(paths, model)
+
+
+def _run(paths: AppPaths, model: str | None) -> int:
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setOrganizationName("")
+
+    window = MainWindow(models_dir=paths.models)
+    try:
+        window.load_model(resolve_model(model, paths))
+    except HearthError as exc:
+        log.info("no model to open: %s", exc)
+        window.show_missing_model(exc.message)
+    window.show()
+    window.focus_composer()
+
+    with _close_on_terminate(window):
+        status = app.exec()
+
+    if not window.shutdown():
+        # A llama.cpp call ignored the cancel; exiting now beats Qt aborting on a live thread.
+        log.critical("the inference thread did not stop; exiting without waiting for it")
+        logging.shutdown()
+        os._exit(status or 1)
+    log.info("the app exited with status %d", status)
+    return int(status)
+
+
+@contextmanager
+def _qt_messages_to_log() -> Iterator[None]:
+    """Send Qt's own messages to Hearth's log (logger `qt`) instead of stderr."""
+
+    def handler(kind: QtMsgType, context: QMessageLogContext, message: str) -> None:
+        level = (
+            logging.DEBUG if message in _PLATFORM_NOISE else _QT_LEVELS.get(kind, logging.WARNING)
+        )
+        where = f" ({context.file}:{context.line})" if context.file else ""
+        qt_log.log(level, "%s%s", message, where)
+        if kind in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
+            # Qt may abort right after this; the person must see why, and where the log is.
+            log_file = next(
+                (
+                    h.baseFilename
+                    for h in logging.getLogger().handlers
+                    if hasattr(h, "baseFilename")
+                ),
+                None,
+            )
+            print(f"hearth: Qt error: {message}", file=sys.stderr)
+            if log_file:
+                print(f"hearth: details in the log: {log_file}", file=sys.stderr)
+
+    previous = qInstallMessageHandler(handler)
+    try:
+        yield
+    finally:
+        qInstallMessageHandler(previous)
+
+
+@contextmanager
+def _close_on_terminate(window: MainWindow) -> Iterator[None]:
+    """Ctrl+C and SIGTERM close the window (an ordered exit) instead of killing the app.
+
+    Python runs signal handlers only between bytecodes, so a timer wakes it up regularly
+    while Qt's event loop waits.
+    """
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        QTimer.singleShot(0, window.close)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    waker = QTimer()
+    waker.setObjectName("signalWaker")
+    waker.timeout.connect(_noop)
+    waker.start(_SIGNAL_POLL_MS)
+    try:
+        yield
+    finally:
+        waker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _noop() -> None:
+    """Gives Python a moment to run pending signal handlers."""

@@ -1,0 +1,407 @@
+"""The inference worker: one `Engine` on its own thread, driven by queued signals.
+
+`InferenceWorker` owns the engine and only ever touches it on its thread. Requests arrive
+as queued calls to its slots; results leave as signals. Cancelling is the exception: the
+GUI calls `cancel()` / `cancel_load()` directly (they only set a `threading.Event`), since
+a queued cancel would wait behind the very generation it should stop.
+
+`InferenceThread` is what the GUI holds: it creates the thread, moves the worker there,
+sends requests, and stops everything in order (cancel, close the engine on its thread,
+quit and join the thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.core.chat import Message
+from app.core.engine import Engine, LoadOptions
+from app.core.errors import HearthError, LoadCancelled
+from app.core.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
+from app.core.prompt import OverflowPolicy
+from app.core.sampling import SamplingSettings, SettingsHolder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FLUSH_INTERVAL_S = 0.04
+"""Streamed text leaves the worker at most this often (plus a final flush)."""
+
+_PROGRESS_STEP = 0.01
+
+
+def current_log_file() -> Path | None:
+    """The file the root logger writes to (set up by `setup_logging`), if any."""
+    for handler in logging.getLogger().handlers:
+        name = getattr(handler, "baseFilename", None)
+        if name:
+            return Path(name)
+    return None
+
+
+def unexpected_error_message(exc: BaseException) -> str:
+    """What to tell a person about an exception Hearth did not expect."""
+    where = current_log_file()
+    details = f"details in the log: {where}" if where else "details in the log"
+    return f"Unexpected error: {type(exc).__name__}: {exc} ({details})"
+
+
+class InferenceWorker(QObject):
+    """Owns one `Engine` on the thread it was moved to; loads models and streams replies.
+
+    Slots (call through queued signals, see `InferenceThread`): `load`, `generate`,
+    `unload`, `shutdown`. Thread-safe plain methods: `cancel`, `cancel_load`,
+    `cancel_all`, `expect_load`.
+
+    Request ids must increase: a generation drops the cancel events of lower ids.
+
+    Signals:
+        loadProgress(float): Fraction of the model loaded, 0 to 1 (in steps of ~1%).
+        loaded(object): The `LoadedModel` now in use.
+        loadFailed(str): Why the model could not be loaded (a message for a person).
+        loadCancelled(): A load was cancelled; no model is loaded.
+        unloaded(): The engine no longer has a model (unload, or a load that failed after
+            freeing the previous model).
+        prefillStarted(int, object): Request id and its `PrefillStarted`.
+        prefillProgress(int, int, int): Request id, prompt tokens read, tokens to read.
+        tokens(int, str, int): Request id, new reply text, number of tokens it holds.
+            Coalesced: at most one signal per flush interval, plus a final one.
+        finished(int, object): Request id and its `GenerationDone` (cancelled ones too).
+            Its `tail` is the only text no `tokens` signal carried.
+        failed(int, str): Request id and why no reply could be made.
+    """
+
+    loadProgress = Signal(float)
+    loaded = Signal(object)
+    loadFailed = Signal(str)
+    loadCancelled = Signal()
+    unloaded = Signal()
+    prefillStarted = Signal(int, object)
+    prefillProgress = Signal(int, int, int)
+    tokens = Signal(int, str, int)
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+
+    def __init__(
+        self,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
+        check_memory: bool = True,
+    ) -> None:
+        super().__init__()
+        self._flush_interval_s = flush_interval_s
+        self._policy = overflow_policy
+        self._check_memory = check_memory
+        self._engine: Engine | None = None
+        self._home_thread = QThread.currentThread()
+        self._lock = threading.Lock()
+        self._cancels: dict[int, threading.Event] = {}
+        self._load_cancel = threading.Event()
+        self._loads_expected = 0
+        self._loading = False
+        self._stopping = False
+        self._closed = False
+
+    # ----- thread-safe controls (direct calls from any thread) -----
+
+    def cancel(self, request_id: int) -> None:
+        """Stop reply `request_id`, whether it is running or still queued."""
+        with self._lock:
+            self._cancels.setdefault(request_id, threading.Event()).set()
+
+    def expect_load(self) -> None:
+        """Note that a load request is on its way, so `cancel_load` can reach it early."""
+        with self._lock:
+            self._loads_expected += 1
+
+    def cancel_load(self) -> None:
+        """Stop the load in progress and any load announced with `expect_load`."""
+        with self._lock:
+            if self._loading or self._loads_expected:
+                self._load_cancel.set()
+
+    def cancel_all(self) -> None:
+        """Cancel every load and reply, and turn away requests still queued (for shutdown)."""
+        with self._lock:
+            self._stopping = True
+            self._load_cancel.set()
+            for event in self._cancels.values():
+                event.set()
+
+    # ----- slots (run on the worker's thread) -----
+
+    @Slot()
+    def name_thread(self) -> None:
+        """Give the worker's thread a readable name in Python (log lines show it)."""
+        threading.current_thread().name = "hearth-inference"
+
+    @Slot(str, object)
+    def load(self, path: str, options: object = None) -> None:
+        """Load the GGUF at `path` with `LoadOptions` (None: defaults), replacing any model."""
+        with self._lock:
+            self._loading = True
+            cancel = self._load_cancel
+            if self._stopping:
+                cancel.set()
+        try:
+            self._load(path, options if isinstance(options, LoadOptions) else None, cancel)
+        finally:
+            with self._lock:
+                self._loading = False
+                self._loads_expected = max(0, self._loads_expected - 1)
+                if not self._loads_expected and not self._stopping:
+                    self._load_cancel = threading.Event()
+
+    def _load(self, path: str, options: LoadOptions | None, cancel: threading.Event) -> None:
+        if self._closed:
+            self.loadFailed.emit("Hearth is shutting down; the model was not loaded.")
+            return
+        engine = self._engine_here()
+        had_model = engine.loaded is not None
+        last = [-1.0]
+
+        def report(fraction: float) -> None:
+            if fraction >= 1.0 or fraction - last[0] >= _PROGRESS_STEP:
+                last[0] = fraction
+                self.loadProgress.emit(fraction)
+
+        try:
+            if cancel.is_set():
+                raise LoadCancelled(f"Loading {Path(path).name} was cancelled.", path=path)
+            loaded = engine.load(
+                path, options, progress=report, cancel=cancel, check_memory=self._check_memory
+            )
+        except LoadCancelled:
+            log.info("loading %s cancelled", path)
+            self._report_unloaded(had_model, engine)
+            self.loadCancelled.emit()
+        except HearthError as exc:
+            log.warning("could not load %s: %s", path, exc)
+            self._report_unloaded(had_model, engine)
+            self.loadFailed.emit(exc.message)
+        except Exception as exc:
+            log.exception("unexpected error loading %s", path)
+            self._report_unloaded(had_model, engine)
+            self.loadFailed.emit(unexpected_error_message(exc))
+        else:
+            self.loaded.emit(loaded)
+
+    def _report_unloaded(self, had_model: bool, engine: Engine) -> None:
+        if had_model and engine.loaded is None:
+            self.unloaded.emit()
+
+    @Slot(int, object, object)
+    def generate(self, request_id: int, messages: object, settings: object = None) -> None:
+        """Stream the reply to `messages` (a tuple of `Message`) as signals.
+
+        `settings` is a `SettingsHolder` (read at every token, so the GUI can steer the
+        reply), a `SamplingSettings`, or None for the defaults.
+        """
+        with self._lock:
+            for stale in [rid for rid in self._cancels if rid < request_id]:
+                del self._cancels[stale]
+            cancel = self._cancels.setdefault(request_id, threading.Event())
+            if self._stopping:
+                cancel.set()
+        chat: tuple[Message, ...] = tuple(messages) if isinstance(messages, Sequence) else ()
+        try:
+            self._generate(request_id, chat, settings, cancel)
+        finally:
+            with self._lock:
+                self._cancels.pop(request_id, None)
+
+    def _generate(
+        self,
+        request_id: int,
+        chat: tuple[Message, ...],
+        settings: object,
+        cancel: threading.Event,
+    ) -> None:
+        engine = self._engine
+        if self._closed or engine is None or engine.loaded is None:
+            self.failed.emit(request_id, "No model is loaded. Open a model first.")
+            return
+        holder: SettingsHolder | SamplingSettings | None = (
+            settings if isinstance(settings, SettingsHolder | SamplingSettings) else None
+        )
+        pending: list[str] = []
+        pending_count = 0
+        last_flush = float("-inf")  # the first token leaves at once
+        try:
+            for event in engine.generate(chat, holder, cancel=cancel, policy=self._policy):
+                if isinstance(event, TokenEvent):
+                    pending.append(event.text)
+                    pending_count += 1
+                    now = time.monotonic()
+                    if now - last_flush >= self._flush_interval_s:
+                        self.tokens.emit(request_id, "".join(pending), pending_count)
+                        pending.clear()
+                        pending_count = 0
+                        last_flush = now
+                elif isinstance(event, PrefillProgress):
+                    self.prefillProgress.emit(request_id, event.done, event.total)
+                elif isinstance(event, PrefillStarted):
+                    self.prefillStarted.emit(request_id, event)
+                elif isinstance(event, GenerationDone):
+                    if pending_count:
+                        self.tokens.emit(request_id, "".join(pending), pending_count)
+                        pending.clear()
+                        pending_count = 0
+                    self.finished.emit(request_id, event)
+        except HearthError as exc:
+            log.warning("reply %d failed: %s", request_id, exc)
+            self.failed.emit(request_id, exc.message)
+        except Exception as exc:
+            log.exception("unexpected error in reply %d", request_id)
+            self.failed.emit(request_id, unexpected_error_message(exc))
+
+    @Slot()
+    def unload(self) -> None:
+        """Free the model and its context."""
+        engine = self._engine
+        if engine is None or engine.loaded is None:
+            return
+        try:
+            engine.close()
+        except Exception:
+            log.exception("unexpected error unloading the model")
+        self.unloaded.emit()
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Close the engine on this thread, hand this object back, and end the thread.
+
+        The last request the worker serves; later ones are refused.
+        """
+        thread = QThread.currentThread()
+        try:
+            self._closed = True
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+        except Exception:
+            log.exception("unexpected error closing the engine")
+        finally:
+            if thread is not self._home_thread:
+                self.moveToThread(self._home_thread)
+                thread.quit()
+
+    # ----- helpers -----
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `shutdown` ran (the engine is freed)."""
+        return self._closed
+
+    def _engine_here(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine()  # created on the worker's thread
+        return self._engine
+
+
+class InferenceThread(QObject):
+    """Runs an `InferenceWorker` on its own `QThread` and stops it in order.
+
+    Create it on the GUI thread, connect to `worker`'s signals (with `@Slot` methods of
+    QObjects: PYSIDE-3124), then `start()`. Requests go out as queued signals; cancels
+    are direct calls. `stop()` must run before the application exits.
+    """
+
+    _loadRequested = Signal(str, object)
+    _generateRequested = Signal(int, object, object)
+    _unloadRequested = Signal()
+    _shutdownRequested = Signal()
+
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
+        check_memory: bool = True,
+    ) -> None:
+        super().__init__(parent)
+        self.worker = InferenceWorker(
+            flush_interval_s=flush_interval_s,
+            overflow_policy=overflow_policy,
+            check_memory=check_memory,
+        )
+        self.qthread = QThread()
+        self.qthread.setObjectName("hearth-inference")
+        self.worker.moveToThread(self.qthread)
+        self.qthread.started.connect(self.worker.name_thread)
+        self._loadRequested.connect(self.worker.load)
+        self._generateRequested.connect(self.worker.generate)
+        self._unloadRequested.connect(self.worker.unload)
+        self._shutdownRequested.connect(self.worker.shutdown)
+        self._started = False
+        self._stopped = False
+        self._shutdown_sent = False
+
+    def start(self) -> None:
+        """Start the worker's thread (once)."""
+        if self._started:
+            return
+        self._started = True
+        self.qthread.start()
+
+    @property
+    def is_running(self) -> bool:
+        """True between `start()` and the end of `stop()`."""
+        return self._started and not self._stopped
+
+    def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
+        """Queue loading a model; watch `worker.loaded` / `loadFailed` / `loadCancelled`."""
+        if not self.is_running:
+            return
+        self.worker.expect_load()
+        self._loadRequested.emit(str(path), options)
+
+    def generate(
+        self,
+        request_id: int,
+        messages: Sequence[Message],
+        settings: SettingsHolder | SamplingSettings | None = None,
+    ) -> None:
+        """Queue a reply to a snapshot of `messages`; events carry `request_id`."""
+        if not self.is_running:
+            return
+        self._generateRequested.emit(request_id, tuple(messages), settings)
+
+    def unload(self) -> None:
+        """Queue freeing the model."""
+        if self.is_running:
+            self._unloadRequested.emit()
+
+    def cancel(self, request_id: int) -> None:
+        """Stop reply `request_id` now (thread-safe, not queued)."""
+        self.worker.cancel(request_id)
+
+    def cancel_load(self) -> None:
+        """Stop the model load in progress or queued (thread-safe, not queued)."""
+        self.worker.cancel_load()
+
+    def stop(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel all work, close the engine on its thread, then quit and join the thread.
+
+        Idempotent. Returns False if the thread did not end within `timeout_ms` (it is
+        left running and logged; the caller decides what to do).
+        """
+        if not self._started:
+            self._stopped = True
+            return True
+        self._stopped = True
+        self.worker.cancel_all()
+        if not self._shutdown_sent:
+            self._shutdown_sent = True
+            self._shutdownRequested.emit()
+        if not self.qthread.wait(timeout_ms):
+            log.error("the inference thread did not stop within %d ms", timeout_ms)
+            return False
+        return True
