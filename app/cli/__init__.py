@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import chat, starter
+from app.cli import chat, starter, transfer
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, starter)
+COMMANDS = (chat, starter, transfer)
 
 
 def build_parser() -> argparse.ArgumentParser:

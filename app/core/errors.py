@@ -67,3 +67,15 @@ class StarterModelError(HearthError):
 
 class ChatTemplateError(HearthError):
     """The model's own chat template failed to render these messages."""
+
+
+class StoreError(HearthError):
+    """The database cannot be opened, read or upgraded."""
+
+
+class RecordNotFoundError(StoreError, LookupError):
+    """A conversation, message or preset id that is not (or no longer) in the store."""
+
+
+class InvalidPresetNameError(StoreError, ValueError):
+    """A preset name that is empty or taken by a built-in preset."""
