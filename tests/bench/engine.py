@@ -1,6 +1,7 @@
 """Engine benchmark: ours vs a bare llama-cpp-python loop, measured alternately in one run.
 
     python -m tests.bench.engine [--model PATH] [--threads N] [--rounds N]
+                                 [--sections throughput,ttft,cancel]
 
 Prints medians and ratios for: prefill and decode tokens/s (engine with top-10
 alternatives vs `Llama.eval` + a native sampler chain), time to first token on turn 10 of
@@ -196,7 +197,11 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--sections", default="throughput,ttft,cancel", help="comma-separated subset to run"
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     if not args.model.is_file():
         from app.core.starter import install_starter
 
@@ -205,9 +210,12 @@ def main() -> None:
     engine.load(args.model, LoadOptions(n_ctx=N_CTX, n_threads=args.threads, flash_attn="on"))
     try:
         print(f"model {args.model.name}")
-        throughput(engine, args.model, args.threads, args.rounds)
-        ttft_turns(engine, max(1, args.rounds // 2))
-        cancel_latency(engine, args.rounds)
+        if "throughput" in sections:
+            throughput(engine, args.model, args.threads, args.rounds)
+        if "ttft" in sections:
+            ttft_turns(engine, max(1, args.rounds // 2))
+        if "cancel" in sections:
+            cancel_latency(engine, args.rounds)
     finally:
         engine.close()
 
