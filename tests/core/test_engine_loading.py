@@ -126,8 +126,24 @@ def test_load_reports_progress_and_can_be_cancelled(starter_model: Path) -> None
         ({"type_k": "q3_x"}, "KV cache type"),
         ({"type_v": "q8_0", "flash_attn": "off"}, "needs flash attention"),
         ({"n_threads": 0}, "threads"),
+        ({"main_gpu": -1}, "main GPU"),
+        ({"tensor_split": (0.5, -0.5)}, "tensor split"),
+        ({"tensor_split": (0.0, 0.0)}, "tensor split"),
+        ({"tensor_split": (1.0,) * 17}, "tensor split"),
     ],
 )
 def test_bad_load_options(options: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidSettingError, match=message):
         LoadOptions(**options)  # type: ignore[arg-type]
+
+
+def test_llama_cpp_log_goes_to_python_logging(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("DEBUG", logger="llama.cpp"):
+        engine = Engine()
+        engine.load(write_tiny_gguf(tmp_path / "tiny.gguf"), LoadOptions(n_ctx=256))
+        engine.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "llama.cpp"]
+    assert any("llama_model_loader" in line for line in lines)
+    assert all("\n" not in line and line.strip() for line in lines)
