@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import chat, starter, transfer
+from app.cli import chat, doctor, starter, transfer
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, starter, transfer)
+COMMANDS = (chat, starter, transfer, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

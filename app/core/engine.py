@@ -88,6 +88,8 @@ class LoadOptions:
     type_v: str = "f16"
     use_mmap: bool = True
     use_mlock: bool = False
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.n_ctx < 0:
@@ -112,6 +114,19 @@ class LoadOptions:
         if self.type_v not in ("f16", "f32") and self.flash_attn == "off":
             raise InvalidSettingError(
                 f"a quantized V cache ({self.type_v}) needs flash attention; turn it on or use f16"
+            )
+        if self.main_gpu < 0:
+            raise InvalidSettingError(
+                f"the main GPU is a device number from 0 (got {self.main_gpu})"
+            )
+        if self.tensor_split and (
+            min(self.tensor_split) < 0
+            or sum(self.tensor_split) <= 0
+            or len(self.tensor_split) > llama_cpp.llama_max_devices()
+        ):
+            raise InvalidSettingError(
+                f"tensor split needs one share of 0 or more per GPU, not all 0 "
+                f"(got {list(self.tensor_split)})"
             )
 
 
@@ -220,6 +235,10 @@ class Engine:
             (False, True): llama_cpp.LLAMA_LOAD_MODE_MLOCK,
             (False, False): llama_cpp.LLAMA_LOAD_MODE_NONE,
         }[(options.use_mmap, options.use_mlock)]
+        mparams.main_gpu = options.main_gpu
+        split = (ctypes.c_float * llama_cpp.llama_max_devices())(*options.tensor_split)
+        if options.tensor_split:
+            mparams.tensor_split = split  # `split` outlives the load call below
 
         def on_progress(fraction: float, _data: Any) -> bool:
             if progress is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import stat
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -62,8 +62,20 @@ MetadataValue = Union[int, float, str, "list[MetadataValue]", npt.NDArray[np.gen
 
 
 @dataclass(frozen=True)
+class TensorSize:
+    """One tensor of a GGUF file: its name ("blk.3.attn_q.weight") and data size in bytes."""
+
+    name: str
+    n_bytes: int
+
+
+@dataclass(frozen=True)
 class GGUFInfo:
-    """What a GGUF header says about a model. Sizes are in bytes."""
+    """What a GGUF header says about a model. Sizes are in bytes.
+
+    `n_ff` (feed-forward width, 0 if unknown) and `tensors` (every tensor's size, in file
+    order) feed the memory estimate and the GPU offload planner.
+    """
 
     path: Path
     file_size: int
@@ -85,6 +97,8 @@ class GGUFInfo:
     bos_token: str | None
     eos_token: str | None
     split_count: int
+    n_ff: int = 0
+    tensors: tuple[TensorSize, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -469,6 +483,8 @@ def _describe(
         bos_token=_token_text(token_list, metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token=_token_text(token_list, metadata.get("tokenizer.ggml.eos_token_id")),
         split_count=_as_int(metadata.get("split.count"), 1),
+        n_ff=arch_int("feed_forward_length"),
+        tensors=tuple(TensorSize(t.name, t.n_bytes) for t in tensors),
     )
 
 

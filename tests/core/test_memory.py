@@ -12,7 +12,7 @@ import pytest
 from app.core.errors import InsufficientMemoryError, InvalidSettingError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
 from app.core.hardware import available_memory, default_threads, total_memory
-from app.core.memory import MIN_COMPUTE_BYTES, check_fits, estimate_memory, format_bytes
+from app.core.memory import check_fits, estimate_memory, format_bytes
 from tests.gguf_factory import write_sparse_huge_gguf, write_tiny_gguf
 
 GiB = 2**30
@@ -66,8 +66,11 @@ def test_estimate_parts_add_up(tiny_info: GGUFInfo) -> None:
     estimate = estimate_memory(tiny_info, 256)
 
     assert estimate.weights == tiny_info.tensor_bytes
-    assert estimate.compute >= MIN_COMPUTE_BYTES
-    assert estimate.total == estimate.weights + estimate.kv_cache + estimate.compute
+    assert estimate.output == tiny_info.n_vocab * 4  # one row of float32 logits
+    assert estimate.compute > 0
+    assert estimate.total == (
+        estimate.weights + estimate.kv_cache + estimate.compute + estimate.output
+    )
 
 
 def test_long_context_raises_the_compute_estimate() -> None:
@@ -83,6 +86,27 @@ def test_flash_attention_drops_the_attention_scores() -> None:
     quantized_v = estimate_memory(LLAMA3_8B_Q4_K_M, 32768, type_v="q8_0").compute
 
     assert with_flash == quantized_v < without
+
+
+def test_the_context_is_padded_as_llama_cpp_allocates_it(tiny_info: GGUFInfo) -> None:
+    assert estimate_memory(tiny_info, 100).kv_cache == estimate_memory(tiny_info, 256).kv_cache
+    assert estimate_memory(LLAMA3_8B_Q4_K_M, 4097).kv_cache == (
+        estimate_memory(LLAMA3_8B_Q4_K_M, 4352).kv_cache
+    )
+
+
+def test_a_short_context_caps_the_micro_batch() -> None:
+    capped = estimate_memory(LLAMA3_8B_Q4_K_M, 128, n_batch=512).compute
+
+    assert capped == estimate_memory(LLAMA3_8B_Q4_K_M, 128, n_batch=128).compute
+    assert capped < estimate_memory(LLAMA3_8B_Q4_K_M, 512, n_batch=512).compute
+
+
+def test_the_logits_set_the_compute_buffer_of_a_big_vocabulary() -> None:
+    # 512 tokens x (128,256 logits + 3 x 4,096 activations) x 4 bytes
+    compute = estimate_memory(LLAMA3_8B_Q4_K_M, 4096, flash_attn=True).compute
+
+    assert compute == 512 * (128_256 + 3 * 4096) * 4
 
 
 def test_zero_context_means_the_models_own(tiny_info: GGUFInfo) -> None:
