@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.core.errors import HearthError
 from app.core.library import resolve_model
@@ -58,12 +58,19 @@ def _run(paths: AppPaths, model: str | None) -> int:
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName("")
 
-    window = MainWindow(models_dir=paths.models)
+    try:
+        window = MainWindow(paths)
+    except HearthError as exc:  # e.g. a database that cannot be opened: say which and why
+        log.error("cannot open the main window: %s", exc)
+        print(f"hearth: error: {exc.message}", file=sys.stderr)
+        QMessageBox.critical(None, APP_NAME, exc.message)
+        return 1
     try:
         window.load_model(resolve_model(model, paths))
     except HearthError as exc:
         log.info("no model to open: %s", exc)
-        window.show_missing_model(exc.message)
+        if model is not None:  # with no model asked for, the welcome panel explains
+            window.show_missing_model(exc.message)
     window.show()
     window.focus_composer()
 

@@ -295,6 +295,16 @@ class InferenceWorker(QObject):
     # ----- helpers -----
 
     @property
+    def engine(self) -> Engine | None:
+        """The engine, for helpers that live on this worker's thread only (KV snapshots).
+
+        Never touch it from another thread: llama.cpp's context is not thread-safe.
+        """
+        if QThread.currentThread() is not self.thread():
+            raise RuntimeError("InferenceWorker.engine used off the worker's thread")
+        return self._engine
+
+    @property
     def is_closed(self) -> bool:
         """True once `shutdown` ran (the engine is freed)."""
         return self._closed

@@ -1,4 +1,4 @@
-"""The main window, driven like a person would, with the real SmolLM2-135M model."""
+"""The full window, driven like a person would, with the real SmolLM2-135M model and store."""
 
 from __future__ import annotations
 
@@ -7,24 +7,31 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractSpinBox,
     QFileDialog,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSplitter,
+    QTextEdit,
     QWidget,
 )
 from pytestqt.qtbot import QtBot
 
+from app.core.conversation import StoredMessage
 from app.core.engine import LoadOptions
-from app.core.errors import HearthError
 from app.core.events import GenerationDone, GenerationStats, StopReason
-from app.core.library import resolve_model
-from app.core.paths import app_paths
+from app.core.paths import AppPaths, app_paths
 from app.core.sampling import SamplingSettings
-from app.ui.main_window import MainWindow, format_stats
+from app.core.store import Store
+from app.ui.chat_view import MessageBlock
+from app.ui.main_window import MainWindow, process_memory
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -34,18 +41,52 @@ pytestmark = [
 OPTIONS = LoadOptions(n_ctx=1024, n_threads=1)  # one thread: robust on a busy 2-core machine
 SHORT = SamplingSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=16)
 LONG = SHORT.with_changes(max_tokens=400)
+COUNT = "Count from 1 to 300, one number per line."
 TIMEOUT_MS = 60_000
 
 MakeWindow = Callable[..., MainWindow]
 
 
+class Replies(QObject):
+    """Records the window's reply signals (through @Slot methods)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__()
+        self.started: list[tuple[int, int]] = []
+        self.finished: list[tuple[int, StoredMessage | None]] = []
+        self.failed: list[tuple[int, str]] = []
+        window.replyStarted.connect(self.on_started)
+        window.replyFinished.connect(self.on_finished)
+        window.replyFailed.connect(self.on_failed)
+
+    @Slot(int, int)
+    def on_started(self, request_id: int, message_id: int) -> None:
+        self.started.append((request_id, message_id))
+
+    @Slot(int, object)
+    def on_finished(self, request_id: int, message: object) -> None:
+        assert message is None or isinstance(message, StoredMessage)
+        self.finished.append((request_id, message))
+
+    @Slot(int, str)
+    def on_failed(self, request_id: int, text: str) -> None:
+        self.failed.append((request_id, text))
+
+
 @pytest.fixture
-def make_window(qtbot: QtBot) -> Iterator[MakeWindow]:
-    """Build shown windows; each one's worker thread must have ended after the test."""
+def make_window(qtbot: QtBot, tmp_path: Path) -> Iterator[MakeWindow]:
+    """Build shown windows on a data dir; each one's threads must have ended after the test."""
     made: list[MainWindow] = []
 
-    def make(settings: SamplingSettings = SHORT, model: Path | None = None) -> MainWindow:
-        window = MainWindow(settings=settings, load_options=OPTIONS)
+    def make(
+        settings: SamplingSettings = SHORT,
+        model: Path | None = None,
+        paths: AppPaths | None = None,
+    ) -> MainWindow:
+        paths = paths or app_paths(tmp_path / f"home{len(made)}").ensure()
+        with Store.open(paths) as store:
+            store.set_default_settings(settings)
+        window = MainWindow(paths, load_options=OPTIONS)
         qtbot.addWidget(window)
         made.append(window)
         window.show()
@@ -60,89 +101,229 @@ def make_window(qtbot: QtBot) -> Iterator[MakeWindow]:
         window.close()
         assert window.inference.qthread.isFinished()
         assert window.inference.worker.is_closed
+        assert window.token_counter.qthread.isFinished()
+        assert window.kv_snapshots.keeper.thread() is window.thread()
 
 
-def child(window: MainWindow, kind: type[QWidget], name: str) -> QWidget:
-    widget = window.findChild(kind, name)
+def child(parent: QWidget, kind: type[QWidget], name: str) -> QWidget:
+    widget = parent.findChild(kind, name)
     assert isinstance(widget, kind), name
     return widget
 
 
-def label_text(window: MainWindow, name: str) -> str:
-    label = child(window, QLabel, name)
-    assert isinstance(label, QLabel)
-    return label.text()
-
-
-def transcript_text(window: MainWindow, name: str = "transcript") -> str:
-    """Plain text of the transcript (or of another QPlainTextEdit, by object name)."""
-    edit = child(window, QPlainTextEdit, name)
-    assert isinstance(edit, QPlainTextEdit)
-    return edit.toPlainText()
+def composer_input(window: MainWindow) -> QWidget:
+    """The composer's text field."""
+    composer = window.composer
+    for kind in (QPlainTextEdit, QTextEdit):
+        if isinstance(composer, kind):
+            return composer
+        found = composer.findChild(kind)
+        if isinstance(found, kind):
+            return found
+    raise AssertionError("the composer has no text field")
 
 
 def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
-    composer = child(window, QPlainTextEdit, "composer")
-    qtbot.keyClicks(composer, text)
-    qtbot.keyClick(composer, Qt.Key.Key_Return)
+    field = composer_input(window)
+    field.setFocus()
+    qtbot.keyClicks(field, text)
+    qtbot.keyClick(field, Qt.Key.Key_Return)
 
 
 def wait_reply_done(qtbot: QtBot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.active_request is None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: window.active_request is None and window.replies_in_flight == 0,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def streamed_text(window: MainWindow) -> str:
+    active = window.active_reply
+    return active.writer.text if active is not None else ""
 
 
 def wait_streaming(qtbot: QtBot, window: MainWindow) -> None:
-    """Until some reply text has arrived in the transcript."""
-    qtbot.waitUntil(lambda: not transcript_text(window).endswith("Assistant\n"), timeout=TIMEOUT_MS)
-    assert window.active_request is not None
+    """Until some reply text has arrived."""
+    qtbot.waitUntil(lambda: bool(streamed_text(window).strip()), timeout=TIMEOUT_MS)
 
 
-def test_window_has_title_and_named_interactive_widgets(make_window: MakeWindow) -> None:
+def block_of(window: MainWindow, message_id: int) -> MessageBlock:
+    block = window.chat_view.message_block(message_id)
+    assert block is not None, message_id
+    return block
+
+
+def click(qtbot: QtBot, button: QWidget) -> None:
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def activate(qtbot: QtBot, window: MainWindow) -> None:
+    """Make the window the active one, so its shortcuts fire."""
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+
+
+# ----- the window -----
+
+
+def test_layout_names_and_menus(make_window: MakeWindow) -> None:
     window = make_window()
-    assert window.windowTitle() == "Hearth"
+    assert window.windowTitle().endswith("Hearth")
+    splitter = child(window, QSplitter, "mainSplitter")
+    assert isinstance(splitter, QSplitter)
+    assert [splitter.widget(i).objectName() for i in range(3)] == [
+        "conversationList",
+        "chatColumn",
+        "samplingPanel",
+    ]
     for name in (
-        "transcript",
-        "composer",
-        "sendButton",
-        "stopButton",
-        "noticeOpenButton",
-        "noticeDismissButton",
-        "cancelLoadButton",
-        "loadProgressBar",
-        "modelStatusLabel",
-        "noticeLabel",
+        "newChatAction",
+        "openModelAction",
+        "importAction",
+        "exportChatAction",
+        "exportAllAction",
+        "quitAction",
+        "toggleSidebarAction",
+        "toggleSettingsAction",
+        "searchAction",
     ):
+        assert window.findChild(QObject, name) is not None, name
+    for name in ("modelStatusLabel", "backendLabel", "memoryLabel", "loadProgressBar"):
         assert child(window, QWidget, name).accessibleName(), name
-    for kind in (QPushButton, QPlainTextEdit, QProgressBar):
+    assert "Memory" in child(window, QLabel, "memoryLabel").text()  # type: ignore[attr-defined]
+    for kind in (QAbstractButton, QLineEdit, QPlainTextEdit, QAbstractSpinBox, QProgressBar):
         for widget in window.findChildren(kind):
+            if widget.objectName() == "qt_spinbox_lineedit" or widget.objectName().startswith(
+                "qt_"
+            ):
+                continue
             assert widget.objectName() and widget.accessibleName(), widget
-    transcript = child(window, QPlainTextEdit, "transcript")
-    assert isinstance(transcript, QPlainTextEdit) and transcript.isReadOnly()
 
 
-def test_enter_sends_and_the_reply_streams_into_the_transcript(
+def test_view_menu_toggles_the_side_panels(qtbot: QtBot, make_window: MakeWindow) -> None:
+    window = make_window()
+    activate(qtbot, window)
+    sidebar, panel = window.conversation_list, window.sampling_panel
+    assert sidebar.isVisible() and panel.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert not sidebar.isVisible()
+    qtbot.keyClick(
+        window,
+        Qt.Key.Key_B,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    assert not panel.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert sidebar.isVisible()
+    assert child(window, QLineEdit, "searchField").hasFocus()
+
+
+def test_first_run_without_a_model_shows_the_welcome_panel(
+    qtbot: QtBot, make_window: MakeWindow
+) -> None:
+    window = make_window()
+    welcome = window.welcome_panel
+    assert welcome.isVisible()
+    assert not child(window, QPushButton, "loadStarterButton").isVisible()
+    hint = child(window, QLabel, "starterHintLabel")
+    assert "hearth starter" in hint.text()  # type: ignore[attr-defined]
+    assert child(window, QPushButton, "welcomeOpenButton").isVisible()
+
+
+def test_welcome_panel_loads_the_installed_starter_model(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path, starter_model: Path
+) -> None:
+    paths = app_paths(tmp_path / "with-starter").ensure()
+    (paths.models / starter_model.name).symlink_to(starter_model)
+    window = make_window(paths=paths)
+    button = child(window, QPushButton, "loadStarterButton")
+    assert button.isVisible()
+    click(qtbot, button)
+    assert child(window, QProgressBar, "loadProgressBar").isVisible()
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
+    assert not window.welcome_panel.isVisible()
+    assert window.chat_view.isVisible()
+    assert "Q4_1" in child(window, QLabel, "modelStatusLabel").text()  # type: ignore[attr-defined]
+    assert child(window, QLabel, "backendLabel").text().startswith("CPU")  # type: ignore[attr-defined]
+    assert child(window, QLabel, "modelQuantizationValue").text() == "Q4_1"  # type: ignore[attr-defined]
+
+
+def test_the_composer_has_the_focus_while_the_model_loads(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window()
+    activate(qtbot, window)
+    window.load_model(starter_model)  # what `hearth --model PATH` does, then focus_composer
+    window.focus_composer()
+    assert composer_input(window).hasFocus()
+    qtbot.keyClicks(composer_input(window), "typed at once")
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
+    assert window.composer.text() == "typed at once"
+
+
+def test_cancel_button_cancels_loading(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window()
+    window.load_model(starter_model)
+    click(qtbot, child(window, QPushButton, "cancelLoadButton"))
+    qtbot.waitUntil(lambda: not window.is_loading, timeout=TIMEOUT_MS)
+    assert window.model is None
+    assert not child(window, QPushButton, "cancelLoadButton").isVisible()
+
+
+def test_a_file_that_is_not_a_gguf_is_reported_by_name(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path
+) -> None:
+    window = make_window()
+    bogus = tmp_path / "holiday-photo.gguf"
+    bogus.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(4096))
+    window.load_model(bogus)
+    qtbot.waitUntil(lambda: not window.is_loading, timeout=TIMEOUT_MS)
+    assert "holiday-photo.gguf" in window.notice_text
+    assert window.model is None
+
+
+def test_open_model_loads_the_chosen_file(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = make_window()
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(starter_model), ""))
+    )
+    window.findChild(QObject, "openModelAction").trigger()  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
+    assert window.model is not None and window.model.info.path == starter_model
+
+
+# ----- chatting -----
+
+
+def test_type_and_send_streams_the_reply_and_saves_it(
     qtbot: QtBot, make_window: MakeWindow, starter_model: Path
 ) -> None:
     window = make_window(model=starter_model)
-    send_button = child(window, QPushButton, "sendButton")
-    assert send_button.isEnabled()
+    replies = Replies(window)
     send(qtbot, window, "Say hello in one short sentence.")
     assert window.active_request is not None
-    assert not send_button.isEnabled()
     assert child(window, QPushButton, "stopButton").isEnabled()
     wait_reply_done(qtbot, window)
 
-    user, reply = window.conversation
+    conversation_id = window.current_conversation_id
+    assert conversation_id is not None
+    user, reply = window.store.active_path(conversation_id)
     assert (user.role, user.content) == ("user", "Say hello in one short sentence.")
-    assert reply.role == "assistant" and reply.content.strip()
-    text = transcript_text(window)
-    assert "Say hello in one short sentence." in text
-    assert reply.content.strip() in text
-    stats_line = text.splitlines()[-1]
-    assert "tokens" in stats_line and "tok/s" in stats_line and "TTFT" in stats_line
-    assert "seed" in stats_line
-    assert not transcript_text(window, "composer")
-    assert send_button.isEnabled()
+    assert reply.role == "assistant" and reply.content.strip() and reply.status == "complete"
+    assert reply.settings == SHORT and reply.seed is not None
+    assert reply.stats is not None and reply.stats["completion_tokens"] > 0
+    assert reply.model == starter_model.name
+    assert replies.finished == [(replies.started[0][0], reply)]
+    block = block_of(window, reply.id)
+    assert reply.content.strip() in block.text.toPlainText()
+    stats = child(block, QLabel, "replyStatsLabel").text()  # type: ignore[attr-defined]
+    assert "tokens" in stats and "seed" in stats
+    assert window.store.conversation(conversation_id).title == "Say hello in one short sentence."
+    assert window.conversation_list.model.rowCount() == 1
     assert not child(window, QPushButton, "stopButton").isEnabled()
 
 
@@ -154,47 +335,113 @@ def test_the_conversation_continues_with_context(
     wait_reply_done(qtbot, window)
     send(qtbot, window, "What is my name?")
     wait_reply_done(qtbot, window)
-    assert [m.role for m in window.conversation] == ["user", "assistant"] * 2
-    assert transcript_text(window).count("tok/s") == 2
+    assert [m.role for m in window.current_path] == ["user", "assistant"] * 2
 
 
-def test_shift_enter_starts_a_new_line_without_sending(
-    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
-) -> None:
-    window = make_window(model=starter_model)
-    composer = child(window, QPlainTextEdit, "composer")
-    qtbot.keyClicks(composer, "first")
-    qtbot.keyClick(composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.keyClicks(composer, "second")
-    assert isinstance(composer, QPlainTextEdit)
-    assert composer.toPlainText() == "first\nsecond"
-    assert window.active_request is None
-    assert window.conversation == ()
-
-
-def test_stop_button_cancels_the_reply(
+def test_stop_button_cancels_the_reply_and_keeps_its_text(
     qtbot: QtBot, make_window: MakeWindow, starter_model: Path
 ) -> None:
     window = make_window(settings=LONG, model=starter_model)
-    send(qtbot, window, "Count from 1 to 300, one number per line.")
+    send(qtbot, window, COUNT)
     wait_streaming(qtbot, window)
-    qtbot.mouseClick(child(window, QPushButton, "stopButton"), Qt.MouseButton.LeftButton)
+    click(qtbot, child(window, QPushButton, "stopButton"))
     wait_reply_done(qtbot, window)
-    assert "stopped" in transcript_text(window).splitlines()[-1]
-    assert window.conversation[-1].role == "assistant"
+    reply = window.current_path[-1]
+    assert reply.status == "cancelled" and reply.content.strip()
+    assert reply.stats is not None and reply.stats["stop_reason"] == "cancelled"
 
 
 def test_escape_cancels_the_reply(
     qtbot: QtBot, make_window: MakeWindow, starter_model: Path
 ) -> None:
     window = make_window(settings=LONG, model=starter_model)
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow)
-    send(qtbot, window, "Count from 1 to 300, one number per line.")
+    activate(qtbot, window)
+    send(qtbot, window, COUNT)
     wait_streaming(qtbot, window)
-    qtbot.keyClick(child(window, QPlainTextEdit, "composer"), Qt.Key.Key_Escape)
+    qtbot.keyClick(composer_input(window), Qt.Key.Key_Escape)
     wait_reply_done(qtbot, window)
-    assert "stopped" in transcript_text(window).splitlines()[-1]
+    assert window.current_path[-1].status == "cancelled"
+
+
+def test_regenerate_makes_a_new_version_and_arrows_switch(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Name a colour.")
+    wait_reply_done(qtbot, window)
+    first = window.current_path[-1]
+    window.sampling_panel.value_control("temperature").spin.setValue(1.5)
+    click(qtbot, child(block_of(window, first.id), QWidget, "regenerateButton"))
+    wait_reply_done(qtbot, window)
+    second = window.current_path[-1]
+    assert second.id != first.id and second.parent_id == first.parent_id
+    assert second.settings is not None and second.settings.temperature == pytest.approx(1.5)
+    block = block_of(window, second.id)
+    assert child(block, QLabel, "versionLabel").text() == "2/2"  # type: ignore[attr-defined]
+    click(qtbot, child(block, QWidget, "previousVersionButton"))
+    assert window.current_path[-1].id == first.id
+    assert window.store.active_path(first.conversation_id)[-1].id == first.id
+    block = block_of(window, first.id)
+    assert child(block, QLabel, "versionLabel").text() == "1/2"  # type: ignore[attr-defined]
+    click(qtbot, child(block, QWidget, "nextVersionButton"))
+    assert window.current_path[-1].id == second.id
+
+
+def test_regenerate_with_these_settings_reuses_settings_and_seed(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(settings=SHORT.with_changes(temperature=0.9), model=starter_model)
+    send(qtbot, window, "Invent a name for a boat.")
+    wait_reply_done(qtbot, window)
+    first = window.current_path[-1]
+    window.sampling_panel.value_control("temperature").spin.setValue(0.1)
+    click(qtbot, child(block_of(window, first.id), QWidget, "regenerateWithSettingsButton"))
+    wait_reply_done(qtbot, window)
+    again = window.current_path[-1]
+    assert again.id != first.id
+    assert again.seed == first.seed
+    assert again.settings is not None and again.settings.temperature == pytest.approx(0.9)
+    assert again.content == first.content  # same settings and seed: the same reply
+
+
+def test_edit_a_user_message_into_a_new_branch(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Name a fruit.")
+    wait_reply_done(qtbot, window)
+    user = window.current_path[0]
+    block = block_of(window, user.id)
+    click(qtbot, child(block, QWidget, "editButton"))
+    editor = block.editor
+    assert editor is not None
+    editor.selectAll()
+    qtbot.keyClicks(editor, "Name a vegetable.")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    wait_reply_done(qtbot, window)
+    path = window.current_path
+    assert path[0].content == "Name a vegetable." and path[0].id != user.id
+    assert path[0].parent_id == user.parent_id
+    assert path[-1].role == "assistant" and path[-1].status == "complete"
+    tree = window.store.tree(user.conversation_id)
+    assert [m.content for m in tree.siblings(user.id)] == ["Name a fruit.", "Name a vegetable."]
+    label = child(block_of(window, path[0].id), QLabel, "versionLabel")
+    assert label.text() == "2/2"  # type: ignore[attr-defined]
+
+
+def test_delete_a_message_and_what_follows(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "One.")
+    wait_reply_done(qtbot, window)
+    send(qtbot, window, "Two.")
+    wait_reply_done(qtbot, window)
+    second_user = window.current_path[2]
+    click(qtbot, child(block_of(window, second_user.id), QWidget, "deleteButton"))
+    assert [m.content for m in window.current_path][:1] == ["One."]
+    assert len(window.current_path) == 2
+    assert window.chat_view.message_block(second_user.id) is None
 
 
 def test_events_with_stale_request_ids_are_ignored(
@@ -203,7 +450,7 @@ def test_events_with_stale_request_ids_are_ignored(
     window = make_window(model=starter_model)
     send(qtbot, window, "Say hello.")
     wait_reply_done(qtbot, window)
-    before_text, before_chat = transcript_text(window), window.conversation
+    before = window.store.active_path(window.current_conversation_id or 0)
     worker = window.inference.worker
     stats = GenerationStats(1, 0, 1.0, 1.0, 1.0, 1, 1.0, 1.0, StopReason.END_OF_TURN, 7)
     fake = GenerationDone(text="STALE", tail="STALE", tokens=(1,), stats=stats)
@@ -211,91 +458,319 @@ def test_events_with_stale_request_ids_are_ignored(
         worker.tokens.emit(request_id, "STALE", 1)
         worker.finished.emit(request_id, fake)
         worker.failed.emit(request_id, "STALE failure")
-    assert transcript_text(window) == before_text
-    assert window.conversation == before_chat
-    assert "STALE" not in transcript_text(window)
+    assert window.store.active_path(window.current_conversation_id or 0) == before
+    assert "STALE" not in block_of(window, before[-1].id).text.toPlainText()
 
 
-def test_closing_mid_reply_stops_the_worker_thread(
+# ----- conversations -----
+
+
+def test_new_chat_and_switching_conversations(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "First chat.")
+    wait_reply_done(qtbot, window)
+    first = window.current_conversation_id
+    activate(qtbot, window)
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_conversation_id is None
+    assert window.chat_view.shown_path == ()
+    send(qtbot, window, "Second chat.")
+    wait_reply_done(qtbot, window)
+    second = window.current_conversation_id
+    assert second not in (None, first)
+    sidebar = window.conversation_list
+    row = sidebar.model.row_of(first or 0)
+    assert row is not None
+    view = sidebar.view
+    qtbot.mouseClick(
+        view.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=view.visualRect(sidebar.model.index(row)).center(),
+    )
+    assert window.current_conversation_id == first
+    assert window.current_path[0].content == "First chat."
+
+
+def test_switching_conversation_mid_reply_saves_the_partial_reply_as_cancelled(
     qtbot: QtBot, make_window: MakeWindow, starter_model: Path
 ) -> None:
     window = make_window(settings=LONG, model=starter_model)
-    send(qtbot, window, "Count from 1 to 300, one number per line.")
+    window.sampling_panel.value_control("max_tokens").spin.setValue(16)
+    send(qtbot, window, "Hi.")
+    wait_reply_done(qtbot, window)
+    other = window.current_conversation_id
+    window.new_chat()
+    send(qtbot, window, COUNT)
     wait_streaming(qtbot, window)
-    started = time.monotonic()
-    window.close()
-    assert time.monotonic() - started < 10.0
-    assert window.inference.qthread.isFinished()
-    assert window.inference.worker.is_closed
-    assert not window.isVisible()
+    counting = window.current_conversation_id
+    reply_id = window.current_path[-1].id
+    window.conversation_list.conversationSelected.emit(other)  # as a click would
+    assert window.current_conversation_id == other
+    assert window.active_request is None
+    assert not window.composer.is_busy
+    wait_reply_done(qtbot, window)
+    reply = window.store.message(reply_id)
+    assert reply.status == "cancelled" and reply.content.strip()
+    window.open_conversation(counting or 0)
+    assert window.current_path[-1].id == reply_id
+    assert window.chat_view.shown_path[-1].status == "cancelled"
 
 
-def test_missing_starter_model_explains_what_to_do(make_window: MakeWindow, tmp_path: Path) -> None:
-    window = make_window()
-    with pytest.raises(HearthError) as caught:
-        resolve_model(None, app_paths(tmp_path / "home"))
-    window.show_missing_model(caught.value.message)
-    notice = label_text(window, "noticeLabel")
-    assert child(window, QWidget, "noticeBar").isVisible()
-    assert "hearth starter" in notice
-    assert "Open model" in notice
-    assert child(window, QPushButton, "noticeOpenButton").isVisible()
-    assert not child(window, QPushButton, "sendButton").isEnabled()
-
-
-def test_a_file_that_is_not_a_gguf_is_reported_by_name(
-    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path
-) -> None:
-    window = make_window()
-    bogus = tmp_path / "holiday-photo.gguf"
-    bogus.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(4096))
-    window.load_model(bogus)
-    assert child(window, QProgressBar, "loadProgressBar").isVisible()
-    assert child(window, QPushButton, "cancelLoadButton").isVisible()
-    qtbot.waitUntil(lambda: not window.is_loading, timeout=TIMEOUT_MS)
-    assert "holiday-photo.gguf" in label_text(window, "noticeLabel")
-    assert window.model is None
-    assert not child(window, QProgressBar, "loadProgressBar").isVisible()
-    assert label_text(window, "modelStatusLabel") == "No model loaded"
-
-
-def test_cancel_button_cancels_loading(
+def test_switching_back_restores_the_kv_cache(
     qtbot: QtBot, make_window: MakeWindow, starter_model: Path
 ) -> None:
-    window = make_window()
-    window.load_model(starter_model)
-    qtbot.mouseClick(child(window, QPushButton, "cancelLoadButton"), Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not window.is_loading, timeout=TIMEOUT_MS)
-    assert window.model is None
-    assert not child(window, QPushButton, "cancelLoadButton").isVisible()
-    assert not child(window, QPushButton, "sendButton").isEnabled()
+    window = make_window(model=starter_model)
+    window.sampling_panel.set_system_prompt("You are a helpful guide to lighthouses.")
+    window.sampling_panel.flush_pending()
+    send(qtbot, window, "Tell me one fact about lighthouses on rocky northern coasts.")
+    wait_reply_done(qtbot, window)
+    lighthouse = window.current_conversation_id
+    first = window.current_path[-1]
+    window.new_chat()
+    send(qtbot, window, "How long does bread rise?")
+    wait_reply_done(qtbot, window)
+    window.open_conversation(lighthouse or 0)
+    qtbot.waitUntil(lambda: window.last_restored is not None, timeout=TIMEOUT_MS)
+    assert window.last_restored is not None and window.last_restored[0] == lighthouse
+    assert window.last_restored[1] > 0
+    send(qtbot, window, "And another?")
+    wait_reply_done(qtbot, window)
+    follow_up = window.current_path[-1]
+    assert first.stats is not None and follow_up.stats is not None
+    assert follow_up.stats["cached_tokens"] >= first.stats["prompt_tokens"]
 
 
-def test_open_model_loads_the_chosen_file(
-    qtbot: QtBot, make_window: MakeWindow, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+def test_settings_are_per_conversation_with_a_default(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Hello.")
+    wait_reply_done(qtbot, window)
+    first = window.current_conversation_id or 0
+    window.sampling_panel.value_control("top_k").spin.setValue(7)
+    window.new_chat()
+    assert window.sampling_panel.settings() == SHORT
+    window.open_conversation(first)
+    assert window.sampling_panel.settings().top_k == 7
+    assert window.store.conversation_settings(first).top_k == 7
+    click(qtbot, child(window, QPushButton, "useDefaultButton"))
+    assert window.sampling_panel.settings() == SHORT
+    assert window.store.conversation(first).settings is None
+
+
+def test_a_slider_moved_mid_reply_steers_the_rest_of_it(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(settings=LONG, model=starter_model)
+    send(qtbot, window, COUNT)
+    wait_streaming(qtbot, window)
+    active = window.active_reply
+    assert active is not None
+    slider = window.sampling_panel.value_control("temperature").slider
+    slider.setFocus()
+    qtbot.keyClick(slider, Qt.Key.Key_PageUp)  # a keyboard nudge, as a person would
+    moved = window.sampling_panel.settings().temperature
+    assert moved > 0
+    assert active.holder.get().temperature == pytest.approx(moved)
+    window.stop_reply()
+    wait_reply_done(qtbot, window)
+    reply = window.store.message(active.message.id)
+    assert reply.settings is not None and reply.settings.temperature == pytest.approx(moved)
+    qtbot.waitUntil(  # the chat's own settings are saved once the slider rests
+        lambda: (
+            window.store.conversation_settings(reply.conversation_id).temperature
+            == pytest.approx(moved)
+        )
+    )
+
+
+def test_restart_finds_everything(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Remember the lighthouse.")
+    wait_reply_done(qtbot, window)
+    window.sampling_panel.value_control("min_p").spin.setValue(0.2)
+    conversation_id = window.current_conversation_id
+    path = window.current_path
+    paths = window._paths
+    window.close()
+
+    again = make_window(paths=paths)
+    assert again.current_conversation_id == conversation_id
+    assert [m.content for m in again.current_path] == [m.content for m in path]
+    assert again.current_path[-1].stats == path[-1].stats
+    assert again.sampling_panel.settings().min_p == pytest.approx(0.2)
+    assert again.conversation_list.model.rowCount() == 1
+    block = block_of(again, path[-1].id)
+    assert path[-1].content.strip()[:10] in block.text.toPlainText()
+
+
+def test_closing_mid_reply_saves_the_partial_reply_and_exits_fast(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(settings=LONG, model=starter_model)
+    send(qtbot, window, COUNT)
+    wait_streaming(qtbot, window)
+    active = window.active_reply
+    assert active is not None
+    paths = window._paths
+    started = time.monotonic()
+    window.close()
+    assert time.monotonic() - started < 2.0
+    assert window.inference.qthread.isFinished()
+    with Store.open(paths) as store:
+        reply = store.message(active.message.id)
+    assert reply.status == "cancelled" and reply.content.strip()
+    assert reply.stats is not None  # the worker's last event was saved, not just the text
+    assert reply.stats["stop_reason"] == "cancelled"
+
+
+def test_search_opens_the_conversation_at_the_hit(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Tell me about zeppelins.")
+    wait_reply_done(qtbot, window)
+    zeppelin = window.current_conversation_id
+    window.new_chat()
+    send(qtbot, window, "Tell me about bread.")
+    wait_reply_done(qtbot, window)
+    activate(qtbot, window)
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    field = child(window, QLineEdit, "searchField")
+    qtbot.keyClicks(field, "zeppel")
+    qtbot.waitUntil(lambda: window.conversation_list.results.rowCount() > 0)
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+    assert window.current_conversation_id == zeppelin
+    assert window.current_path[0].content == "Tell me about zeppelins."
+
+
+def test_deleting_the_open_conversation_and_undo(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Keep me.")
+    wait_reply_done(qtbot, window)
+    conversation_id = window.current_conversation_id or 0
+    window.conversation_list.delete_conversation(conversation_id)
+    assert window.current_conversation_id is None
+    click(qtbot, child(window, QPushButton, "undoDeleteButton"))
+    assert window.current_conversation_id == conversation_id
+    assert window.current_path[0].content == "Keep me."
+
+
+def test_presets_and_defaults_are_saved_in_the_store(
+    qtbot: QtBot, make_window: MakeWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window = make_window()
+    panel = window.sampling_panel
+    panel.value_control("temperature").spin.setValue(0.45)
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Calm", True)))
+    click(qtbot, child(window, QPushButton, "savePresetButton"))
+    assert window.store.presets() == {"Calm": panel.settings()}
+    assert panel.preset_name == "Calm"
+    panel.set_system_prompt("Be brief.")
+    click(qtbot, child(window, QPushButton, "makeDefaultButton"))
+    assert window.store.default_settings().temperature == pytest.approx(0.45)
+    assert window.store.default_system_prompt() == "Be brief."
+    click(qtbot, child(window, QPushButton, "deletePresetButton"))
+    assert window.store.presets() == {}
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Balanced", True)))
+    click(qtbot, child(window, QPushButton, "savePresetButton"))
+    assert "built-in" in window.notice_text
+
+
+# ----- export and import -----
+
+
+def test_export_import_round_trip_from_the_menus(
+    qtbot: QtBot,
+    make_window: MakeWindow,
+    starter_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Name a bird.")
+    wait_reply_done(qtbot, window)
+    window.regenerate(window.current_path[-1].id, None)
+    wait_reply_done(qtbot, window)
+    window.new_chat()
+    send(qtbot, window, "Name a tree.")
+    wait_reply_done(qtbot, window)
+
+    target = tmp_path / "chats.json"
     monkeypatch.setattr(
-        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(starter_model), ""))
+        QFileDialog,
+        "getSaveFileName",
+        staticmethod(lambda *a, **k: (str(target), "Hearth JSON (*.json)")),
     )
-    window.open_model_dialog()
-    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
-    assert window.model is not None and window.model.info.path == starter_model
-    assert "Q4_1" in label_text(window, "modelStatusLabel")
-    assert child(window, QPushButton, "sendButton").isEnabled()
+    window.findChild(QObject, "exportAllAction").trigger()  # type: ignore[union-attr]
+    assert target.is_file()
+    markdown = tmp_path / "bird.md"
+    monkeypatch.setattr(
+        QFileDialog,
+        "getSaveFileName",
+        staticmethod(lambda *a, **k: (str(markdown), "Markdown (*.md)")),
+    )
+    window.findChild(QObject, "exportChatAction").trigger()  # type: ignore[union-attr]
+    assert "Name a tree." in markdown.read_text(encoding="utf-8")
+
+    fresh = make_window()
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(target), ""))
+    )
+    fresh.findChild(QObject, "importAction").trigger()  # type: ignore[union-attr]
+    assert fresh.conversation_list.model.rowCount() == 2
+
+    def shape(store: Store) -> list[tuple[str, list[tuple[str, str, object, object]]]]:
+        out = []
+        for conversation in sorted(store.list_conversations(), key=lambda c: c.title):
+            messages = store.messages(conversation.id)
+            out.append(
+                (
+                    conversation.title,
+                    [(m.role, m.content, m.settings, m.seed) for m in messages],
+                )
+            )
+        return out
+
+    assert shape(fresh.store) == shape(window.store)
+    birds = next(c for c in fresh.store.list_conversations() if c.title == "Name a bird.")
+    tree = fresh.store.tree(birds.id)
+    user = tree.children(None)[0]
+    assert len(tree.children(user.id)) == 2  # both versions of the reply came back
 
 
-def test_format_stats_is_one_readable_line() -> None:
-    stats = GenerationStats(
-        prompt_tokens=30,
-        cached_tokens=0,
-        prefill_ms=50.0,
-        prefill_tps=600.0,
-        ttft_ms=61.4,
-        completion_tokens=16,
-        decode_ms=200.0,
-        decode_tps=75.04,
-        stop_reason=StopReason.MAX_TOKENS,
-        seed=42,
-    )
-    assert format_stats(stats) == "16 tokens · 75.0 tok/s · TTFT 61 ms · max tokens · seed 42"
+def test_import_of_a_bad_file_is_reported(make_window: MakeWindow, tmp_path: Path) -> None:
+    window = make_window()
+    bad = tmp_path / "notes.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert window.import_chats(bad) == ()
+    assert "notes.json" in window.notice_text
+
+
+# ----- draft counter and context meter -----
+
+
+def test_draft_tokens_are_counted_while_typing(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    field = composer_input(window)
+    field.setFocus()
+    qtbot.keyClicks(field, "How many tokens is this draft?")
+    label = child(window, QLabel, "draftTokenLabel")
+    qtbot.waitUntil(lambda: any(ch.isdigit() for ch in label.text()), timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
+    meter = child(window, QWidget, "contextMeter")
+    assert meter.accessibleName()
+
+
+def test_process_memory_is_the_resident_set() -> None:
+    memory = process_memory()
+    assert memory is not None
+    used, current = memory
+    assert current and 10 * 2**20 < used < 64 * 2**30

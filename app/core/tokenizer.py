@@ -1,0 +1,212 @@
+"""Count tokens with a model's own vocabulary, without its weights or a context.
+
+`VocabTokenizer` loads only the vocabulary of a GGUF (llama.cpp's `vocab_only`): fast,
+small, and independent of the `Engine`, so a draft can be counted on another thread while
+the engine generates. Its counts are the engine's: the same tokenizer calls, the same
+chat template, the same BOS rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from app.core.chat import Message
+from app.core.errors import EngineStateError, ModelLoadError
+from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.logs import route_llama_log
+from app.core.prompt import ChatTemplate, reply_budget
+
+log = logging.getLogger(__name__)
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _ensure_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            route_llama_log()
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+@dataclass(frozen=True)
+class PromptCount:
+    """How a conversation fits the context window.
+
+    `prompt_tokens` counts every message as the chat template renders it (before any is
+    dropped). `dropped` are the indices the drop-oldest overflow policy would leave out:
+    empty when it fits, None when even the system prompt and the last message alone do not
+    fit.
+    """
+
+    prompt_tokens: int
+    reply_budget: int
+    limit: int
+    dropped: tuple[int, ...] | None
+
+    @property
+    def used(self) -> int:
+        """Prompt plus the room kept for the reply."""
+        return self.prompt_tokens + self.reply_budget
+
+    @property
+    def fits(self) -> bool:
+        """True when nothing has to be dropped."""
+        return self.used <= self.limit
+
+
+class VocabTokenizer:
+    """A GGUF's vocabulary and chat template, loaded without the model's weights.
+
+    Not thread-safe: use it from one thread. `close()` frees it; later calls raise.
+
+    Raises (from the constructor):
+        ModelFileError: The file is missing, not a GGUF, corrupt or truncated.
+        ModelLoadError: llama.cpp could not read its vocabulary.
+        ChatTemplateError: The model's chat template does not compile.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.info: GGUFInfo = read_gguf_info(self.path)
+        _ensure_backend()
+        router = route_llama_log()
+        mark = router.mark()
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        params.n_gpu_layers = 0
+        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not model:
+            said = router.first_error_since(mark) or "no reason given"
+            raise ModelLoadError(
+                f"llama.cpp could not read the vocabulary of {self.path.name}: {said}. "
+                "The file may be damaged or made for a newer llama.cpp.",
+                path=self.path,
+            )
+        self._model: Any = model
+        self._vocab: Any = llama_cpp.llama_model_get_vocab(model)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))
+        eos_text = self._special_text(llama_cpp.llama_vocab_eos(self._vocab))
+        try:
+            self.template = ChatTemplate(self.info.chat_template, self._bos_text, eos_text)
+        except Exception:
+            self.close()
+            raise
+        log.info("vocabulary of %s loaded for counting", self.path.name)
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `close()` ran."""
+        return self._model is None
+
+    def close(self) -> None:
+        """Free the vocabulary. Safe to call twice."""
+        if self._model is not None:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+            self._vocab = None
+
+    def _require(self) -> Any:
+        if self._vocab is None:
+            raise EngineStateError("The tokenizer was closed; load the model's vocabulary again.")
+        return self._vocab
+
+    def _special_text(self, token_id: int) -> str:
+        if token_id < 0:
+            return ""
+        raw = llama_cpp.llama_vocab_get_text(self._vocab, token_id)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[int]:
+        """Token ids of `text` (the same call and defaults as `Engine.tokenize`)."""
+        vocab = self._require()
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(
+            vocab, data, len(data), buf, capacity, add_special, parse_special
+        )
+        if n < 0:
+            capacity = -n
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(
+                vocab, data, len(data), buf, capacity, add_special, parse_special
+            )
+        return list(buf[:n])
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Tokens of rendered prompt text, with BOS as `Engine.tokenize_prompt` adds it."""
+        add = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
+        return self.tokenize(text, add_special=add, parse_special=True)
+
+    def count(self, text: str) -> int:
+        """How many tokens `text` is."""
+        return len(self.tokenize(text))
+
+    def count_prompt(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        n_ctx: int,
+        template: ChatTemplate | None = None,
+    ) -> PromptCount:
+        """Count the prompt for `messages` and what the drop-oldest policy would leave out.
+
+        Gives the same `dropped` as `plan_prompt(..., OverflowPolicy.DROP_OLDEST)`, found
+        with a binary search over the oldest turns rather than one turn at a time, so a
+        long chat over the limit costs a few tokenizations, not one per turn.
+
+        Raises:
+            ChatTemplateError: The template rejects these messages.
+        """
+        chat = template or self.template
+        budget = reply_budget(max_tokens, n_ctx) if n_ctx > 0 else 0
+        if not messages:
+            return PromptCount(0, budget, n_ctx, ())
+
+        def tokens_without(dropped: set[int]) -> int:
+            kept = [m for i, m in enumerate(messages) if i not in dropped]
+            return len(self.tokenize_prompt(chat.render(kept)))
+
+        total = tokens_without(set())
+        if total + budget <= n_ctx:
+            return PromptCount(total, budget, n_ctx, ())
+        turns = droppable_turns(messages)
+        low, high = 1, len(turns)  # the fewest turns to drop lies in [low, high], if any
+        best: set[int] | None = None
+        while low <= high:
+            middle = (low + high) // 2
+            dropped = set().union(*turns[:middle])
+            if tokens_without(dropped) + budget <= n_ctx:
+                best, high = dropped, middle - 1
+            else:
+                low = middle + 1
+        return PromptCount(total, budget, n_ctx, tuple(sorted(best)) if best else None)
+
+
+def droppable_turns(messages: Sequence[Message]) -> list[set[int]]:
+    """The turns the drop-oldest policy removes, in the order it removes them.
+
+    A turn is a user message and the replies after it; system messages and the last
+    message are never dropped (as in `app.core.prompt.plan_prompt`).
+    """
+    candidates = [i for i in range(len(messages) - 1) if messages[i].role != "system"]
+    turns: list[set[int]] = []
+    for i in candidates:
+        if not turns or messages[i].role == "user":
+            turns.append({i})
+        else:
+            turns[-1].add(i)
+    return turns

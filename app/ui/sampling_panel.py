@@ -1,0 +1,715 @@
+"""The right-hand panel: the model in use and the sampler settings of the open chat.
+
+Every sampler setting has a slider and an exact number field kept in step; presets
+(built-in and the person's own) fill them in. The panel only shows and edits values:
+`settingsChanged` fires on every change the person makes (never on `set_settings`), and the
+window decides where the settings go (the chat's stored settings, the running reply's
+`SettingsHolder`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, QSignalBlocker, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.engine import LoadedModel
+from app.core.memory import format_bytes
+from app.core.sampling import MAX_SEED, PRESETS, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+TEXT_DELAY_MS = 400
+"""Stop strings and the system prompt are sent this long after typing pauses."""
+CUSTOM = "Custom"
+SAMPLER_FIELDS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "repeat_last_n",
+    "presence_penalty",
+    "frequency_penalty",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+)
+"""What a built-in preset sets; max tokens, seed and stop strings stay as they are."""
+
+
+def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
+    widget.setObjectName(object_name)
+    widget.setAccessibleName(accessible_name)
+
+
+@dataclass(frozen=True)
+class NumberSpec:
+    """One numeric setting: its field, label, range shown, decimals and slider reach.
+
+    The number field takes the whole range `low`..`high`; the slider covers
+    `slider_low`..`slider_high` (defaults: the same), in steps of `step`.
+    `special` is shown instead of the lowest value (for "off" / "no limit").
+    """
+
+    field: str
+    label: str
+    low: float
+    high: float
+    step: float
+    decimals: int
+    tooltip: str
+    slider_high: float | None = None
+    special: str = ""
+
+    @property
+    def is_int(self) -> bool:
+        return self.decimals == 0
+
+
+NUMBER_SPECS: tuple[NumberSpec, ...] = (
+    NumberSpec(
+        "temperature",
+        "Temperature",
+        0.0,
+        2.0,
+        0.01,
+        2,
+        "Higher is more varied, lower more focused; 0 always picks the likeliest token.",
+    ),
+    NumberSpec(
+        "top_p",
+        "Top-p",
+        0.01,
+        1.0,
+        0.01,
+        2,
+        "Keep the likeliest tokens until their probabilities add up to this; 1 is off.",
+    ),
+    NumberSpec(
+        "top_k",
+        "Top-k",
+        0,
+        1000,
+        1,
+        0,
+        "Keep only this many likeliest tokens; 0 is off.",
+        slider_high=200,
+        special="Off",
+    ),
+    NumberSpec(
+        "min_p",
+        "Min-p",
+        0.0,
+        1.0,
+        0.01,
+        2,
+        "Drop tokens less likely than this fraction of the likeliest; 0 is off.",
+    ),
+    NumberSpec(
+        "typical_p",
+        "Typical-p",
+        0.01,
+        1.0,
+        0.01,
+        2,
+        "Locally typical sampling; 1 is off.",
+    ),
+    NumberSpec(
+        "repeat_penalty",
+        "Repeat penalty",
+        0.01,
+        10.0,
+        0.01,
+        2,
+        "Above 1 makes recently used tokens less likely; 1 is off.",
+        slider_high=2.0,
+    ),
+    NumberSpec(
+        "presence_penalty",
+        "Presence penalty",
+        -2.0,
+        2.0,
+        0.01,
+        2,
+        "Penalises any token already used; 0 is off.",
+    ),
+    NumberSpec(
+        "frequency_penalty",
+        "Frequency penalty",
+        -2.0,
+        2.0,
+        0.01,
+        2,
+        "Penalises tokens by how often they were used; 0 is off.",
+    ),
+    NumberSpec(
+        "max_tokens",
+        "Max tokens",
+        0,
+        1_000_000,
+        1,
+        0,
+        "The longest reply, in tokens; 'No limit' runs until the model ends its turn.",
+        slider_high=4096,
+        special="No limit",
+    ),
+)
+
+
+class NumberControl(QObject):
+    """A slider and an exact number field for one setting, kept in step.
+
+    Signals:
+        valueChanged(float): The person changed the value (slider or field).
+    """
+
+    valueChanged = Signal(float)
+
+    def __init__(self, spec: NumberSpec, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        name = spec.field.replace("_", " ").title().replace(" ", "")
+        name = name[0].lower() + name[1:]
+        self._scale = 1 / spec.step
+        self.label = QLabel(spec.label)
+        self.label.setObjectName(f"{name}Label")
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        _named(self.slider, f"{name}Slider", f"{spec.label} slider")
+        self.slider.setToolTip(spec.tooltip)
+        slider_high = spec.slider_high if spec.slider_high is not None else spec.high
+        self.slider.setRange(self._to_slider(spec.low), self._to_slider(slider_high))
+        self.slider.setSingleStep(1)
+        self.slider.setPageStep(max(1, round((slider_high - spec.low) * self._scale / 20)))
+        self.spin = QDoubleSpinBox()
+        _named(self.spin, f"{name}Spin", spec.label)
+        self.spin.setToolTip(spec.tooltip)
+        self.spin.setDecimals(spec.decimals)
+        self.spin.setRange(spec.low, spec.high)
+        self.spin.setSingleStep(spec.step)
+        self.spin.setKeyboardTracking(False)
+        self.spin.setAccelerated(True)
+        self.spin.setCorrectionMode(QAbstractSpinBox.CorrectionMode.CorrectToNearestValue)
+        if spec.special:
+            self.spin.setSpecialValueText(spec.special)
+        self.label.setBuddy(self.spin)
+        self.slider.valueChanged.connect(self._on_slider)
+        self.spin.valueChanged.connect(self._on_spin)
+
+    def _to_slider(self, value: float) -> int:
+        return round(value * self._scale)
+
+    def value(self) -> float:
+        """The exact value in the number field."""
+        return float(self.spin.value())
+
+    def set_value(self, value: float) -> None:
+        """Show a value without emitting `valueChanged`."""
+        with QSignalBlocker(self.spin), QSignalBlocker(self.slider):
+            self.spin.setValue(value)
+            self.slider.setValue(self._to_slider(self.spin.value()))
+
+    @Slot(int)
+    def _on_slider(self, position: int) -> None:
+        value = position / self._scale
+        if self.spec.is_int:
+            value = float(round(value))
+        if math.isclose(value, self.spin.value(), abs_tol=self.spec.step / 2):
+            return
+        with QSignalBlocker(self.spin):
+            self.spin.setValue(value)
+        self.valueChanged.emit(self.value())
+
+    @Slot(float)
+    def _on_spin(self, value: float) -> None:
+        with QSignalBlocker(self.slider):
+            self.slider.setValue(self._to_slider(value))
+        self.valueChanged.emit(self.value())
+
+
+def parse_stop_strings(text: str) -> tuple[str, ...]:
+    """Stop strings typed one per line; `\\n` and `\\t` stand for a new line and a tab."""
+    found: list[str] = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        value = _unescape(line)
+        if value and value not in found:
+            found.append(value)
+    return tuple(found)
+
+
+def format_stop_strings(stop: tuple[str, ...]) -> str:
+    """The inverse of `parse_stop_strings`."""
+    return "\n".join(
+        s.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t") for s in stop
+    )
+
+
+def _unescape(line: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            nxt = line[i + 1]
+            mapped = {"n": "\n", "t": "\t", "\\": "\\"}.get(nxt)
+            if mapped is not None:
+                out.append(mapped)
+                i += 2
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def describe_model(model: LoadedModel) -> dict[str, str]:
+    """The model facts the panel shows, by row label."""
+    info = model.info
+    if model.gpu_offload_supported and model.n_gpu_layers != 0:
+        layers = info.n_layer + 1 if model.n_gpu_layers < 0 else model.n_gpu_layers
+        shown = min(layers, info.n_layer + 1) if info.n_layer else layers
+        backend = f"GPU, {shown} layers offloaded"
+    else:
+        backend = f"CPU, {model.n_threads} threads"
+    params = info.n_params
+    if params >= 1e9:
+        size_params = f"{params / 1e9:.1f} B parameters"
+    elif params > 0:
+        size_params = f"{params / 1e6:.0f} M parameters"
+    else:
+        size_params = "unknown"
+    trained = f" (trained {info.context_length:,})" if info.context_length else ""
+    return {
+        "Model": info.name or info.path.stem,
+        "File": info.path.name,
+        "Quantization": info.quant,
+        "Size": f"{format_bytes(info.file_size)} · {size_params}",
+        "Context": f"{model.n_ctx:,} tokens{trained}",
+        "Backend": backend,
+    }
+
+
+class SamplingPanel(QWidget):
+    """The model in use and the sampler settings of the open chat, with presets.
+
+    Built-in presets set the sampler fields only (max tokens, seed and stop strings stay);
+    the person's own presets set everything they saved.
+
+    Object names: samplingPanel, panelCollapseButton, modelInfoGroup, model*Value labels,
+    presetCombo, savePresetButton, deletePresetButton, <field>Slider / <field>Spin for
+    temperature, topP, topK, minP, typicalP, repeatPenalty, presencePenalty,
+    frequencyPenalty, maxTokens; seedRandomCheck, seedSpin, stopStringsEdit,
+    systemPromptEdit, settingsScopeLabel, makeDefaultButton, useDefaultButton.
+
+    Signals:
+        settingsChanged(object): The new `SamplingSettings`, after every change the person
+            makes (slider, field, preset, seed, stop strings).
+        systemPromptChanged(str): The system prompt, once typing pauses.
+        presetSaveRequested(str, object): Save the current settings under a name.
+        presetDeleteRequested(str): Delete a saved preset.
+        makeDefaultRequested(object, str): Make these settings and system prompt the
+            defaults for new chats.
+        useDefaultRequested(): Make the open chat follow the default settings again.
+        collapseRequested(): The person asked to hide the panel.
+    """
+
+    settingsChanged = Signal(object)
+    systemPromptChanged = Signal(str)
+    presetSaveRequested = Signal(str, object)
+    presetDeleteRequested = Signal(str)
+    makeDefaultRequested = Signal(object, str)
+    useDefaultRequested = Signal()
+    collapseRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        _named(self, "samplingPanel", "Model and sampling settings")
+        self._settings = SamplingSettings()
+        self._user_presets: dict[str, SamplingSettings] = {}
+        self._controls: dict[str, NumberControl] = {}
+        self._model_values: dict[str, QLabel] = {}
+        self._build()
+        self.set_model(None)
+        self.set_settings(self._settings)
+
+    # ----- construction -----
+
+    def _build(self) -> None:
+        self._text_timer = QTimer(self)
+        self._text_timer.setObjectName("stopStringsTimer")
+        self._text_timer.setSingleShot(True)
+        self._text_timer.setInterval(TEXT_DELAY_MS)
+        self._text_timer.timeout.connect(self._apply_stop_strings)
+        self._prompt_timer = QTimer(self)
+        self._prompt_timer.setObjectName("systemPromptTimer")
+        self._prompt_timer.setSingleShot(True)
+        self._prompt_timer.setInterval(TEXT_DELAY_MS)
+        self._prompt_timer.timeout.connect(self._emit_system_prompt)
+        title = QLabel("<b>Model and settings</b>")
+        title.setObjectName("samplingPanelTitle")
+        self._collapse = QToolButton()
+        _named(self._collapse, "panelCollapseButton", "Hide the settings panel")
+        self._collapse.setText("⟩")
+        self._collapse.setToolTip("Hide this panel (Ctrl+Shift+B)")
+        self._collapse.setAutoRaise(True)
+        self._collapse.clicked.connect(self.collapseRequested)
+        header = QHBoxLayout()
+        header.addWidget(title, 1)
+        header.addWidget(self._collapse)
+
+        content = QWidget()
+        content.setObjectName("samplingPanelContent")
+        body = QVBoxLayout(content)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self._build_model_group())
+        body.addWidget(self._build_sampling_group())
+        body.addWidget(self._build_prompt_group())
+        body.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setObjectName("samplingPanelScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        # never narrower than the content: a clipped number field would hide its value
+        scroll.setMinimumWidth(
+            content.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        )
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(header)
+        layout.addWidget(scroll, 1)
+
+    def _build_model_group(self) -> QGroupBox:
+        group = QGroupBox("Model")
+        _named(group, "modelInfoGroup", "Model in use")
+        form = QFormLayout(group)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for label in ("Model", "File", "Quantization", "Size", "Context", "Backend"):
+            value = QLabel()
+            key = label.replace(" ", "")
+            _named(value, f"model{key}Value", label)
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(f"{label}:", value)
+            self._model_values[label] = value
+        return group
+
+    def _build_sampling_group(self) -> QGroupBox:
+        group = QGroupBox("Sampling")
+        group.setObjectName("samplingGroup")
+        layout = QVBoxLayout(group)
+
+        self._preset_combo = QComboBox()
+        _named(self._preset_combo, "presetCombo", "Preset")
+        self._preset_combo.setToolTip("Fill in the settings from a preset")
+        self._preset_combo.activated.connect(self._on_preset_activated)
+        preset_label = QLabel("&Preset")
+        preset_label.setBuddy(self._preset_combo)
+        self._save_preset = QPushButton("Save…")
+        _named(self._save_preset, "savePresetButton", "Save these settings as a preset")
+        self._save_preset.setToolTip("Save these settings as a preset")
+        self._save_preset.clicked.connect(self._ask_preset_name)
+        self._delete_preset = QPushButton("Delete")
+        _named(self._delete_preset, "deletePresetButton", "Delete the selected preset")
+        self._delete_preset.clicked.connect(self._on_delete_preset)
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(preset_label)
+        preset_row.addWidget(self._preset_combo, 1)
+        layout.addLayout(preset_row)
+        preset_buttons = QHBoxLayout()
+        preset_buttons.addStretch(1)
+        preset_buttons.addWidget(self._save_preset)
+        preset_buttons.addWidget(self._delete_preset)
+        layout.addLayout(preset_buttons)
+
+        grid = QGridLayout()
+        grid.setColumnStretch(0, 1)
+        row = 0
+        for spec in NUMBER_SPECS:
+            control = NumberControl(spec, group)
+            control.valueChanged.connect(self._on_number_changed)
+            self._controls[spec.field] = control
+            grid.addWidget(control.label, row, 0, 1, 2)
+            grid.addWidget(control.spin, row, 1, Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(control.slider, row + 1, 0, 1, 2)
+            row += 2
+        layout.addLayout(grid)
+
+        self._seed_random = QCheckBox("Random seed")
+        _named(self._seed_random, "seedRandomCheck", "Random seed")
+        self._seed_random.setToolTip("Draw a new seed for every reply")
+        self._seed_random.toggled.connect(self._on_seed_changed)
+        self._seed = QDoubleSpinBox()
+        _named(self._seed, "seedSpin", "Seed")
+        self._seed.setDecimals(0)
+        self._seed.setRange(0, MAX_SEED)
+        self._seed.setKeyboardTracking(False)
+        self._seed.setToolTip("The same seed and settings give the same reply")
+        self._seed.valueChanged.connect(self._on_seed_changed)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self._seed_random)
+        seed_row.addWidget(self._seed, 1)
+        layout.addLayout(seed_row)
+
+        stop_label = QLabel("&Stop strings (one per line, \\n for a new line)")
+        stop_label.setWordWrap(True)
+        self._stop = QPlainTextEdit()
+        _named(self._stop, "stopStringsEdit", "Stop strings")
+        self._stop.setTabChangesFocus(True)
+        self._stop.setPlaceholderText("e.g. ###")
+        self._stop.setFixedHeight(self._stop.fontMetrics().lineSpacing() * 3 + 12)
+        self._stop.textChanged.connect(self._text_timer.start)
+        stop_label.setBuddy(self._stop)
+        layout.addWidget(stop_label)
+        layout.addWidget(self._stop)
+        return group
+
+    def _build_prompt_group(self) -> QGroupBox:
+        group = QGroupBox("System prompt")
+        group.setObjectName("systemPromptGroup")
+        layout = QVBoxLayout(group)
+        self._prompt = QPlainTextEdit()
+        _named(self._prompt, "systemPromptEdit", "System prompt")
+        self._prompt.setTabChangesFocus(True)
+        self._prompt.setPlaceholderText("How the assistant should behave in this chat")
+        self._prompt.setFixedHeight(self._prompt.fontMetrics().lineSpacing() * 5 + 12)
+        self._prompt.textChanged.connect(self._prompt_timer.start)
+        layout.addWidget(self._prompt)
+
+        self._scope = QLabel()
+        _named(self._scope, "settingsScopeLabel", "Where these settings apply")
+        self._scope.setWordWrap(True)
+        self._make_default = QPushButton("Make default")
+        _named(self._make_default, "makeDefaultButton", "Make these the default settings")
+        self._make_default.setToolTip("New chats start with these settings and system prompt")
+        self._make_default.clicked.connect(self._on_make_default)
+        self._use_default = QPushButton("Use default")
+        _named(self._use_default, "useDefaultButton", "Use the default settings in this chat")
+        self._use_default.setToolTip("This chat follows the default settings again")
+        self._use_default.clicked.connect(self.useDefaultRequested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._make_default)
+        buttons.addWidget(self._use_default)
+        layout.addWidget(self._scope)
+        layout.addLayout(buttons)
+        return group
+
+    # ----- values in and out -----
+
+    def settings(self) -> SamplingSettings:
+        """The settings shown now."""
+        return self._settings
+
+    def set_settings(self, settings: SamplingSettings) -> None:
+        """Show settings (e.g. another chat's) without emitting `settingsChanged`."""
+        self._text_timer.stop()
+        self._settings = settings
+        for field, control in self._controls.items():
+            value = getattr(settings, field)
+            control.set_value(0 if value is None else value)
+        with QSignalBlocker(self._seed_random), QSignalBlocker(self._seed):
+            self._seed_random.setChecked(settings.seed is None)
+            if settings.seed is not None:
+                self._seed.setValue(settings.seed)
+            self._seed.setEnabled(settings.seed is not None)
+        with QSignalBlocker(self._stop):
+            self._stop.setPlainText(format_stop_strings(settings.stop))
+        self._show_preset()
+
+    def system_prompt(self) -> str:
+        """The system prompt shown now."""
+        return self._prompt.toPlainText()
+
+    def set_system_prompt(self, text: str) -> None:
+        """Show a system prompt without emitting `systemPromptChanged`."""
+        self._prompt_timer.stop()
+        with QSignalBlocker(self._prompt):
+            self._prompt.setPlainText(text)
+
+    @Slot()
+    def _emit_system_prompt(self) -> None:
+        self._prompt_timer.stop()
+        self.systemPromptChanged.emit(self._prompt.toPlainText())
+
+    def flush_pending(self) -> None:
+        """Apply stop strings and the system prompt typed in the last moments."""
+        if self._text_timer.isActive():
+            self._apply_stop_strings()
+        if self._prompt_timer.isActive():
+            self._emit_system_prompt()
+
+    def set_follows_default(self, follows: bool | None) -> None:
+        """Say whether the open chat has its own settings (None: no chat open yet)."""
+        if follows is None:
+            text = "A new chat starts with these settings."
+        elif follows:
+            text = "This chat uses the default settings."
+        else:
+            text = "This chat has its own settings."
+        self._scope.setText(text)
+        self._use_default.setEnabled(follows is False)
+
+    def set_user_presets(self, presets: Mapping[str, SamplingSettings]) -> None:
+        """The person's saved presets, listed after the built-in ones."""
+        self._user_presets = dict(presets)
+        self._show_preset()
+
+    def set_model(self, model: LoadedModel | None) -> None:
+        """Show the facts of the model in use (None: no model)."""
+        facts = describe_model(model) if model is not None else {}
+        for label, widget in self._model_values.items():
+            widget.setText(facts.get(label, "—" if label != "Model" else "No model loaded"))
+        if model is not None:
+            widget = self._model_values["Model"]
+            widget.setToolTip(str(model.info.path))
+
+    def value_control(self, field: str) -> NumberControl:
+        """The slider and field pair of a numeric setting (for tests and key handling)."""
+        return self._controls[field]
+
+    # ----- changes -----
+
+    def _change(self, settings: SamplingSettings) -> None:
+        if settings == self._settings:
+            return
+        self._settings = settings
+        self._show_preset()
+        self.settingsChanged.emit(settings)
+
+    @Slot(float)
+    def _on_number_changed(self, _value: float) -> None:
+        control = self.sender()
+        if not isinstance(control, NumberControl):
+            return
+        field = control.spec.field
+        value: float | int | None = control.value()
+        if control.spec.is_int:
+            value = round(control.value())
+        if field == "max_tokens" and value == 0:
+            value = None
+        try:
+            settings = self._settings.with_changes(**{field: value})
+        except ValueError as exc:  # out of the core's range: show the valid value again
+            log.info("rejected %s=%s: %s", field, value, exc)
+            self.set_settings(self._settings)
+            return
+        self._change(settings)
+
+    @Slot()
+    def _on_seed_changed(self) -> None:
+        random = self._seed_random.isChecked()
+        self._seed.setEnabled(not random)
+        self._change(self._settings.with_changes(seed=None if random else int(self._seed.value())))
+
+    @Slot()
+    def _apply_stop_strings(self) -> None:
+        self._text_timer.stop()
+        self._change(self._settings.with_changes(stop=parse_stop_strings(self._stop.toPlainText())))
+
+    # ----- presets -----
+
+    def _preset_names(self) -> list[str]:
+        return [*PRESETS, *self._user_presets]
+
+    def _matching_preset(self) -> str | None:
+        current = self._settings
+        for name, preset in self._user_presets.items():
+            if preset == current:
+                return name
+        for name, preset in PRESETS.items():
+            if all(getattr(preset, f) == getattr(current, f) for f in SAMPLER_FIELDS):
+                return name
+        return None
+
+    def _show_preset(self) -> None:
+        combo = self._preset_combo
+        with QSignalBlocker(combo):
+            combo.clear()
+            combo.addItem(CUSTOM)
+            model = combo.model()
+            if isinstance(model, QStandardItemModel):
+                item = model.item(0)
+                if item is not None:
+                    item.setEnabled(False)
+            combo.addItems(list(PRESETS))
+            if self._user_presets:
+                combo.insertSeparator(combo.count())
+                combo.addItems(list(self._user_presets))
+            match = self._matching_preset()
+            combo.setCurrentIndex(combo.findText(match) if match else 0)
+        self._delete_preset.setEnabled(match in self._user_presets if match else False)
+
+    @property
+    def preset_name(self) -> str:
+        """The preset the settings match, or "Custom"."""
+        return self._preset_combo.currentText()
+
+    def apply_preset(self, name: str) -> None:
+        """Fill in a preset's settings (as if picked in the list)."""
+        if name in self._user_presets:
+            settings = self._user_presets[name]
+        elif name in PRESETS:
+            preset = PRESETS[name]
+            settings = self._settings.with_changes(
+                **{f: getattr(preset, f) for f in SAMPLER_FIELDS}
+            )
+        else:
+            return
+        self.set_settings(settings)
+        self.settingsChanged.emit(settings)
+
+    @Slot(int)
+    def _on_preset_activated(self, index: int) -> None:
+        name = self._preset_combo.itemText(index)
+        if name and name != CUSTOM:
+            self.apply_preset(name)
+
+    @Slot()
+    def _ask_preset_name(self) -> None:
+        suggestion = self.preset_name if self.preset_name in self._user_presets else ""
+        name, ok = QInputDialog.getText(
+            self, "Save preset", "Name of the preset:", QLineEdit.EchoMode.Normal, suggestion
+        )
+        if ok and name.strip():
+            self.presetSaveRequested.emit(name.strip(), self._settings)
+
+    @Slot()
+    def _on_delete_preset(self) -> None:
+        name = self.preset_name
+        if name in self._user_presets:
+            self.presetDeleteRequested.emit(name)
+
+    @Slot()
+    def _on_make_default(self) -> None:
+        self.flush_pending()
+        self.makeDefaultRequested.emit(self._settings, self._prompt.toPlainText())

@@ -1,0 +1,216 @@
+"""Keep each conversation's KV cache when the chat on show changes, and bring it back.
+
+The engine holds one KV cache: the prompt of the last reply it made. Switching to another
+chat and replying there overwrites it, so the next turn of the first chat would re-read its
+whole history. `KVSnapshotKeeper` lives on the inference thread, beside the worker, so its
+slots run between generations (never during one) and may touch the worker's engine:
+`save` copies the cache of the chat being left, `restore` loads the snapshot of the chat
+being opened. Snapshots stay in memory, least recently used first out, within a byte
+budget; a new model makes them all useless, so loading one clears them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.core.engine import Engine
+from app.core.errors import HearthError
+from app.core.kv_snapshot import KVSnapshot
+from app.workers.inference import InferenceThread, InferenceWorker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_SNAPSHOTS = 16
+
+
+class KVSnapshotKeeper(QObject):
+    """Per-conversation KV snapshots, kept on the inference thread.
+
+    Drive it through `KVSnapshots` (queued calls in the order the GUI makes them, behind
+    any generation already queued). Ownership: `claim(conversation)` before a generation
+    says whose history the cache will hold; `save(conversation)` only copies the cache if
+    that conversation owns it, so a chat never gets another chat's cache.
+
+    Signals:
+        saved(int, int): Conversation id and the snapshot's size in bytes.
+        restored(int, int): Conversation id and how many tokens the cache now holds for it
+            (0: no snapshot, or one that did not fit this model).
+    """
+
+    saved = Signal(int, int)
+    restored = Signal(int, int)
+
+    def __init__(
+        self,
+        worker: InferenceWorker,
+        *,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        max_snapshots: int = DEFAULT_MAX_SNAPSHOTS,
+    ) -> None:
+        super().__init__()
+        self._worker = worker
+        self._budget = budget_bytes
+        self._max = max_snapshots
+        self._snapshots: OrderedDict[int, KVSnapshot] = OrderedDict()
+        self._owner: int | None = None
+        self._home_thread = QThread.currentThread()
+        worker.loaded.connect(self.clear)
+        worker.unloaded.connect(self.clear)
+
+    # ----- slots (run on the inference thread) -----
+
+    @Slot(int)
+    def claim(self, conversation_id: int) -> None:
+        """The next generation reads this conversation: the cache will be its."""
+        self._owner = conversation_id
+
+    @Slot(int)
+    def save(self, conversation_id: int) -> None:
+        """Copy the cache for `conversation_id`, if the cache holds that conversation."""
+        engine = self._engine()
+        if engine is None or self._owner != conversation_id or not engine.cached_tokens:
+            return
+        try:
+            snapshot = engine.save_snapshot()
+        except HearthError as exc:
+            log.info("no KV snapshot for conversation %d: %s", conversation_id, exc)
+            return
+        size = len(snapshot.state)
+        self._snapshots.pop(conversation_id, None)
+        if size > self._budget:
+            log.info("KV snapshot of %d bytes exceeds the budget; not kept", size)
+            return
+        self._snapshots[conversation_id] = snapshot
+        self._evict()
+        self.saved.emit(conversation_id, size)
+
+    @Slot(int)
+    def restore(self, conversation_id: int) -> None:
+        """Load the snapshot of `conversation_id` into the cache, if there is one."""
+        engine = self._engine()
+        if engine is None:
+            return
+        if self._owner == conversation_id:
+            self.restored.emit(conversation_id, len(engine.cached_tokens))
+            return
+        snapshot = self._snapshots.get(conversation_id)
+        if snapshot is None:
+            self.restored.emit(conversation_id, 0)
+            return
+        self._snapshots.move_to_end(conversation_id)
+        try:
+            ok = engine.restore_snapshot(snapshot)
+        except HearthError as exc:
+            log.info("KV snapshot of conversation %d not restored: %s", conversation_id, exc)
+            ok = False
+        if ok:
+            self._owner = conversation_id
+        else:
+            self._snapshots.pop(conversation_id, None)
+            self._owner = None  # a failed restore leaves the cache empty
+        self.restored.emit(conversation_id, len(snapshot.tokens) if ok else 0)
+
+    @Slot(int)
+    def forget(self, conversation_id: int) -> None:
+        """Drop a conversation's snapshot (deleted, or its history rewritten)."""
+        self._snapshots.pop(conversation_id, None)
+
+    @Slot()
+    @Slot(object)
+    def clear(self, _model: object = None) -> None:
+        """Drop every snapshot (a model was loaded or unloaded)."""
+        self._snapshots.clear()
+        self._owner = None
+
+    @Slot()
+    def release(self) -> None:
+        """Drop the snapshots and move back to the thread that made this object."""
+        self.clear()
+        thread = QThread.currentThread()
+        if thread is not self._home_thread:
+            self.moveToThread(self._home_thread)
+
+    # ----- helpers -----
+
+    @property
+    def snapshot_ids(self) -> tuple[int, ...]:
+        """Conversations with a snapshot, least recently used first (read on its thread)."""
+        return tuple(self._snapshots)
+
+    def _engine(self) -> Engine | None:
+        # This object shares the worker's thread, so it runs between the worker's slots.
+        engine = self._worker.engine
+        if engine is None or engine.loaded is None:
+            return None
+        return engine
+
+    def _evict(self) -> None:
+        total = sum(len(s.state) for s in self._snapshots.values())
+        while self._snapshots and (total > self._budget or len(self._snapshots) > self._max):
+            _, dropped = self._snapshots.popitem(last=False)
+            total -= len(dropped.state)
+
+
+class KVSnapshots(QObject):
+    """The GUI's handle on a `KVSnapshotKeeper` living on an `InferenceThread`.
+
+    Create it on the GUI thread before or after `inference.start()`; call `release()`
+    before `inference.stop()`. Calls are queued behind the generations already sent.
+    """
+
+    _claimRequested = Signal(int)
+    _saveRequested = Signal(int)
+    _restoreRequested = Signal(int)
+    _forgetRequested = Signal(int)
+    _releaseRequested = Signal()
+
+    def __init__(
+        self,
+        inference: InferenceThread,
+        parent: QObject | None = None,
+        *,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        max_snapshots: int = DEFAULT_MAX_SNAPSHOTS,
+    ) -> None:
+        super().__init__(parent)
+        self._inference = inference
+        self.keeper = KVSnapshotKeeper(
+            inference.worker, budget_bytes=budget_bytes, max_snapshots=max_snapshots
+        )
+        self.keeper.moveToThread(inference.qthread)
+        self._claimRequested.connect(self.keeper.claim)
+        self._saveRequested.connect(self.keeper.save)
+        self._restoreRequested.connect(self.keeper.restore)
+        self._forgetRequested.connect(self.keeper.forget)
+        self._releaseRequested.connect(self.keeper.release)
+        self._released = False
+
+    def claim(self, conversation_id: int) -> None:
+        """Call just before sending a generation for `conversation_id`."""
+        if not self._released:
+            self._claimRequested.emit(conversation_id)
+
+    def save(self, conversation_id: int) -> None:
+        """Keep the cache of the chat being left (when the cache is that chat's)."""
+        if not self._released:
+            self._saveRequested.emit(conversation_id)
+
+    def restore(self, conversation_id: int) -> None:
+        """Bring back the cache of the chat being opened (when there is a snapshot)."""
+        if not self._released:
+            self._restoreRequested.emit(conversation_id)
+
+    def forget(self, conversation_id: int) -> None:
+        """Drop a chat's snapshot."""
+        if not self._released:
+            self._forgetRequested.emit(conversation_id)
+
+    def release(self) -> None:
+        """Free the snapshots and hand the keeper back; queue it before stopping the thread."""
+        if not self._released:
+            self._released = True
+            self._releaseRequested.emit()

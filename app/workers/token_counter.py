@@ -1,0 +1,275 @@
+"""The live token counter: a model's vocabulary on its own thread, counting drafts.
+
+The inference thread is busy while a reply streams, so counting there would wait behind
+the generation. `TokenCounter` loads only the model's vocabulary (`VocabTokenizer`) on a
+thread of its own and answers while the engine generates.
+
+Only the newest request matters: the worker skips requests that a newer one has
+overtaken before it starts them, and the GUI side drops answers to anything but the
+newest request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.core.chat import Message
+from app.core.errors import HearthError
+from app.core.tokenizer import VocabTokenizer
+
+log = logging.getLogger(__name__)
+
+
+class _LatestRequest:
+    """The id of the newest count request, shared by the GUI and the worker thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = -1
+
+    def get(self) -> int:
+        with self._lock:
+            return self._value
+
+    def set(self, value: int) -> None:
+        with self._lock:
+            self._value = value
+
+
+class TokenCountWorker(QObject):
+    """Owns a `VocabTokenizer` on the thread it was moved to and counts with it.
+
+    Slots (call through queued signals, see `TokenCounter`): `set_model`, `count`,
+    `shutdown`.
+
+    Signals:
+        modelReady(str): The vocabulary of this model path is loaded.
+        modelFailed(str, str): A model path and why its vocabulary could not be loaded.
+        counted(int, int, int, int, object): Request id, draft tokens, prompt tokens,
+            context limit, dropped message indices (tuple) or None.
+        unavailable(int, str): Request id and why it could not be counted.
+    """
+
+    modelReady = Signal(str)
+    modelFailed = Signal(str, str)
+    counted = Signal(int, int, int, int, object)
+    unavailable = Signal(int, str)
+
+    def __init__(self, latest: _LatestRequest | None = None) -> None:
+        super().__init__()
+        self._latest = latest or _LatestRequest()
+        self._tokenizer: VocabTokenizer | None = None
+        self._home_thread = QThread.currentThread()
+        self._closed = False
+        self.requests_counted = 0
+        """How many requests were counted (not skipped as stale); for tests."""
+
+    @Slot()
+    def name_thread(self) -> None:
+        """Give the worker's thread a readable name in Python (log lines show it)."""
+        threading.current_thread().name = "hearth-token-counter"
+
+    @Slot(str)
+    def set_model(self, path: str) -> None:
+        """Load the vocabulary of the GGUF at `path` ("" forgets the current one)."""
+        if self._closed:
+            return
+        self._close_tokenizer()
+        if not path:
+            return
+        try:
+            self._tokenizer = VocabTokenizer(path)
+        except HearthError as exc:
+            log.warning("cannot count tokens for %s: %s", path, exc)
+            self.modelFailed.emit(path, exc.message)
+        except Exception as exc:
+            log.exception("unexpected error loading the vocabulary of %s", path)
+            self.modelFailed.emit(path, f"Unexpected error: {type(exc).__name__}: {exc}")
+        else:
+            self.modelReady.emit(path)
+
+    @Slot(int, str, object, object, int)
+    def count(
+        self, request_id: int, draft: str, messages: object, max_tokens: object, n_ctx: int
+    ) -> None:
+        """Count `draft` and the prompt it would make after `messages` (a `Message` tuple).
+
+        Skipped when a newer request is already waiting.
+        """
+        if request_id < self._latest.get():
+            return
+        tokenizer = self._tokenizer
+        if self._closed or tokenizer is None:
+            self.unavailable.emit(request_id, "No model vocabulary is loaded.")
+            return
+        history = (
+            tuple(m for m in messages if isinstance(m, Message))
+            if isinstance(messages, Sequence)
+            else ()
+        )
+        chat = (*history, Message("user", draft)) if draft.strip() else history
+        limit = n_ctx if n_ctx > 0 else tokenizer.info.context_length
+        budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+        try:
+            draft_tokens = tokenizer.count(draft)
+            result = tokenizer.count_prompt(chat, budget, limit)
+        except HearthError as exc:
+            self.unavailable.emit(request_id, exc.message)
+            return
+        except Exception as exc:
+            log.exception("unexpected error counting tokens")
+            self.unavailable.emit(request_id, f"Unexpected error: {type(exc).__name__}: {exc}")
+            return
+        self.requests_counted += 1
+        self.counted.emit(request_id, draft_tokens, result.prompt_tokens, limit, result.dropped)
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Free the vocabulary, hand this object back, and end the thread."""
+        thread = QThread.currentThread()
+        try:
+            self._closed = True
+            self._close_tokenizer()
+        except Exception:
+            log.exception("unexpected error closing the tokenizer")
+        finally:
+            if thread is not self._home_thread:
+                self.moveToThread(self._home_thread)
+                thread.quit()
+
+    @property
+    def is_closed(self) -> bool:
+        """True once `shutdown` ran."""
+        return self._closed
+
+    def _close_tokenizer(self) -> None:
+        if self._tokenizer is not None:
+            self._tokenizer.close()
+            self._tokenizer = None
+
+
+class TokenCounter(QObject):
+    """Counts drafts with the loaded model's own tokenizer, on a thread of its own.
+
+    Create it on the GUI thread, connect its signals, `start()` it, then `set_model()` and
+    `count()` as the person types; `stop()` before the application exits. Requests made
+    before `start()` or after `stop()` are ignored.
+
+    Signals:
+        counted(int, int, int, int, object): For the newest request only: its id, the
+            draft's tokens, the prompt's tokens (system prompt, history and draft as the
+            chat template renders them), the context limit, and the indices (into
+            `messages` + the draft) that the drop-oldest overflow policy would leave out:
+            () when it fits, None when it cannot fit even then. The meter's "used" is
+            prompt tokens + `app.core.prompt.reply_budget(max_tokens, limit)`.
+        unavailable(int, str): The newest request could not be counted (no model, a
+            template that rejects the messages), and why.
+        modelReady(str): A model's vocabulary is loaded (its path).
+        modelFailed(str, str): A model path and why its vocabulary could not be loaded.
+    """
+
+    counted = Signal(int, int, int, int, object)
+    unavailable = Signal(int, str)
+    modelReady = Signal(str)
+    modelFailed = Signal(str, str)
+
+    _setModelRequested = Signal(str)
+    _countRequested = Signal(int, str, object, object, int)
+    _shutdownRequested = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._latest = _LatestRequest()
+        self.worker = TokenCountWorker(self._latest)
+        self.qthread = QThread()
+        self.qthread.setObjectName("hearth-token-counter")
+        self.worker.moveToThread(self.qthread)
+        self.qthread.started.connect(self.worker.name_thread)
+        self._setModelRequested.connect(self.worker.set_model)
+        self._countRequested.connect(self.worker.count)
+        self._shutdownRequested.connect(self.worker.shutdown)
+        self.worker.counted.connect(self._on_counted)
+        self.worker.unavailable.connect(self._on_unavailable)
+        self.worker.modelReady.connect(self._on_model_ready)
+        self.worker.modelFailed.connect(self._on_model_failed)
+        self._started = False
+        self._stopped = False
+        self._shutdown_sent = False
+
+    def start(self) -> None:
+        """Start the counter's thread (once)."""
+        if self._started:
+            return
+        self._started = True
+        self.qthread.start()
+
+    @property
+    def is_running(self) -> bool:
+        """True between `start()` and `stop()`."""
+        return self._started and not self._stopped
+
+    @property
+    def latest_request(self) -> int:
+        """The id of the newest count request (-1 before the first)."""
+        return self._latest.get()
+
+    @Slot(str)
+    def set_model(self, path: str) -> None:
+        """Load this model's vocabulary for counting ("" forgets the current one)."""
+        if self.is_running:
+            self._setModelRequested.emit(str(path))
+
+    @Slot(int, str, object, object, int)
+    def count(
+        self, request_id: int, draft: str, messages: object, max_tokens: object, n_ctx: int
+    ) -> None:
+        """Queue counting `draft` after `messages` (a sequence of `Message`: system prompt
+        and history) for a reply of `max_tokens` (int or None) in a context of `n_ctx`
+        tokens (0: the model's own). Request ids must increase."""
+        if not self.is_running:
+            return
+        self._latest.set(request_id)
+        snapshot = tuple(messages) if isinstance(messages, Sequence) else ()
+        self._countRequested.emit(request_id, draft, snapshot, max_tokens, n_ctx)
+
+    def stop(self, timeout_ms: int = 10_000) -> bool:
+        """Skip queued requests, free the vocabulary on its thread, quit and join the thread.
+
+        Idempotent. Returns False if the thread did not end within `timeout_ms`.
+        """
+        if not self._started:
+            self._stopped = True
+            return True
+        self._stopped = True
+        self._latest.set(2**62)  # every queued request is now stale
+        if not self._shutdown_sent:
+            self._shutdown_sent = True
+            self._shutdownRequested.emit()
+        if not self.qthread.wait(timeout_ms):
+            log.error("the token counter thread did not stop within %d ms", timeout_ms)
+            return False
+        return True
+
+    @Slot(int, int, int, int, object)
+    def _on_counted(
+        self, request_id: int, draft_tokens: int, prompt_tokens: int, limit: int, dropped: object
+    ) -> None:
+        if request_id == self._latest.get() and not self._stopped:
+            self.counted.emit(request_id, draft_tokens, prompt_tokens, limit, dropped)
+
+    @Slot(int, str)
+    def _on_unavailable(self, request_id: int, reason: str) -> None:
+        if request_id == self._latest.get() and not self._stopped:
+            self.unavailable.emit(request_id, reason)
+
+    @Slot(str)
+    def _on_model_ready(self, path: str) -> None:
+        self.modelReady.emit(path)
+
+    @Slot(str, str)
+    def _on_model_failed(self, path: str, reason: str) -> None:
+        self.modelFailed.emit(path, reason)

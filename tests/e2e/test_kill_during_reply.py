@@ -1,0 +1,138 @@
+"""Kill -9 the real app mid-reply: the chat survives, the partial reply is marked interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.core.paths import app_paths
+from app.core.sampling import SamplingSettings
+from app.core.store import DB_FILE_NAME, Store
+
+REPO = Path(__file__).resolve().parents[2]
+COUNT = "Count from 1 to 300, one number per line."
+LONG = SamplingSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=400)
+DEADLINE_S = 120
+
+
+def streaming_text(db: Path) -> str:
+    """The text of a reply the app is streaming now ("" if none yet), read as another process."""
+    if not db.exists():
+        return ""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            row = conn.execute(
+                "SELECT content FROM messages WHERE role = 'assistant' AND status = 'streaming'"
+                " AND length(content) > 0 ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+    except sqlite3.Error:
+        return ""
+    return str(row[0]) if row else ""
+
+
+def qt_warnings(home: Path) -> list[str]:
+    """Qt's warnings and errors in the app's log (Qt messages go to the `qt` logger)."""
+    log = app_paths(home).logs / "hearth.log"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return [
+        line
+        for line in lines
+        if " qt: " in line and any(f" {level} " in line for level in ("WARNING", "ERROR"))
+    ]
+
+
+def start_app(home: Path, model: Path, *driver_args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONUNBUFFERED": "1"}
+    env.pop("HEARTH_HOME", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.e2e.app_driver",
+            *driver_args,
+            "--",
+            "--data-dir",
+            str(home),
+            "--model",
+            str(model),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_kill_during_reply_keeps_the_partial_reply_marked_interrupted(
+    tmp_path: Path, starter_model: Path
+) -> None:
+    home = tmp_path / "home"
+    paths = app_paths(home).ensure()
+    with Store.open(paths) as store:
+        store.set_default_settings(LONG)
+    db = paths.data / DB_FILE_NAME
+
+    app = start_app(home, starter_model, "--send", COUNT)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        partial = ""
+        while time.monotonic() < deadline and app.poll() is None:
+            partial = streaming_text(db)
+            if len(partial) >= 8:  # a few numbers in, well before the end
+                break
+            time.sleep(0.1)  # polling another process's file: no Qt event loop to wait on
+        assert app.poll() is None, app.communicate()[1][-3000:]
+        assert partial, "no streaming reply reached the database in time"
+        app.send_signal(signal.SIGKILL)
+        app.wait(timeout=30)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait(timeout=30)
+        out, _ = app.communicate()
+    assert app.returncode == -signal.SIGKILL
+    assert "SENT" in out
+    assert qt_warnings(home) == []
+
+    with Store.open(paths) as store:
+        assert store.mark_interrupted_replies() == 1
+        (conversation,) = store.list_conversations()
+        user, reply = store.active_path(conversation.id)
+        assert user.content == COUNT
+        assert reply.status == "interrupted"
+        assert reply.content.startswith(partial)
+        assert reply.settings == LONG
+        assert store.search("Count")  # the chat is found again
+
+
+@pytest.mark.timeout(300)
+def test_the_app_starts_again_after_the_kill_and_shows_the_chat(
+    tmp_path: Path, starter_model: Path
+) -> None:
+    """After a kill, the next start marks the reply interrupted itself and exits cleanly."""
+    home = tmp_path / "home"
+    paths = app_paths(home).ensure()
+    with Store.open(paths) as store:
+        store.set_default_settings(LONG)
+        chat = store.create_conversation("Counting")
+        user = store.add_user_message(chat.id, COUNT)
+        reply = store.start_reply(user.id, model=starter_model.name, settings=LONG)
+        store.update_streaming_reply(reply.id, "1\n2\n3\n")  # as a killed app leaves it
+    app = start_app(home, starter_model, "--mark-shown", "--close-after-shown")
+    out, err = app.communicate(timeout=DEADLINE_S)
+    assert app.returncode == 0, err[-3000:]
+    assert "WINDOW_SHOWN" in out
+    assert "Qt error" not in err
+    assert qt_warnings(home) == []
+    with Store.open(paths) as store:
+        again = store.message(reply.id)
+    assert again.status == "interrupted" and again.content == "1\n2\n3\n"
