@@ -76,7 +76,7 @@ def throughput(engine: Engine, model: Path, threads: int, rounds: int) -> None:
         n_threads=threads,
         n_threads_batch=threads,
         n_batch=512,
-        flash_attn=True,
+        flash_attn=False,
         verbose=True,
     )
     prompt = list(engine.plan(STORY, DECODE_TOKENS).tokens)
@@ -207,7 +207,7 @@ def main() -> None:
 
         args.model = install_starter(MODEL_CACHE)
     engine = Engine()
-    engine.load(args.model, LoadOptions(n_ctx=N_CTX, n_threads=args.threads, flash_attn="on"))
+    engine.load(args.model, LoadOptions(n_ctx=N_CTX, n_threads=args.threads))
     try:
         print(f"model {args.model.name}")
         if "throughput" in sections:

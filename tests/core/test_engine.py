@@ -65,14 +65,13 @@ def test_greedy_matches_llama_cpp_python(engine: Engine, starter_model: Path) ->
     import llama_cpp
     from llama_cpp import Llama
 
-    # Flash attention changes the numerics slightly; match the engine's default (auto,
-    # which llama.cpp turns on for this model on CPU).
+    # Flash attention changes the numerics slightly; match the engine's CPU default (off).
     reference = Llama(
         str(starter_model),
         n_ctx=2048,
         n_threads=THREADS,
         n_batch=512,
-        flash_attn=True,
+        flash_attn=False,
         verbose=True,
     )
     try:
@@ -118,6 +117,12 @@ def test_same_seed_same_reply_and_other_seeds_differ(engine: Engine) -> None:
 def test_unfixed_seed_is_fresh_each_reply(engine: Engine) -> None:
     seeds = {run(engine, HAIKU, WILD.with_changes(max_tokens=2))[1].stats.seed for _ in range(3)}
     assert len(seeds) == 3
+
+
+def test_auto_flash_attention_is_off_on_the_cpu(engine: Engine) -> None:
+    loaded = engine.loaded
+    assert loaded is not None and loaded.n_gpu_layers == 0
+    assert loaded.flash_attn == "off"
 
 
 def test_top_alternatives_are_the_models_distribution(engine: Engine) -> None:

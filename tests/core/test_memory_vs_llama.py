@@ -48,7 +48,7 @@ def load_and_measure(
         options.type_k,
         options.type_v,
         min(options.n_batch, options.n_ubatch),
-        flash_attn=options.flash_attn != "off",
+        flash_attn=loaded.flash_attn != "off",
     )
     measured = capture.result()
     assert measured.found, capture.lines
@@ -71,6 +71,7 @@ def assert_close(part: str, estimated: int, measured: int) -> None:
         (2048, "q8_0", "auto"),
         (8192, "q8_0", "auto"),
         (8192, "f16", "off"),
+        (2048, "f16", "on"),
     ],
 )
 def test_starter_model_estimate_matches_llama_cpp(
@@ -90,7 +91,7 @@ def test_starter_model_estimate_matches_llama_cpp(
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f16"])
-@pytest.mark.parametrize("flash_attn", ["auto", "off"])
+@pytest.mark.parametrize("flash_attn", ["on", "off"])
 def test_tiny_model_estimate_matches_llama_cpp(
     engine: Engine, tmp_path: Path, dtype: str, flash_attn: FlashAttn
 ) -> None:
