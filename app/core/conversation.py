@@ -253,18 +253,28 @@ def settings_summary(settings: SamplingSettings) -> str:
 def reply_summary(message: StoredMessage) -> str:
     """How a reply was made, in one line: tokens, speed, first token, stop, seed, settings.
 
-    Empty for user messages and for replies with nothing recorded.
+    A reply that recorded where it ran ("placement", see `Placement.to_stats`) shows it
+    with its prefill and decode speeds: "42 tokens · GPU 16/33 + CPU · prefill 850.0
+    tokens/s · decode 42.0 tokens/s · first token 123 ms · …". Older replies show the
+    decode speed alone. Empty for user messages and for replies with nothing recorded.
     """
     if not message.is_reply:
         return ""
     parts: list[str] = []
     stats = message.stats or {}
-    tokens, speed, ttft = (
-        _number(stats, k) for k in ("completion_tokens", "decode_tps", "ttft_ms")
+    tokens, speed, ttft, prefill = (
+        _number(stats, k) for k in ("completion_tokens", "decode_tps", "ttft_ms", "prefill_tps")
     )
+    placement = stats.get("placement")
     if tokens is not None:
         parts.append(f"{tokens:.0f} tokens")
-    if speed is not None:
+    if isinstance(placement, str) and placement:
+        parts.append(placement)
+        if prefill:  # 0: the whole prompt came from the cache
+            parts.append(f"prefill {prefill:.1f} tokens/s")
+        if speed is not None:
+            parts.append(f"decode {speed:.1f} tokens/s")
+    elif speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
     if ttft is not None:
         parts.append(f"first token {ttft:.0f} ms")

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import llama_cpp
 import numpy as np
+import numpy.typing as npt
 
 from app.core.chat import Message
 from app.core.errors import (
@@ -184,6 +185,10 @@ class Engine:
         self._template = ChatTemplate(None)
         self._model_key = ""
         self._kv_tokens: list[int] = []
+        # Logits after the last fully read prompt: a rerun of that prompt (regenerate) samples
+        # its first token from them instead of re-reading the last token on its own, whose
+        # numerics differ slightly from the batched read, so the rerun is bit-identical.
+        self._prompt_logits: tuple[tuple[int, ...], npt.NDArray[np.float32]] | None = None
         self._piece_cache: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self._probs: ProbabilityReader | None = None
@@ -460,13 +465,14 @@ class Engine:
             n_ctx = self.n_ctx
             probs = self._probs
             assert probs is not None
-            logits_row = (
-                np.ctypeslib.as_array(
-                    llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,)
-                )
-                if completed
-                else None
-            )
+            logits_row: npt.NDArray[np.float32] | None = None
+            from_saved = completed and n_new == 0 and self._prompt_logits is not None
+            if from_saved:
+                assert self._prompt_logits is not None
+                logits_row = self._prompt_logits[1]
+            elif completed:
+                logits_row = self._last_logits()
+                self._prompt_logits = (tuple(prompt), logits_row.copy())
             while completed:
                 if cancel.is_set():
                     reason = StopReason.CANCELLED
@@ -477,7 +483,11 @@ class Engine:
                     reply.set_stops(current.stop + self._template.extra_stops)
                 assert logits_row is not None
                 top = probs.read(logits_row)
-                token = chain.sample(self._ctx)
+                if from_saved:
+                    token = chain.sample_logits(logits_row)
+                    from_saved = False
+                else:
+                    token = chain.sample(self._ctx)
                 if t_first is None:
                     t_first = time.perf_counter()
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -510,9 +520,7 @@ class Engine:
                 if rc != _DECODE_OK:
                     raise ModelLoadError(f"llama.cpp failed to decode a token (error {rc}).")
                 self._kv_tokens.append(token)
-                logits_row = np.ctypeslib.as_array(
-                    llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,)
-                )
+                logits_row = self._last_logits()
 
             t_end = time.perf_counter()
             tail = reply.finish()
@@ -550,9 +558,19 @@ class Engine:
     def _reuse_prefix(self, prompt: list[int]) -> int:
         """Keep the longest common prefix of the KV cache and `prompt`; return its length.
 
-        At least one prompt token is always re-read so there are fresh logits to sample.
+        A prompt read in full before (and still cached) is kept whole: its saved logits
+        give the first token. Otherwise at least one prompt token is re-read, so there are
+        fresh logits to sample.
         """
         cached = self._kv_tokens
+        saved = self._prompt_logits
+        if (
+            saved is not None
+            and saved[0] == tuple(prompt)
+            and cached[: len(prompt)] == prompt
+            and self._truncate_kv(len(prompt))
+        ):
+            return len(prompt)
         limit = min(len(cached), len(prompt) - 1)
         n = 0
         while n < limit and cached[n] == prompt[n]:
@@ -573,6 +591,8 @@ class Engine:
             ok = bool(llama_cpp.llama_memory_seq_rm(mem, 0, n, -1))
         if ok:
             del self._kv_tokens[n:]
+            if self._prompt_logits is not None and n < len(self._prompt_logits[0]):
+                self._prompt_logits = None
         return ok
 
     def _prefill(
@@ -606,6 +626,11 @@ class Engine:
         finally:
             llama_cpp.llama_set_abort_callback(self._ctx, self._no_abort_cb, None)
             self._abort_event = None
+
+    def _last_logits(self) -> npt.NDArray[np.float32]:
+        """A view of the logits llama.cpp computed for the last token it read."""
+        row = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(self._n_vocab,))
 
     def _should_abort(self, _data: Any) -> bool:
         event = self._abort_event

@@ -49,8 +49,46 @@ class LoadAttempt:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a model runs: GPU layers of all (llama.cpp's count) and CPU threads."""
+
+    n_gpu_layers: int
+    n_layers_total: int
+    n_threads: int
+
+    @classmethod
+    def of(cls, loaded: LoadedModel) -> Placement:
+        """What a `LoadedModel` says of itself (-1 GPU layers: all of them)."""
+        total = loaded.info.n_layer + 1
+        layers = loaded.n_gpu_layers if loaded.gpu_offload_supported else 0
+        return cls(total if layers < 0 else min(layers, total), total, loaded.n_threads)
+
+    @property
+    def text(self) -> str:
+        """For the status bar and a reply's stats: "CPU · 2 threads", "GPU 33/33" or
+        "GPU 16/33 + CPU"."""
+        if self.n_gpu_layers <= 0:
+            return f"CPU · {self.n_threads} thread{'s' if self.n_threads != 1 else ''}"
+        layers = f"GPU {self.n_gpu_layers}/{self.n_layers_total}"
+        return layers if self.n_gpu_layers >= self.n_layers_total else layers + " + CPU"
+
+    def to_stats(self) -> dict[str, int | str]:
+        """The fields a reply's stored stats carry (`reply_summary` shows "placement")."""
+        return {
+            "placement": self.text,
+            "n_gpu_layers": self.n_gpu_layers,
+            "n_layers_total": self.n_layers_total,
+            "n_threads": self.n_threads,
+        }
+
+
+@dataclass(frozen=True)
 class OffloadOutcome:
-    """A loaded model, where its layers went, and a sentence saying so."""
+    """A loaded model, where its layers went, and a sentence saying so.
+
+    `requested` is the `n_gpu_layers` the options asked for (None: plan it), and
+    `offload_supported` whether the build could use a GPU at all.
+    """
 
     loaded: LoadedModel
     n_gpu_layers: int
@@ -58,11 +96,30 @@ class OffloadOutcome:
     attempts: tuple[LoadAttempt, ...]
     plan: OffloadPlan
     message: str
+    requested: int | None = None
+    offload_supported: bool = True
 
     @property
     def fell_back(self) -> bool:
         """Whether a first try failed and fewer layers were used."""
         return len(self.attempts) > 1
+
+    @property
+    def worth_telling(self) -> bool:
+        """Whether the person should be told `message` rather than only see the placement:
+        a retry after running out of GPU memory, fewer GPU layers than asked for, or a
+        GPU build that ended up on the CPU. A CPU-only build used as such is no news."""
+        if self.fell_back:
+            return True
+        if self.requested is not None and self.requested != 0:
+            wanted = self.n_layers_total if self.requested < 0 else self.requested
+            return self.n_gpu_layers < min(wanted, self.n_layers_total)
+        return self.requested is None and self.offload_supported and self.n_gpu_layers == 0
+
+    @property
+    def where(self) -> Placement:
+        """Where the model runs, with the CPU threads it uses."""
+        return Placement(self.n_gpu_layers, self.n_layers_total, self.loaded.n_threads)
 
     @property
     def placement(self) -> str:
@@ -143,7 +200,16 @@ def load_with_fallback(
             + (f" (you asked for {options.n_gpu_layers} GPU layers)" if asked else "")
             + ". `hearth doctor` says how to install a GPU build."
         )
-        return OffloadOutcome(loaded, 0, total, (LoadAttempt(0),), costs.of(0), message)
+        return OffloadOutcome(
+            loaded,
+            0,
+            total,
+            (LoadAttempt(0),),
+            costs.of(0),
+            message,
+            requested=options.n_gpu_layers,
+            offload_supported=False,
+        )
 
     if options.n_gpu_layers is None:
         free = list(gpu_free_memory() if devices_free is None else devices_free)
@@ -174,8 +240,40 @@ def load_with_fallback(
         attempts.append(LoadAttempt(k))
         message = _describe(k, total, attempts, planned, cost)
         log.info("%s", message)
-        return OffloadOutcome(loaded, k, total, tuple(attempts), cost, message)
+        return OffloadOutcome(
+            loaded, k, total, tuple(attempts), cost, message, requested=options.n_gpu_layers
+        )
     raise AssertionError("retry_layer_counts always ends with 0")  # pragma: no cover
+
+
+def plan_load(
+    info: GGUFInfo,
+    options: LoadOptions,
+    devices_free: Sequence[int],
+    *,
+    offload_supported: bool = True,
+    margin: int = DEFAULT_MARGIN,
+) -> OffloadPlan:
+    """What `load_with_fallback` tries first with these options (before any retry): the
+    planned or chosen GPU layers and the memory they take, for a preview.
+
+    A chosen count without a tensor split is split by the GPUs' free memory, as llama.cpp
+    splits it.
+
+    Raises:
+        InvalidSettingError: An unknown KV type or a context below 1.
+    """
+    costs = _CostModel(info, options)
+    if not offload_supported:
+        return costs.of(0)
+    if options.n_gpu_layers is None:
+        return costs.plan(devices_free, margin)
+    total = costs.of(0).n_layers_total
+    k = total if options.n_gpu_layers < 0 else min(options.n_gpu_layers, total)
+    split = tuple(options.tensor_split)
+    if not split and len(devices_free) > 1 and sum(devices_free) > 0:
+        split = tuple(free / sum(devices_free) for free in devices_free)  # as llama.cpp does
+    return costs.of(k, split if k else ())
 
 
 class _CostModel:

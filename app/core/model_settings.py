@@ -46,6 +46,16 @@ class ModelSettingsStore:
             return None
         return _options_from(entry, model_path)
 
+    def options_for(
+        self, model_path: Path | str, default: LoadOptions | None = None
+    ) -> LoadOptions:
+        """The options to load a model with: its saved ones, else `default`, else
+        Hearth's defaults."""
+        saved = self.get(model_path)
+        if saved is not None:
+            return saved
+        return default if default is not None else LoadOptions()
+
     def set(self, model_path: Path | str, options: LoadOptions) -> None:
         """Save a model's options, replacing what was saved before."""
         with self._lock:

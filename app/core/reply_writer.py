@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from app.core.conversation import ReplyEnd, StoredMessage, reply_end
 from app.core.events import GenerationDone, GenerationStats
@@ -67,7 +69,7 @@ class ReplyWriter:
         text: str | None = None,
         seed: int | None = None,
         settings: SamplingSettings | None = None,
-        stats: GenerationStats | None = None,
+        stats: GenerationStats | Mapping[str, Any] | None = None,
     ) -> StoredMessage | None:
         """Save the final reply (`text` defaults to what was appended); see `finish_reply`."""
         final = self.text if text is None else text
@@ -77,15 +79,25 @@ class ReplyWriter:
         )
 
     def finish_generation(
-        self, done: GenerationDone, *, settings: SamplingSettings | None = None
+        self,
+        done: GenerationDone,
+        *,
+        settings: SamplingSettings | None = None,
+        extra_stats: Mapping[str, Any] | None = None,
     ) -> StoredMessage | None:
-        """Save a reply from the engine's last event: its text, stats, seed and status."""
+        """Save a reply from the engine's last event: its text, stats, seed and status.
+
+        `extra_stats` are stored with the engine's stats (where the reply ran, say).
+        """
+        stats: GenerationStats | dict[str, Any] = done.stats
+        if extra_stats:
+            stats = {**done.stats.to_dict(), **extra_stats}
         return self.finish(
             reply_end(done.stats),
             text=done.text,
             seed=done.stats.seed,
             settings=settings,
-            stats=done.stats,
+            stats=stats,
         )
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from typing import Any
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 
 from app.core.sampling import SamplingSettings
 
 MIROSTAT_M = 100  # candidates mirostat v1 uses to estimate s_hat (llama.cpp's default)
+# Layout of llama.cpp's llama_token_data: int32 id, float logit, float p.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 class SamplerChain:
@@ -73,6 +78,23 @@ class SamplerChain:
         if self.penalty_window:
             for token in history[-self.penalty_window :]:
                 llama_cpp.llama_sampler_accept(self._chain, token)
+
+    def sample_logits(self, logits: npt.NDArray[np.float32]) -> int:
+        """Pick (and accept) the next token from a saved row of logits.
+
+        Does what `llama_sampler_sample` does with the context's logits, on this row.
+        """
+        n = logits.shape[0]
+        data = np.empty(n, dtype=_TOKEN_DATA)
+        data["id"] = np.arange(n, dtype=np.int32)
+        data["logit"] = logits
+        data["p"] = 0.0
+        pointer = data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
+        candidates = llama_cpp.llama_token_data_array(pointer, n, -1, False)
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(candidates))
+        token = int(candidates.data[candidates.selected].id)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
 
     def sample(self, ctx: Any) -> int:
         """Pick (and accept) the next token from the context's last logits."""

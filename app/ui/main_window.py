@@ -20,12 +20,14 @@ turn does not read its whole history again.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
@@ -53,10 +55,15 @@ from app.core.conversation import (
     title_from_text,
     to_engine_messages,
 )
+from app.core.doctor import diagnose, report_lines
 from app.core.engine import LoadedModel, LoadOptions
 from app.core.errors import HearthError
 from app.core.events import GenerationDone, PrefillStarted
+from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.gpu_fallback import OffloadOutcome, Placement
+from app.core.hardware import MachineReport, machine_report
 from app.core.memory import format_bytes
+from app.core.model_settings import ModelSettingsStore
 from app.core.paths import AppPaths
 from app.core.prompt import FALLBACK_NOTICE, reply_budget
 from app.core.reply_writer import ReplyWriter
@@ -72,7 +79,10 @@ from app.core.transfer import (
 from app.ui.chat_view import ChatView
 from app.ui.composer import Composer, describe_dropped
 from app.ui.conversation_list import ConversationList
+from app.ui.load_options_dialog import LoadOptionsDialog
+from app.ui.machine_dialog import MachineReportDialog
 from app.ui.sampling_panel import SamplingPanel
+from app.workers.background import BackgroundJob
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
@@ -108,6 +118,30 @@ def process_memory() -> tuple[int, bool] | None:
     return (peak if sys.platform == "darwin" else peak * 1024), False
 
 
+def machine_report_lines() -> list[str]:
+    """The "About this machine" text: the machine report and the verdict on GPU use (the
+    same as `hearth doctor`). Runs `nvidia-smi` where there is one: call it off the GUI
+    thread."""
+    report = machine_report()
+    return report_lines(report, diagnose(report))
+
+
+@dataclass(frozen=True)
+class LoadOptionsFacts:
+    """What the load options dialog needs: the model's header and the machine."""
+
+    path: Path
+    info: GGUFInfo
+    report: MachineReport
+
+
+def load_options_facts(path: Path, info: GGUFInfo | None) -> LoadOptionsFacts:
+    """Read the model's header (unless given) and the machine report; off the GUI thread."""
+    return LoadOptionsFacts(
+        path, info if info is not None else read_gguf_info(path), machine_report()
+    )
+
+
 def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
     widget.setObjectName(object_name)
     widget.setAccessibleName(accessible_name)
@@ -115,7 +149,8 @@ def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
 
 @dataclass
 class ActiveReply:
-    """A reply the worker is making: where it goes and what steers it."""
+    """A reply the worker is making: where it goes, what steers it, and where it runs
+    (`placement`: the stats fields of `Placement.to_stats`)."""
 
     request_id: int
     conversation_id: int
@@ -123,6 +158,7 @@ class ActiveReply:
     writer: ReplyWriter
     holder: SettingsHolder
     cancelled: bool = False
+    placement: dict[str, Any] = field(default_factory=dict)
 
 
 class WelcomePanel(QWidget):
@@ -214,9 +250,15 @@ class MainWindow(QMainWindow):
     Object names: mainSplitter, conversationList (see there), chatColumn, chatStack,
     welcomePanel, chatView, composer (see those), samplingPanel, noticeBar, noticeLabel,
     noticeOpenButton, noticeDismissButton, modelStatusLabel, loadProgressBar,
-    cancelLoadButton, backendLabel, memoryLabel; actions newChatAction, openModelAction,
-    importAction, exportChatAction, exportAllAction, quitAction, toggleSidebarAction,
-    toggleSettingsAction, searchAction, stopAction.
+    cancelLoadButton, backendLabel (where the model runs: "CPU · 2 threads", "GPU 33/33",
+    "GPU 16/33 + CPU"), memoryLabel; actions newChatAction, openModelAction, importAction,
+    exportChatAction, exportAllAction, quitAction, toggleSidebarAction,
+    toggleSettingsAction, searchAction, loadOptionsAction, aboutMachineAction, stopAction;
+    dialogs loadOptionsDialog, machineReportDialog (see there).
+
+    Models load with their saved load options (`ModelSettingsStore` in the config
+    folder), else `load_options`, else the defaults. A load that had to retry with fewer
+    GPU layers, or ended on the CPU against the person's wish, is told in the notice bar.
 
     Signals:
         modelLoaded(object): A `LoadedModel` is ready.
@@ -249,6 +291,7 @@ class MainWindow(QMainWindow):
         self.resize(1200, 760)
         self._paths = paths
         self._load_options = load_options
+        self._model_settings = ModelSettingsStore(paths.config)
         self._store = Store.open(paths)
         self.interrupted_at_start = self._store.mark_interrupted_replies()
 
@@ -266,6 +309,16 @@ class MainWindow(QMainWindow):
         self._settings_dirty = False
         self._model: LoadedModel | None = None
         self._model_path: Path | None = None
+        self._placement: Placement | None = None
+        self._placement_note = ""
+        self._outcome: OffloadOutcome | None = None
+        self._load_notice = ""  # told once the model it concerns has loaded
+        self._jobs: list[BackgroundJob] = []
+        self._options_job: BackgroundJob | None = None
+        self._options_dialog: LoadOptionsDialog | None = None
+        self._options_path: Path | None = None
+        self._machine_job: BackgroundJob | None = None
+        self._machine_dialog: MachineReportDialog | None = None
         self._loads_pending = 0
         self._shut_down = False
         self._stopped_cleanly = True
@@ -276,7 +329,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_timers()
 
-        self._inference = inference or InferenceThread()
+        self._inference = inference or InferenceThread(model_settings=self._model_settings)
         self._connect_worker(self._inference)
         self._snapshots = KVSnapshots(self._inference, self)
         self._snapshots.keeper.restored.connect(self._on_kv_restored)
@@ -368,6 +421,7 @@ class MainWindow(QMainWindow):
         self._panel.makeDefaultRequested.connect(self._on_make_default)
         self._panel.useDefaultRequested.connect(self._on_use_default)
         self._panel.collapseRequested.connect(self._hide_panel)
+        self._panel.loadOptionsRequested.connect(self.open_load_options)
 
         self._splitter = QSplitter(Qt.Orientation.Horizontal)
         self._splitter.setObjectName("mainSplitter")
@@ -438,6 +492,22 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self._search_action)
 
+        self._load_options_action = action(
+            "&Load options…", "loadOptionsAction", self.open_load_options, "Ctrl+Shift+L"
+        )
+        self._load_options_action.setEnabled(False)
+        model_menu = self.menuBar().addMenu("&Model")
+        model_menu.setObjectName("modelMenu")
+        model_menu.addAction(self._open_action)
+        model_menu.addAction(self._load_options_action)
+
+        self._about_machine_action = action(
+            "About this &machine…", "aboutMachineAction", self.open_machine_report
+        )
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.setObjectName("helpMenu")
+        help_menu.addAction(self._about_machine_action)
+
         for button in self.menuBar().findChildren(QToolButton):  # Qt's "more menus" button
             _named(button, "menuBarExtensionButton", "More menus")
 
@@ -491,6 +561,7 @@ class MainWindow(QMainWindow):
     def _connect_worker(self, inference: InferenceThread) -> None:
         worker = inference.worker
         worker.loadProgress.connect(self._on_load_progress)
+        worker.offloadOutcome.connect(self._on_offload_outcome)
         worker.loaded.connect(self._on_loaded)
         worker.loadFailed.connect(self._on_load_failed)
         worker.loadCancelled.connect(self._on_load_cancelled)
@@ -547,6 +618,26 @@ class MainWindow(QMainWindow):
     def model(self) -> LoadedModel | None:
         """The model replies come from, or None."""
         return self._model
+
+    @property
+    def placement(self) -> Placement | None:
+        """Where the model in use runs (GPU layers, CPU threads), or None."""
+        return self._placement if self._model is not None else None
+
+    @property
+    def model_settings(self) -> ModelSettingsStore:
+        """The load options saved per model."""
+        return self._model_settings
+
+    @property
+    def load_options_dialog(self) -> LoadOptionsDialog | None:
+        """The load options dialog on show, or None."""
+        return self._options_dialog
+
+    @property
+    def machine_report_dialog(self) -> MachineReportDialog | None:
+        """The "About this machine" dialog, once opened."""
+        return self._machine_dialog
 
     @property
     def is_loading(self) -> bool:
@@ -624,10 +715,18 @@ class MainWindow(QMainWindow):
         """Load the installed starter model."""
         self.load_model(starter_path(self._paths.models))
 
-    def load_model(self, path: Path | str) -> None:
-        """Start loading a model; the window stays responsive and shows progress."""
+    def load_options_for(self, path: Path | str) -> LoadOptions:
+        """The options a model loads with: its saved ones, else the window's, else the
+        defaults."""
+        return self._model_settings.options_for(path, self._load_options)
+
+    def load_model(self, path: Path | str, options: LoadOptions | None = None) -> None:
+        """Start loading a model (with `options`, else `load_options_for(path)`); the
+        window stays responsive and shows progress."""
         if self._shut_down:
             return
+        if options is None:
+            options = self.load_options_for(path)
         if self._active is not None:
             self.stop_reply()
         self._loads_pending += 1
@@ -637,7 +736,7 @@ class MainWindow(QMainWindow):
         self._load_progress.show()
         self._cancel_load.show()
         self._update_controls()
-        self._inference.load(path, self._load_options)
+        self._inference.load(path, options)
 
     @Slot()
     def cancel_load(self) -> None:
@@ -653,37 +752,53 @@ class MainWindow(QMainWindow):
 
     def _show_model_status(self) -> None:
         model = self._model
-        self._panel.set_model(model)
         if model is None:
+            self._panel.set_model(None)
             self._model_status.setText("No model loaded")
             self._model_status.setToolTip("")
             self._backend_label.setText("")
+            self._backend_label.setToolTip("")
             return
+        placement = self._placement or Placement.of(model)
+        self._panel.set_model(model, placement.text)
         info = model.info
         name = (
             info.path.stem if info.quant in info.path.stem else f"{info.path.stem} · {info.quant}"
         )
         self._model_status.setText(f"{name} · context {model.n_ctx:,} tokens")
         self._model_status.setToolTip(str(info.path))
-        if model.gpu_offload_supported and model.n_gpu_layers != 0:
-            layers = "all" if model.n_gpu_layers < 0 else str(model.n_gpu_layers)
-            self._backend_label.setText(f"GPU · {layers} layers")
-        else:
-            self._backend_label.setText(f"CPU · {model.n_threads} threads")
+        self._backend_label.setText(placement.text)
+        self._backend_label.setToolTip(self._placement_note or "Where the model runs")
 
     @Slot(float)
     def _on_load_progress(self, fraction: float) -> None:
         self._load_progress.setValue(round(fraction * 100))
 
     @Slot(object)
+    def _on_offload_outcome(self, outcome: object) -> None:
+        if isinstance(outcome, OffloadOutcome):
+            self._outcome = outcome  # the `loaded` signal that follows is its model
+
+    @Slot(object)
     def _on_loaded(self, model: object) -> None:
         assert isinstance(model, LoadedModel)
+        outcome, self._outcome = self._outcome, None
+        if outcome is not None and outcome.loaded != model:
+            outcome = None
         self._model = model
+        self._placement = outcome.where if outcome is not None else Placement.of(model)
+        self._placement_note = outcome.message if outcome is not None else ""
         self._load_ended()
         if not self._loads_pending:
             self._show_model_status()
+        notices = [self._load_notice] if self._load_notice else []
+        self._load_notice = ""
+        if outcome is not None and outcome.worth_telling:
+            notices.append(outcome.message)  # never a silent fallback
         if model.template_is_fallback:
-            self.show_notice(FALLBACK_NOTICE)
+            notices.append(FALLBACK_NOTICE)
+        if notices:
+            self.show_notice("\n\n".join(notices))
         else:
             self.clear_notice()
         if not self._shut_down:
@@ -697,11 +812,14 @@ class MainWindow(QMainWindow):
         self._load_ended()
         if not self._loads_pending:
             self._show_model_status()
+        if self._load_notice:
+            message, self._load_notice = f"{self._load_notice}\n\n{message}", ""
         self.show_notice(message, offer_open=True)
         self.modelLoadEnded.emit()
 
     @Slot()
     def _on_load_cancelled(self) -> None:
+        self._load_notice = ""
         self._load_ended()
         if not self._loads_pending:
             self._show_model_status()
@@ -711,6 +829,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_unloaded(self) -> None:
         self._model = None
+        self._placement = None
+        self._placement_note = ""
         if not self._loads_pending:
             self._show_model_status()
         self._update_controls()
@@ -719,6 +839,122 @@ class MainWindow(QMainWindow):
         if self._model is not None:
             return self._model.info.path.name
         return self._model_path.name if self._model_path is not None else "unknown"
+
+    # ----- load options and the machine report -----
+
+    @Slot()
+    def open_load_options(self) -> None:
+        """Show the load options of the model in use (or the one last opened)."""
+        path = self._model_path
+        if path is None or self._shut_down:
+            self.statusBar().showMessage("Open a model first (File → Open model…).", 5000)
+            return
+        if self._options_dialog is not None:
+            self._options_dialog.raise_()
+            self._options_dialog.activateWindow()
+            return
+        if self._options_job is not None:
+            return  # the dialog opens when its facts are in
+        model = self._model
+        info = model.info if model is not None and model.info.path == path else None
+        job = self._start_job(functools.partial(load_options_facts, path, info), "hearth-options")
+        job.succeeded.connect(self._on_load_options_facts)
+        job.failed.connect(self._on_load_options_failed)
+        self._options_job = job
+
+    @Slot(object)
+    def _on_load_options_facts(self, facts: object) -> None:
+        self._options_job = None
+        if self._shut_down or not isinstance(facts, LoadOptionsFacts):
+            return
+        dialog = LoadOptionsDialog(
+            facts.info, self.load_options_for(facts.path), facts.report, self
+        )
+        dialog.accepted.connect(self._on_load_options_accepted)
+        dialog.finished.connect(self._on_load_options_closed)
+        self._options_dialog = dialog
+        self._options_path = facts.path
+        dialog.open()
+
+    @Slot(str)
+    def _on_load_options_failed(self, message: str) -> None:
+        self._options_job = None
+        if not self._shut_down:
+            self.show_notice(message)
+
+    @Slot()
+    def _on_load_options_accepted(self) -> None:
+        dialog, path = self._options_dialog, self._options_path
+        if dialog is None or path is None or self._shut_down:
+            return
+        options = dialog.options()
+        if options is None:
+            return
+        try:
+            self._model_settings.set(path, options)
+        except OSError as exc:
+            self._load_notice = (
+                f"Could not save the load options in {self._model_settings.path}: "
+                f"{exc.strerror or exc}. The model loaded with them this time only."
+            )
+        else:
+            self.statusBar().showMessage(f"Saved the load options of {path.name}.", 5000)
+        self.load_model(path, options)
+
+    @Slot(int)
+    def _on_load_options_closed(self, _result: int) -> None:
+        dialog = self._options_dialog
+        self._options_dialog = None
+        self._options_path = None
+        if dialog is not None:
+            dialog.deleteLater()
+
+    @Slot()
+    def open_machine_report(self) -> None:
+        """Show "About this machine": the report is made off the GUI thread."""
+        if self._shut_down:
+            return
+        if self._machine_dialog is None:
+            self._machine_dialog = MachineReportDialog(self)
+            self._machine_dialog.copied.connect(self._on_copied)
+        dialog = self._machine_dialog
+        if dialog.isVisible():
+            dialog.raise_()
+        else:
+            dialog.show()
+        if self._machine_job is not None:
+            return
+        dialog.set_gathering()
+        job = self._start_job(machine_report_lines, "hearth-machine-report")
+        job.succeeded.connect(self._on_machine_report)
+        job.failed.connect(self._on_machine_report_failed)
+        self._machine_job = job
+
+    @Slot(object)
+    def _on_machine_report(self, lines: object) -> None:
+        self._machine_job = None
+        if self._machine_dialog is not None and isinstance(lines, list):
+            self._machine_dialog.set_report([str(line) for line in lines])
+
+    @Slot(str)
+    def _on_machine_report_failed(self, message: str) -> None:
+        self._machine_job = None
+        if self._machine_dialog is not None:
+            self._machine_dialog.set_failed(message)
+
+    def _start_job(self, function: Any, name: str) -> BackgroundJob:
+        job = BackgroundJob(function, name, self)
+        job.finished.connect(self._on_job_finished)
+        self._jobs.append(job)
+        job.start()
+        return job
+
+    @Slot()
+    def _on_job_finished(self) -> None:
+        job = self.sender()
+        if isinstance(job, BackgroundJob) and job in self._jobs:
+            self._jobs.remove(job)
+            job.deleteLater()
 
     # ----- conversations -----
 
@@ -906,6 +1142,7 @@ class MainWindow(QMainWindow):
             message=reply,
             writer=ReplyWriter(self._store, reply.id, interval=SAVE_INTERVAL_S),
             holder=SettingsHolder(settings),
+            placement=self._placement.to_stats() if self._placement is not None else {},
         )
         self._replies[request_id] = record
         self._active = record
@@ -1036,7 +1273,9 @@ class MainWindow(QMainWindow):
         if record is None or not isinstance(done, GenerationDone):
             return
         try:
-            final = record.writer.finish_generation(done, settings=record.holder.get())
+            final = record.writer.finish_generation(
+                done, settings=record.holder.get(), extra_stats=record.placement
+            )
         except HearthError as exc:
             final = None
             self.show_notice(exc.message)
@@ -1122,6 +1361,9 @@ class MainWindow(QMainWindow):
         self._stack.setCurrentWidget(self._welcome if show_welcome else self._chat)
         self._composer.setVisible(not show_welcome)
         self._export_chat_action.setEnabled(self._conversation is not None)
+        can_set_options = self._model_path is not None and not self._shut_down
+        self._load_options_action.setEnabled(can_set_options)
+        self._panel.set_load_options_enabled(can_set_options)
 
     @Slot(str)
     def _on_copied(self, _text: str) -> None:
@@ -1428,6 +1670,11 @@ class MainWindow(QMainWindow):
                 log.warning("could not save reply %d: %s", record.message.id, exc)
         self._replies.clear()
         self._counter.stop()
+        for dialog in (self._options_dialog, self._machine_dialog):
+            if dialog is not None:
+                dialog.close()
+        for job in self._jobs:
+            job.wait(SHUTDOWN_TIMEOUT_MS)
         try:
             self._save_layout()
         except Exception:  # a layout that cannot be saved must not block closing

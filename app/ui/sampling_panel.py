@@ -323,9 +323,9 @@ class SamplingPanel(QWidget):
     the person's own presets set everything they saved.
 
     Object names: samplingPanel, panelCollapseButton, modelInfoGroup, model*Value labels,
-    presetCombo, savePresetButton, deletePresetButton, <field>Slider / <field>Spin for
-    temperature, topP, topK, minP, typicalP, repeatPenalty, presencePenalty,
-    frequencyPenalty, maxTokens; seedRandomCheck, seedSpin, stopStringsEdit,
+    loadOptionsButton, presetCombo, savePresetButton, deletePresetButton, <field>Slider /
+    <field>Spin for temperature, topP, topK, minP, typicalP, repeatPenalty,
+    presencePenalty, frequencyPenalty, maxTokens; seedRandomCheck, seedSpin, stopStringsEdit,
     systemPromptEdit, settingsScopeLabel, makeDefaultButton, useDefaultButton.
 
     Signals:
@@ -338,6 +338,7 @@ class SamplingPanel(QWidget):
             defaults for new chats.
         useDefaultRequested(): Make the open chat follow the default settings again.
         collapseRequested(): The person asked to hide the panel.
+        loadOptionsRequested(): The person asked to change how the model is loaded.
     """
 
     settingsChanged = Signal(object)
@@ -347,6 +348,7 @@ class SamplingPanel(QWidget):
     makeDefaultRequested = Signal(object, str)
     useDefaultRequested = Signal()
     collapseRequested = Signal()
+    loadOptionsRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -422,6 +424,14 @@ class SamplingPanel(QWidget):
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(f"{label}:", value)
             self._model_values[label] = value
+        self._load_options = QPushButton("Load options…")
+        _named(self._load_options, "loadOptionsButton", "Load options of this model")
+        self._load_options.setToolTip(
+            "GPU layers, context length, KV cache, threads: saved for this model"
+        )
+        self._load_options.clicked.connect(self.loadOptionsRequested)
+        self._load_options.setEnabled(False)
+        form.addRow(self._load_options)
         return group
 
     def _build_sampling_group(self) -> QGroupBox:
@@ -584,14 +594,21 @@ class SamplingPanel(QWidget):
         self._user_presets = dict(presets)
         self._show_preset()
 
-    def set_model(self, model: LoadedModel | None) -> None:
-        """Show the facts of the model in use (None: no model)."""
+    def set_model(self, model: LoadedModel | None, placement: str | None = None) -> None:
+        """Show the facts of the model in use (None: no model); `placement` is where it
+        runs ("GPU 16/33 + CPU"), when known better than the model says."""
         facts = describe_model(model) if model is not None else {}
+        if model is not None and placement:
+            facts["Backend"] = placement
         for label, widget in self._model_values.items():
             widget.setText(facts.get(label, "—" if label != "Model" else "No model loaded"))
         if model is not None:
             widget = self._model_values["Model"]
             widget.setToolTip(str(model.info.path))
+
+    def set_load_options_enabled(self, enabled: bool) -> None:
+        """Offer "Load options…" (when there is a model to set them for)."""
+        self._load_options.setEnabled(enabled)
 
     def value_control(self, field: str) -> NumberControl:
         """The slider and field pair of a numeric setting (for tests and key handling)."""

@@ -15,15 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.chat import Message
-from app.core.engine import Engine, LoadOptions
+from app.core.engine import Engine, LoadOptions, ProgressCallback
 from app.core.errors import HearthError, LoadCancelled
 from app.core.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
+from app.core.gpu_fallback import Loader, load_with_fallback
+from app.core.model_settings import ModelSettingsStore
 from app.core.prompt import OverflowPolicy
 from app.core.sampling import SamplingSettings, SettingsHolder
 
@@ -33,6 +36,22 @@ DEFAULT_FLUSH_INTERVAL_S = 0.04
 """Streamed text leaves the worker at most this often (plus a final flush)."""
 
 _PROGRESS_STEP = 0.01
+
+
+LoaderFactory = Callable[[Engine, ProgressCallback, threading.Event, bool], Loader]
+"""Makes the loader for one load from the worker's engine, the progress callback, the
+load's cancel event and whether to check memory."""
+
+
+@dataclass(frozen=True)
+class GpuStandIn:
+    """Stand-ins for what `load_with_fallback` asks of llama.cpp, so tests can simulate a
+    GPU on a CPU-only build: the loader (made per load), the GPUs' free bytes, and whether
+    the build can offload. None keeps the real one."""
+
+    make_loader: LoaderFactory | None = None
+    devices_free: tuple[int, ...] | None = None
+    offload_supported: bool | None = None
 
 
 def current_log_file() -> Path | None:
@@ -60,8 +79,15 @@ class InferenceWorker(QObject):
 
     Request ids must increase: a generation drops the cancel events of lower ids.
 
+    Models load through `load_with_fallback`: as many layers on the GPU as fit, retried
+    with fewer when the GPU runs out of memory. A load without options uses the model's
+    saved options (`model_settings`), else the defaults.
+
     Signals:
-        loadProgress(float): Fraction of the model loaded, 0 to 1 (in steps of ~1%).
+        loadProgress(float): Fraction of the model loaded, 0 to 1 (in steps of ~1%; it
+            starts again from 0 when a load is retried with fewer GPU layers).
+        offloadOutcome(object): The `OffloadOutcome` of a load: where the layers went and
+            a sentence saying so (what was retried). Sent just before `loaded`.
         loaded(object): The `LoadedModel` now in use.
         loadFailed(str): Why the model could not be loaded (a message for a person).
         loadCancelled(): A load was cancelled; no model is loaded.
@@ -77,6 +103,7 @@ class InferenceWorker(QObject):
     """
 
     loadProgress = Signal(float)
+    offloadOutcome = Signal(object)
     loaded = Signal(object)
     loadFailed = Signal(str)
     loadCancelled = Signal()
@@ -93,11 +120,15 @@ class InferenceWorker(QObject):
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         check_memory: bool = True,
+        model_settings: ModelSettingsStore | None = None,
+        gpu_stand_in: GpuStandIn | None = None,
     ) -> None:
         super().__init__()
         self._flush_interval_s = flush_interval_s
         self._policy = overflow_policy
         self._check_memory = check_memory
+        self._model_settings = model_settings
+        self._gpu = gpu_stand_in or GpuStandIn()
         self._engine: Engine | None = None
         self._home_thread = QThread.currentThread()
         self._lock = threading.Lock()
@@ -143,7 +174,10 @@ class InferenceWorker(QObject):
 
     @Slot(str, object)
     def load(self, path: str, options: object = None) -> None:
-        """Load the GGUF at `path` with `LoadOptions` (None: defaults), replacing any model."""
+        """Load the GGUF at `path` with `LoadOptions`, replacing any model.
+
+        None: the model's saved options, else the defaults.
+        """
         with self._lock:
             self._loading = True
             cancel = self._load_cancel
@@ -167,15 +201,29 @@ class InferenceWorker(QObject):
         last = [-1.0]
 
         def report(fraction: float) -> None:
-            if fraction >= 1.0 or fraction - last[0] >= _PROGRESS_STEP:
+            # a retry with fewer GPU layers starts again from 0
+            if fraction >= 1.0 or abs(fraction - last[0]) >= _PROGRESS_STEP:
                 last[0] = fraction
                 self.loadProgress.emit(fraction)
 
         try:
             if cancel.is_set():
                 raise LoadCancelled(f"Loading {Path(path).name} was cancelled.", path=path)
-            loaded = engine.load(
-                path, options, progress=report, cancel=cancel, check_memory=self._check_memory
+            if options is None and self._model_settings is not None:
+                options = self._model_settings.get(path)
+            make_loader = self._gpu.make_loader
+            outcome = load_with_fallback(
+                engine,
+                path,
+                options,
+                loader=make_loader(engine, report, cancel, self._check_memory)
+                if make_loader is not None
+                else None,
+                devices_free=self._gpu.devices_free,
+                offload_supported=self._gpu.offload_supported,
+                progress=report,
+                cancel=cancel,
+                check_memory=self._check_memory,
             )
         except LoadCancelled:
             log.info("loading %s cancelled", path)
@@ -190,7 +238,8 @@ class InferenceWorker(QObject):
             self._report_unloaded(had_model, engine)
             self.loadFailed.emit(unexpected_error_message(exc))
         else:
-            self.loaded.emit(loaded)
+            self.offloadOutcome.emit(outcome)
+            self.loaded.emit(outcome.loaded)
 
     def _report_unloaded(self, had_model: bool, engine: Engine) -> None:
         if had_model and engine.loaded is None:
@@ -335,12 +384,16 @@ class InferenceThread(QObject):
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         check_memory: bool = True,
+        model_settings: ModelSettingsStore | None = None,
+        gpu_stand_in: GpuStandIn | None = None,
     ) -> None:
         super().__init__(parent)
         self.worker = InferenceWorker(
             flush_interval_s=flush_interval_s,
             overflow_policy=overflow_policy,
             check_memory=check_memory,
+            model_settings=model_settings,
+            gpu_stand_in=gpu_stand_in,
         )
         self.qthread = QThread()
         self.qthread.setObjectName("hearth-inference")
@@ -367,7 +420,8 @@ class InferenceThread(QObject):
         return self._started and not self._stopped
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
-        """Queue loading a model; watch `worker.loaded` / `loadFailed` / `loadCancelled`."""
+        """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
+        `loaded` / `loadFailed` / `loadCancelled`."""
         if not self.is_running:
             return
         self.worker.expect_load()

@@ -168,6 +168,20 @@ def test_reply_summary_names_tokens_speed_first_token_stop_seed_and_settings() -
     )
 
 
+def test_reply_summary_shows_where_it_ran_with_prefill_and_decode_speed() -> None:
+    where = {"placement": "GPU 16/33 + CPU", "n_gpu_layers": 16, "n_layers_total": 33}
+    reply = msg(2, 1, "assistant", stats={**stats().to_dict(), **where}, seed=7)
+    assert reply_summary(reply) == (
+        "42 tokens · GPU 16/33 + CPU · prefill 2000.0 tokens/s · decode 42.0 tokens/s · "
+        "first token 123 ms · stop: end of turn · seed 7"
+    )
+    cached = {**stats().to_dict(), "prefill_tps": 0.0, "placement": "CPU · 2 threads"}
+    assert reply_summary(msg(2, 1, "assistant", stats=cached)) == (
+        "42 tokens · CPU · 2 threads · decode 42.0 tokens/s · first token 123 ms · "
+        "stop: end of turn"
+    )
+
+
 def test_reply_summary_shows_an_unusual_status_and_ignores_bad_stats() -> None:
     reply = msg(2, 1, "assistant", status="interrupted", stats={"decode_tps": "fast"})
     assert reply_summary(reply) == "interrupted"

@@ -119,6 +119,23 @@ def test_unfixed_seed_is_fresh_each_reply(engine: Engine) -> None:
     assert len(seeds) == 3
 
 
+@pytest.mark.parametrize("settings", [GREEDY, WILD.with_changes(seed=5)])
+def test_rerunning_a_cached_prompt_is_exact_and_reads_nothing(
+    engine: Engine, settings: SamplingSettings
+) -> None:
+    chat = [Message("user", "Hi!")]
+    engine.clear_cache()
+    _, first = run(engine, chat, settings)
+    events, again = run(engine, chat, settings)
+    assert again.tokens == first.tokens
+    assert again.stats.cached_tokens == again.stats.prompt_tokens
+    assert not [e for e in events if isinstance(e, PrefillProgress)]
+    # The first token really is sampled again: another seed can pick differently.
+    if not settings.is_greedy:
+        others = {run(engine, chat, settings.with_changes(seed=s))[1].tokens for s in (6, 7, 8)}
+        assert len(others | {first.tokens}) > 1
+
+
 def test_auto_flash_attention_is_off_on_the_cpu(engine: Engine) -> None:
     loaded = engine.loaded
     assert loaded is not None and loaded.n_gpu_layers == 0

@@ -36,6 +36,15 @@ def test_nothing_saved(store: ModelSettingsStore, tmp_path: Path) -> None:
     assert not store.path.exists()
 
 
+def test_options_for_prefers_saved_then_default(store: ModelSettingsStore, tmp_path: Path) -> None:
+    model = tmp_path / "model.gguf"
+    assert store.options_for(model) == LoadOptions()
+    small = LoadOptions(n_ctx=1024, n_threads=1)
+    assert store.options_for(model, small) is small
+    store.set(model, GPU_SETUP)
+    assert store.options_for(model, small) == GPU_SETUP
+
+
 def test_round_trip(store: ModelSettingsStore, tmp_path: Path) -> None:
     model = tmp_path / "model.gguf"
 

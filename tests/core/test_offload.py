@@ -17,8 +17,12 @@ from app.core.engine import Engine, LoadedModel, LoadOptions
 from app.core.errors import InsufficientMemoryError, LoadCancelled, ModelLoadError
 from app.core.gguf_file import GGUFInfo, TensorSize, read_gguf_info
 from app.core.gpu_fallback import (
+    LoadAttempt,
+    OffloadOutcome,
+    Placement,
     load_with_fallback,
     looks_like_out_of_memory,
+    plan_load,
     retry_layer_counts,
 )
 from app.core.hardware import total_memory
@@ -331,6 +335,9 @@ def test_out_of_memory_retries_with_fewer_layers(engine: Engine, eight_layers: P
     assert [a.error is None for a in outcome.attempts] == [False, False, True]
     assert "cudaMalloc failed" in str(outcome.attempts[0].error)
     assert outcome.placement == "GPU 2/9 + CPU"
+    assert outcome.where == Placement(2, 9, 1)
+    assert outcome.where.text == "GPU 2/9 + CPU"
+    assert outcome.worth_telling
     assert loaded is outcome.loaded
 
 
@@ -371,6 +378,7 @@ def test_what_fits_the_first_time_is_not_retried(engine: Engine, eight_layers: P
 
     assert len(gpu.asked) == 1
     assert not outcome.fell_back
+    assert not outcome.worth_telling
     assert outcome.placement == "GPU 9/9"
     assert outcome.message.startswith("Loaded with all 9 layers on the GPU (about ")
     assert "All 9 layers fit on the GPU" in outcome.message
@@ -458,6 +466,8 @@ def test_the_cpu_only_build_says_so(engine: Engine, eight_layers: Path) -> None:
 
     assert outcome.n_gpu_layers == 0
     assert outcome.placement == "CPU"
+    assert outcome.where.text == "CPU · 1 thread"
+    assert outcome.worth_telling  # 5 GPU layers were asked for
     assert "cannot use a GPU" in outcome.message
     assert "you asked for 5 GPU layers" in outcome.message
     assert "hearth doctor" in outcome.message
@@ -481,3 +491,93 @@ def test_ram_for_the_cpu_part_is_checked_before_loading(engine: Engine, tmp_path
             offload_supported=True,
         )
     assert calls == []
+
+
+def test_a_cpu_only_build_used_as_such_is_no_news(engine: Engine, eight_layers: Path) -> None:
+    try:
+        outcome = load_with_fallback(engine, eight_layers, LoadOptions(n_ctx=256, n_threads=2))
+    finally:
+        engine.close()
+    assert not outcome.offload_supported
+    assert not outcome.worth_telling
+    assert outcome.where.text == "CPU · 2 threads"
+
+
+def outcome_of(
+    n_gpu_layers: int, requested: int | None, *, supported: bool = True
+) -> OffloadOutcome:
+    loaded = LoadedModel(MODEL, 4096, n_gpu_layers, 4, supported, False, "test")
+    return OffloadOutcome(
+        loaded,
+        n_gpu_layers,
+        33,
+        (LoadAttempt(n_gpu_layers),),
+        plan_for_layers(MODEL, 4096, n_gpu_layers),
+        "",
+        requested=requested,
+        offload_supported=supported,
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_gpu_layers", "requested", "supported", "tell"),
+    [
+        (33, None, True, False),  # auto, all fit
+        (20, None, True, False),  # auto, part fits: the status bar says so
+        (0, None, True, True),  # a GPU build that ends on the CPU
+        (0, None, False, False),  # a CPU-only build
+        (0, 0, True, False),  # the CPU was asked for
+        (20, 20, True, False),
+        (33, -1, True, False),
+        (0, -1, False, True),  # all asked for, none given
+    ],
+)
+def test_what_is_worth_telling(
+    n_gpu_layers: int, requested: int | None, supported: bool, tell: bool
+) -> None:
+    assert outcome_of(n_gpu_layers, requested, supported=supported).worth_telling is tell
+
+
+def test_placement_text() -> None:
+    assert Placement(0, 33, 2).text == "CPU · 2 threads"
+    assert Placement(0, 33, 1).text == "CPU · 1 thread"
+    assert Placement(33, 33, 8).text == "GPU 33/33"
+    assert Placement(16, 33, 8).text == "GPU 16/33 + CPU"
+    assert Placement(16, 33, 8).to_stats() == {
+        "placement": "GPU 16/33 + CPU",
+        "n_gpu_layers": 16,
+        "n_layers_total": 33,
+        "n_threads": 8,
+    }
+
+
+def test_placement_of_a_loaded_model() -> None:
+    def loaded(layers: int, supported: bool) -> LoadedModel:
+        return LoadedModel(MODEL, 4096, layers, 4, supported, False, "test")
+
+    assert Placement.of(loaded(-1, True)) == Placement(33, 33, 4)
+    assert Placement.of(loaded(10, True)) == Placement(10, 33, 4)
+    assert Placement.of(loaded(10, False)) == Placement(0, 33, 4)
+
+
+def test_plan_load_previews_the_first_try() -> None:
+    auto = plan_load(MODEL, LoadOptions(n_ctx=CTX), [vram_for(20) + MARGIN])
+    assert auto.n_gpu_layers == 20
+    chosen = plan_load(MODEL, LoadOptions(n_ctx=CTX, n_gpu_layers=10), [vram_for(20) + MARGIN])
+    assert (chosen.n_gpu_layers, chosen.expected_vram) == (10, vram_for(10))
+    everything = plan_load(MODEL, LoadOptions(n_ctx=CTX, n_gpu_layers=-1), [])
+    assert everything.n_gpu_layers == 33
+    cpu_only = plan_load(
+        MODEL, LoadOptions(n_ctx=CTX, n_gpu_layers=10), [24 * GiB], offload_supported=False
+    )
+    assert cpu_only.n_gpu_layers == 0 and cpu_only.expected_vram == 0
+    quantized = plan_load(MODEL, LoadOptions(n_ctx=CTX, type_k="q8_0", type_v="q8_0"), [])
+    assert quantized.expected_ram < plan_load(MODEL, LoadOptions(n_ctx=CTX), []).expected_ram
+
+
+def test_plan_load_splits_a_chosen_count_by_free_memory_like_llama_cpp() -> None:
+    options = LoadOptions(n_ctx=CTX, n_gpu_layers=33)
+    even = plan_load(MODEL, options, [8 * GiB, 8 * GiB])
+    assert even.layers_per_device in ((16, 17), (17, 16))
+    given = plan_load(MODEL, dataclasses.replace(options, tensor_split=(3.0, 1.0)), [8 * GiB] * 2)
+    assert given.layers_per_device[0] > 2 * given.layers_per_device[1]

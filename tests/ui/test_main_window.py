@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QObject, Qt, Slot
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSpinBox,
+    QComboBox,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -24,14 +26,19 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.core.conversation import StoredMessage
+from app.core.conversation import StoredMessage, reply_summary
 from app.core.engine import LoadOptions
 from app.core.events import GenerationDone, GenerationStats, StopReason
+from app.core.model_settings import ModelSettingsStore
 from app.core.paths import AppPaths, app_paths
 from app.core.sampling import SamplingSettings
 from app.core.store import Store
 from app.ui.chat_view import MessageBlock
+from app.ui.load_options_dialog import LoadOptionsDialog
 from app.ui.main_window import MainWindow, process_memory
+from app.workers.inference import InferenceThread
+from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
+from tests.simulated_gpu import FullGpu
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -82,11 +89,12 @@ def make_window(qtbot: QtBot, tmp_path: Path) -> Iterator[MakeWindow]:
         settings: SamplingSettings = SHORT,
         model: Path | None = None,
         paths: AppPaths | None = None,
+        inference: InferenceThread | None = None,
     ) -> MainWindow:
         paths = paths or app_paths(tmp_path / f"home{len(made)}").ensure()
         with Store.open(paths) as store:
             store.set_default_settings(settings)
-        window = MainWindow(paths, load_options=OPTIONS)
+        window = MainWindow(paths, load_options=OPTIONS, inference=inference)
         qtbot.addWidget(window)
         made.append(window)
         window.show()
@@ -186,6 +194,8 @@ def test_layout_names_and_menus(make_window: MakeWindow) -> None:
         "toggleSidebarAction",
         "toggleSettingsAction",
         "searchAction",
+        "loadOptionsAction",
+        "aboutMachineAction",
     ):
         assert window.findChild(QObject, name) is not None, name
     for name in ("modelStatusLabel", "backendLabel", "memoryLabel", "loadProgressBar"):
@@ -767,6 +777,162 @@ def test_draft_tokens_are_counted_while_typing(
     qtbot.waitUntil(lambda: any(ch.isdigit() for ch in label.text()), timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
     meter = child(window, QWidget, "contextMeter")
     assert meter.accessibleName()
+
+
+# ----- where the model runs: load options, placement, the machine -----
+
+
+def open_load_options(qtbot: QtBot, window: MainWindow) -> LoadOptionsDialog:
+    """Through the Model menu; the dialog opens once the machine report is in."""
+    action = window.findChild(QObject, "loadOptionsAction")
+    assert action is not None and action.isEnabled()  # type: ignore[attr-defined]
+    action.trigger()  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: window.load_options_dialog is not None, timeout=TIMEOUT_MS)
+    dialog = window.load_options_dialog
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    return dialog
+
+
+def choose(combo: QWidget, value: str) -> None:
+    assert isinstance(combo, QComboBox)
+    combo.setCurrentIndex(combo.findData(value))
+
+
+def test_load_options_are_saved_per_model_and_reload_it(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    first = window.model
+    assert first is not None and first.n_ctx == 1024
+    dialog = open_load_options(qtbot, window)
+    assert child(dialog, QAbstractSpinBox, "contextSpin").value() == 1024  # type: ignore[attr-defined]
+    child(dialog, QAbstractSpinBox, "contextSpin").setValue(512)  # type: ignore[attr-defined]
+    choose(child(dialog, QComboBox, "kvTypeKCombo"), "q8_0")
+    choose(child(dialog, QComboBox, "kvTypeVCombo"), "q8_0")
+    assert child(dialog, QComboBox, "flashAttnCombo").currentData() == "on"  # type: ignore[attr-defined]
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        click(qtbot, child(dialog, QPushButton, "loadOptionsOkButton"))
+    model = window.model
+    assert model is not None and model is not first
+    assert model.n_ctx == 512
+    assert model.options is not None
+    assert (model.options.type_k, model.options.type_v) == ("q8_0", "q8_0")
+    assert model.flash_attn == "on"
+    assert model.n_threads == 1  # what the dialog did not touch stays
+    saved = ModelSettingsStore(window._paths.config).get(starter_model)
+    assert saved == LoadOptions(
+        n_ctx=512, n_threads=1, type_k="q8_0", type_v="q8_0", flash_attn="on"
+    )
+    qtbot.waitUntil(lambda: window.load_options_dialog is None)
+
+    # Another model keeps its own options; the saved ones come back on the next load.
+    paths = window._paths
+    window.close()
+    again = make_window(paths=paths, model=starter_model)
+    assert again.model is not None and again.model.n_ctx == 512
+    assert again.model.options is not None and again.model.options.type_k == "q8_0"
+
+
+def test_cancel_in_the_load_options_changes_nothing(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    model = window.model
+    dialog = open_load_options(qtbot, window)
+    child(dialog, QAbstractSpinBox, "contextSpin").setValue(256)  # type: ignore[attr-defined]
+    click(qtbot, child(dialog, QPushButton, "loadOptionsCancelButton"))
+    qtbot.waitUntil(lambda: window.load_options_dialog is None)
+    assert window.model is model and not window.is_loading
+    assert ModelSettingsStore(window._paths.config).get(starter_model) is None
+
+
+def test_load_options_need_a_model(make_window: MakeWindow) -> None:
+    window = make_window()
+    assert not window.findChild(QObject, "loadOptionsAction").isEnabled()  # type: ignore[union-attr]
+    assert not child(window, QPushButton, "loadOptionsButton").isEnabled()
+
+
+def test_the_sampling_panel_opens_the_load_options(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    click(qtbot, child(window, QPushButton, "loadOptionsButton"))
+    qtbot.waitUntil(lambda: window.load_options_dialog is not None, timeout=TIMEOUT_MS)
+    dialog = window.load_options_dialog
+    assert dialog is not None
+    slider = child(dialog, QWidget, "gpuLayersSlider")
+    if not window.model.gpu_offload_supported:  # type: ignore[union-attr]
+        assert not slider.isEnabled()
+        assert "cannot use a GPU" in child(dialog, QLabel, "gpuNoteLabel").text()  # type: ignore[attr-defined]
+    dialog.reject()
+
+
+def test_the_status_bar_and_each_reply_say_where_it_ran(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    model, where = window.model, window.placement
+    assert model is not None and where is not None
+    if not model.gpu_offload_supported:  # this machine's build
+        assert where.text == "CPU · 1 thread"
+    assert child(window, QLabel, "backendLabel").text() == where.text  # type: ignore[attr-defined]
+    assert child(window, QLabel, "modelBackendValue").text() == where.text  # type: ignore[attr-defined]
+    send(qtbot, window, "Say hello in one short sentence.")
+    wait_reply_done(qtbot, window)
+    reply = window.current_path[-1]
+    assert reply.stats is not None
+    assert reply.stats["placement"] == where.text
+    assert reply.stats["n_gpu_layers"] == where.n_gpu_layers
+    assert reply.stats["n_layers_total"] == model.info.n_layer + 1
+    line = child(block_of(window, reply.id), QLabel, "replyStatsLabel").text()  # type: ignore[attr-defined]
+    assert line == reply_summary(reply)
+    assert f"{where.text} · prefill " in line and " tokens/s · decode " in line
+
+
+def test_a_gpu_out_of_memory_retry_is_told_in_the_notice_bar(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path
+) -> None:
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=8, chat_template=CHATML_TEMPLATE)
+    paths = app_paths(tmp_path / "gpu-home").ensure()
+    gpu = FullGpu(fits=4)
+    inference = InferenceThread(
+        model_settings=ModelSettingsStore(paths.config), gpu_stand_in=gpu.stand_in()
+    )
+    window = make_window(paths=paths, inference=inference, model=model)
+    assert gpu.asked == [9, 4]
+    assert window.notice_text == (
+        "GPU out of memory at 9 layers; loaded with 4 of 9 layers on the GPU."
+    )
+    assert child(window, QLabel, "backendLabel").text() == "GPU 4/9 + CPU"  # type: ignore[attr-defined]
+    assert child(window, QLabel, "modelBackendValue").text() == "GPU 4/9 + CPU"  # type: ignore[attr-defined]
+    send(qtbot, window, "hi")
+    wait_reply_done(qtbot, window)
+    reply = window.current_path[-1]
+    assert reply.stats is not None and reply.stats["placement"] == "GPU 4/9 + CPU"
+    assert reply.stats["n_gpu_layers"] == 4
+
+
+def test_about_this_machine_shows_the_report_and_copies_it(
+    qtbot: QtBot, make_window: MakeWindow
+) -> None:
+    window = make_window()
+    window.findChild(QObject, "aboutMachineAction").trigger()  # type: ignore[union-attr]
+    dialog = window.machine_report_dialog
+    assert dialog is not None and dialog.isVisible()
+    qtbot.waitUntil(lambda: dialog.is_ready, timeout=TIMEOUT_MS)
+    text = dialog.text
+    assert text.startswith("llama-cpp-python ")
+    for expected in ("Backends:", "GPU offload:", "CPU features:", "RAM:"):
+        assert expected in text
+    view = child(dialog, QPlainTextEdit, "machineReportView")
+    assert view.isReadOnly()  # type: ignore[attr-defined]
+    QGuiApplication.clipboard().clear()
+    click(qtbot, child(dialog, QPushButton, "copyMachineReportButton"))
+    assert QGuiApplication.clipboard().text() == text
+    assert "Copied" in child(dialog, QLabel, "machineReportStatusLabel").text()  # type: ignore[attr-defined]
+    for widget in dialog.findChildren(QAbstractButton):
+        assert widget.objectName() and widget.accessibleName(), widget
 
 
 def test_process_memory_is_the_resident_set() -> None:

@@ -13,12 +13,16 @@ from pytestqt.qtbot import QtBot
 from app.core.chat import Message
 from app.core.engine import LoadedModel, LoadOptions
 from app.core.events import GenerationDone, PrefillStarted, StopReason
+from app.core.gpu_fallback import OffloadOutcome, Placement
+from app.core.model_settings import ModelSettingsStore
 from app.core.sampling import SamplingSettings, SettingsHolder
 from app.workers.inference import (
     DEFAULT_FLUSH_INTERVAL_S,
     InferenceThread,
     InferenceWorker,
 )
+from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
+from tests.simulated_gpu import FullGpu
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -41,6 +45,7 @@ class Recorder(QObject):
     def __init__(self, worker: InferenceWorker) -> None:
         super().__init__()
         self.progress: list[float] = []
+        self.outcomes: list[OffloadOutcome] = []
         self.loaded: list[LoadedModel] = []
         self.load_failed: list[str] = []
         self.load_cancelled = 0
@@ -51,6 +56,7 @@ class Recorder(QObject):
         self.done_times: dict[int, float] = {}
         self.failures: dict[int, str] = {}
         worker.loadProgress.connect(self.on_progress)
+        worker.offloadOutcome.connect(self.on_outcome)
         worker.loaded.connect(self.on_loaded)
         worker.loadFailed.connect(self.on_load_failed)
         worker.loadCancelled.connect(self.on_load_cancelled)
@@ -62,6 +68,12 @@ class Recorder(QObject):
     @Slot(float)
     def on_progress(self, fraction: float) -> None:
         self.progress.append(fraction)
+
+    @Slot(object)
+    def on_outcome(self, outcome: object) -> None:
+        assert isinstance(outcome, OffloadOutcome)
+        assert len(self.outcomes) == len(self.loaded)  # each outcome before its model
+        self.outcomes.append(outcome)
 
     @Slot(object)
     def on_loaded(self, model: object) -> None:
@@ -145,6 +157,63 @@ def test_load_reports_progress_and_the_loaded_model(qtbot: QtBot, starter_model:
         assert model.n_threads == 1
         assert recorder.progress and recorder.progress[-1] == pytest.approx(1.0)
         assert recorder.progress == sorted(recorder.progress)
+        [outcome] = recorder.outcomes
+        assert outcome.loaded == model
+        assert outcome.where == Placement(0, model.info.n_layer + 1, 1)
+        assert not outcome.worth_telling  # a CPU-only build used as such
+    finally:
+        stop_and_check(inference)
+
+
+def test_a_gpu_out_of_memory_is_retried_with_fewer_layers_and_reported(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", n_layer=8, chat_template=CHATML_TEMPLATE)
+    gpu = FullGpu(fits=4)
+    inference = InferenceThread(gpu_stand_in=gpu.stand_in())
+    recorder = Recorder(inference.worker)
+    inference.start()
+    try:
+        inference.load(model, OPTIONS)
+        qtbot.waitUntil(lambda: bool(recorder.loaded or recorder.load_failed), timeout=TIMEOUT_MS)
+        assert not recorder.load_failed
+        assert gpu.asked == [9, 4]  # all 9 planned to fit; the GPU said otherwise
+        [outcome] = recorder.outcomes
+        assert outcome.fell_back and outcome.worth_telling
+        assert (
+            outcome.message
+            == "GPU out of memory at 9 layers; loaded with 4 of 9 layers on the GPU."
+        )
+        assert outcome.where.text == "GPU 4/9 + CPU"
+        assert outcome.loaded == recorder.loaded[0]
+        assert recorder.progress[-1] == pytest.approx(1.0)
+        # the model really works
+        inference.generate(1, HELLO, GREEDY.with_changes(max_tokens=4))
+        qtbot.waitUntil(lambda: recorder.ended(1), timeout=TIMEOUT_MS)
+        assert 1 in recorder.done
+    finally:
+        stop_and_check(inference)
+
+
+def test_a_load_without_options_uses_the_saved_ones(
+    qtbot: QtBot, starter_model: Path, tmp_path: Path
+) -> None:
+    saved = LoadOptions(n_ctx=512, n_threads=1, type_k="q8_0")
+    settings = ModelSettingsStore(tmp_path / "config")
+    settings.set(starter_model, saved)
+    inference = InferenceThread(model_settings=settings)
+    recorder = Recorder(inference.worker)
+    inference.start()
+    try:
+        inference.load(starter_model)
+        qtbot.waitUntil(lambda: bool(recorder.loaded or recorder.load_failed), timeout=TIMEOUT_MS)
+        assert not recorder.load_failed
+        model = recorder.loaded[0]
+        assert model.n_ctx == 512
+        assert model.options is not None and model.options.type_k == "q8_0"
+        inference.load(starter_model, OPTIONS)  # given options win
+        qtbot.waitUntil(lambda: len(recorder.loaded) == 2, timeout=TIMEOUT_MS)
+        assert recorder.loaded[1].n_ctx == 1024
     finally:
         stop_and_check(inference)
 
