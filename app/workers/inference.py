@@ -29,6 +29,7 @@ from app.core.gpu_fallback import Loader, load_with_fallback
 from app.core.model_settings import ModelSettingsStore
 from app.core.prompt import OverflowPolicy
 from app.core.sampling import SamplingSettings, SettingsHolder
+from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def unexpected_error_message(exc: BaseException) -> str:
     return f"Unexpected error: {type(exc).__name__}: {exc} ({details})"
 
 
-class InferenceWorker(QObject):
+class InferenceWorker(ThreadWorker):
     """Owns one `Engine` on the thread it was moved to; loads models and streams replies.
 
     Slots (call through queued signals, see `InferenceThread`): `load`, `generate`,
@@ -123,21 +124,19 @@ class InferenceWorker(QObject):
         model_settings: ModelSettingsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__("hearth-inference")
         self._flush_interval_s = flush_interval_s
         self._policy = overflow_policy
         self._check_memory = check_memory
         self._model_settings = model_settings
         self._gpu = gpu_stand_in or GpuStandIn()
         self._engine: Engine | None = None
-        self._home_thread = QThread.currentThread()
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
         self._load_cancel = threading.Event()
         self._loads_expected = 0
         self._loading = False
         self._stopping = False
-        self._closed = False
 
     # ----- thread-safe controls (direct calls from any thread) -----
 
@@ -166,11 +165,6 @@ class InferenceWorker(QObject):
                 event.set()
 
     # ----- slots (run on the worker's thread) -----
-
-    @Slot()
-    def name_thread(self) -> None:
-        """Give the worker's thread a readable name in Python (log lines show it)."""
-        threading.current_thread().name = "hearth-inference"
 
     @Slot(str, object)
     def load(self, path: str, options: object = None) -> None:
@@ -322,24 +316,11 @@ class InferenceWorker(QObject):
             log.exception("unexpected error unloading the model")
         self.unloaded.emit()
 
-    @Slot()
-    def shutdown(self) -> None:
-        """Close the engine on this thread, hand this object back, and end the thread.
-
-        The last request the worker serves; later ones are refused.
-        """
-        thread = QThread.currentThread()
-        try:
-            self._closed = True
-            if self._engine is not None:
-                self._engine.close()
-                self._engine = None
-        except Exception:
-            log.exception("unexpected error closing the engine")
-        finally:
-            if thread is not self._home_thread:
-                self.moveToThread(self._home_thread)
-                thread.quit()
+    def release(self) -> None:
+        """Close the engine (on this thread, from `shutdown`)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     # ----- helpers -----
 
@@ -353,18 +334,13 @@ class InferenceWorker(QObject):
             raise RuntimeError("InferenceWorker.engine used off the worker's thread")
         return self._engine
 
-    @property
-    def is_closed(self) -> bool:
-        """True once `shutdown` ran (the engine is freed)."""
-        return self._closed
-
     def _engine_here(self) -> Engine:
         if self._engine is None:
             self._engine = Engine()  # created on the worker's thread
         return self._engine
 
 
-class InferenceThread(QObject):
+class InferenceThread(WorkerHost):
     """Runs an `InferenceWorker` on its own `QThread` and stops it in order.
 
     Create it on the GUI thread, connect to `worker`'s signals (with `@Slot` methods of
@@ -375,7 +351,6 @@ class InferenceThread(QObject):
     _loadRequested = Signal(str, object)
     _generateRequested = Signal(int, object, object)
     _unloadRequested = Signal()
-    _shutdownRequested = Signal()
 
     def __init__(
         self,
@@ -387,37 +362,18 @@ class InferenceThread(QObject):
         model_settings: ModelSettingsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
     ) -> None:
-        super().__init__(parent)
-        self.worker = InferenceWorker(
+        worker = InferenceWorker(
             flush_interval_s=flush_interval_s,
             overflow_policy=overflow_policy,
             check_memory=check_memory,
             model_settings=model_settings,
             gpu_stand_in=gpu_stand_in,
         )
-        self.qthread = QThread()
-        self.qthread.setObjectName("hearth-inference")
-        self.worker.moveToThread(self.qthread)
-        self.qthread.started.connect(self.worker.name_thread)
-        self._loadRequested.connect(self.worker.load)
-        self._generateRequested.connect(self.worker.generate)
-        self._unloadRequested.connect(self.worker.unload)
-        self._shutdownRequested.connect(self.worker.shutdown)
-        self._started = False
-        self._stopped = False
-        self._shutdown_sent = False
-
-    def start(self) -> None:
-        """Start the worker's thread (once)."""
-        if self._started:
-            return
-        self._started = True
-        self.qthread.start()
-
-    @property
-    def is_running(self) -> bool:
-        """True between `start()` and the end of `stop()`."""
-        return self._started and not self._stopped
+        super().__init__(worker, parent)
+        self.worker = worker
+        self._loadRequested.connect(worker.load)
+        self._generateRequested.connect(worker.generate)
+        self._unloadRequested.connect(worker.unload)
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
         """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
@@ -451,21 +407,6 @@ class InferenceThread(QObject):
         """Stop the model load in progress or queued (thread-safe, not queued)."""
         self.worker.cancel_load()
 
-    def stop(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel all work, close the engine on its thread, then quit and join the thread.
-
-        Idempotent. Returns False if the thread did not end within `timeout_ms` (it is
-        left running and logged; the caller decides what to do).
-        """
-        if not self._started:
-            self._stopped = True
-            return True
-        self._stopped = True
+    def before_stop(self) -> None:
+        """Cancel every load and reply and turn away queued requests."""
         self.worker.cancel_all()
-        if not self._shutdown_sent:
-            self._shutdown_sent = True
-            self._shutdownRequested.emit()
-        if not self.qthread.wait(timeout_ms):
-            log.error("the inference thread did not stop within %d ms", timeout_ms)
-            return False
-        return True

@@ -15,11 +15,12 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from app.core.chat import Message
 from app.core.errors import HearthError
 from app.core.tokenizer import VocabTokenizer
+from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class _LatestRequest:
             self._value = value
 
 
-class TokenCountWorker(QObject):
+class TokenCountWorker(ThreadWorker):
     """Owns a `VocabTokenizer` on the thread it was moved to and counts with it.
 
     Slots (call through queued signals, see `TokenCounter`): `set_model`, `count`,
@@ -60,18 +61,11 @@ class TokenCountWorker(QObject):
     unavailable = Signal(int, str)
 
     def __init__(self, latest: _LatestRequest | None = None) -> None:
-        super().__init__()
+        super().__init__("hearth-token-counter")
         self._latest = latest or _LatestRequest()
         self._tokenizer: VocabTokenizer | None = None
-        self._home_thread = QThread.currentThread()
-        self._closed = False
         self.requests_counted = 0
         """How many requests were counted (not skipped as stale); for tests."""
-
-    @Slot()
-    def name_thread(self) -> None:
-        """Give the worker's thread a readable name in Python (log lines show it)."""
-        threading.current_thread().name = "hearth-token-counter"
 
     @Slot(str)
     def set_model(self, path: str) -> None:
@@ -127,24 +121,9 @@ class TokenCountWorker(QObject):
         self.requests_counted += 1
         self.counted.emit(request_id, draft_tokens, result.prompt_tokens, limit, result.dropped)
 
-    @Slot()
-    def shutdown(self) -> None:
-        """Free the vocabulary, hand this object back, and end the thread."""
-        thread = QThread.currentThread()
-        try:
-            self._closed = True
-            self._close_tokenizer()
-        except Exception:
-            log.exception("unexpected error closing the tokenizer")
-        finally:
-            if thread is not self._home_thread:
-                self.moveToThread(self._home_thread)
-                thread.quit()
-
-    @property
-    def is_closed(self) -> bool:
-        """True once `shutdown` ran."""
-        return self._closed
+    def release(self) -> None:
+        """Free the vocabulary (on this thread, from `shutdown`)."""
+        self._close_tokenizer()
 
     def _close_tokenizer(self) -> None:
         if self._tokenizer is not None:
@@ -152,7 +131,7 @@ class TokenCountWorker(QObject):
             self._tokenizer = None
 
 
-class TokenCounter(QObject):
+class TokenCounter(WorkerHost):
     """Counts drafts with the loaded model's own tokenizer, on a thread of its own.
 
     Create it on the GUI thread, connect its signals, `start()` it, then `set_model()` and
@@ -179,38 +158,18 @@ class TokenCounter(QObject):
 
     _setModelRequested = Signal(str)
     _countRequested = Signal(int, str, object, object, int)
-    _shutdownRequested = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
         self._latest = _LatestRequest()
-        self.worker = TokenCountWorker(self._latest)
-        self.qthread = QThread()
-        self.qthread.setObjectName("hearth-token-counter")
-        self.worker.moveToThread(self.qthread)
-        self.qthread.started.connect(self.worker.name_thread)
-        self._setModelRequested.connect(self.worker.set_model)
-        self._countRequested.connect(self.worker.count)
-        self._shutdownRequested.connect(self.worker.shutdown)
-        self.worker.counted.connect(self._on_counted)
-        self.worker.unavailable.connect(self._on_unavailable)
-        self.worker.modelReady.connect(self._on_model_ready)
-        self.worker.modelFailed.connect(self._on_model_failed)
-        self._started = False
-        self._stopped = False
-        self._shutdown_sent = False
-
-    def start(self) -> None:
-        """Start the counter's thread (once)."""
-        if self._started:
-            return
-        self._started = True
-        self.qthread.start()
-
-    @property
-    def is_running(self) -> bool:
-        """True between `start()` and `stop()`."""
-        return self._started and not self._stopped
+        worker = TokenCountWorker(self._latest)
+        super().__init__(worker, parent)
+        self.worker = worker
+        self._setModelRequested.connect(worker.set_model)
+        self._countRequested.connect(worker.count)
+        worker.counted.connect(self._on_counted)
+        worker.unavailable.connect(self._on_unavailable)
+        worker.modelReady.connect(self._on_model_ready)
+        worker.modelFailed.connect(self._on_model_failed)
 
     @property
     def latest_request(self) -> int:
@@ -236,23 +195,9 @@ class TokenCounter(QObject):
         snapshot = tuple(messages) if isinstance(messages, Sequence) else ()
         self._countRequested.emit(request_id, draft, snapshot, max_tokens, n_ctx)
 
-    def stop(self, timeout_ms: int = 10_000) -> bool:
-        """Skip queued requests, free the vocabulary on its thread, quit and join the thread.
-
-        Idempotent. Returns False if the thread did not end within `timeout_ms`.
-        """
-        if not self._started:
-            self._stopped = True
-            return True
-        self._stopped = True
-        self._latest.set(2**62)  # every queued request is now stale
-        if not self._shutdown_sent:
-            self._shutdown_sent = True
-            self._shutdownRequested.emit()
-        if not self.qthread.wait(timeout_ms):
-            log.error("the token counter thread did not stop within %d ms", timeout_ms)
-            return False
-        return True
+    def before_stop(self) -> None:
+        """Make every queued request stale, so the worker skips it."""
+        self._latest.set(2**62)
 
     @Slot(int, int, int, int, object)
     def _on_counted(
