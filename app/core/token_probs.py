@@ -8,9 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 TOP_N = 10
-# Tokens less likely than e^-12 times the best one cannot be in a top 10 that has at least
-# ten more likely tokens; filtering by this first avoids a full argpartition per token.
-_CANDIDATE_FLOOR = float(np.exp(-12.0))
+_ROWS = 64  # the top-n search looks only inside the n groups with the highest maxima
 
 
 @dataclass(frozen=True)
@@ -28,22 +26,42 @@ class ProbabilityReader:
     def __init__(self, n_vocab: int, top_n: int = TOP_N) -> None:
         self._scratch = np.empty(n_vocab, dtype=np.float32)
         self._top_n = min(top_n, n_vocab)
+        self._main = n_vocab - n_vocab % _ROWS
+        self._groups = self._main // _ROWS
+        self._offsets = np.arange(_ROWS) * self._groups
         self._norm = 1.0
 
     def read(self, logits: npt.NDArray[np.float32]) -> TopTokens:
         """Compute the normaliser and the top tokens of `logits` (one vocabulary row)."""
-        n = self._top_n
         scratch = self._scratch
         np.subtract(logits, logits.max(), out=scratch)
         np.exp(scratch, out=scratch)
         self._norm = float(scratch.sum())
-        candidates = np.flatnonzero(scratch >= _CANDIDATE_FLOOR)
-        if len(candidates) < n:
-            candidates = np.argpartition(logits, -n)[-n:]
-        elif len(candidates) > n:
-            candidates = candidates[np.argpartition(logits[candidates], -n)[-n:]]
-        top = candidates[np.argsort(logits[candidates])[::-1]]
+        top = self._top_ids(logits)
         return TopTokens(top, logits[top], scratch[top] / self._norm)
+
+    def _top_ids(self, logits: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+        """The top-n ids, best first.
+
+        Tokens are split into groups (token i in group i mod G, so the group maxima are one
+        vectorised max over 64 rows). A token in the top n lies in a group whose maximum is
+        among the n highest, so only those groups (and the ragged tail) are searched: exact,
+        and several times cheaper than an argpartition of the whole row.
+        """
+        n = self._top_n
+        candidates: npt.NDArray[np.intp]
+        if self._groups > n:
+            maxima = logits[: self._main].reshape(_ROWS, self._groups).max(axis=0)
+            groups = np.argpartition(maxima, -n)[-n:]
+            candidates = (groups[:, None] + self._offsets).ravel()
+            if self._main < logits.shape[0]:
+                candidates = np.concatenate([candidates, np.arange(self._main, logits.shape[0])])
+        else:
+            candidates = np.arange(logits.shape[0])
+        values = logits[candidates]
+        best = np.argpartition(values, -n)[-n:] if len(candidates) > n else np.arange(n)
+        best = best[np.argsort(-values[best], kind="stable")]
+        return candidates[best]
 
     def prob_of(self, token_id: int) -> float:
         """Probability of `token_id` under the row last passed to `read`."""

@@ -29,3 +29,12 @@ def test_peaked_distribution_with_few_candidates_still_gives_ten() -> None:
     top = ProbabilityReader(1000).read(logits)
     assert list(top.ids[:2]) == [5, 9]
     assert list(top.ids[2:]) == list(range(100, 108))
+
+
+@pytest.mark.parametrize("n_vocab", [300, 1000, 49152, 50001])
+def test_grouped_top_search_is_exact_for_any_vocabulary_size(n_vocab: int) -> None:
+    rng = np.random.default_rng(n_vocab)
+    reader = ProbabilityReader(n_vocab)
+    for _ in range(50):
+        logits = rng.normal(0.0, 3.0, n_vocab).astype(np.float32)
+        assert list(reader.read(logits).ids) == list(np.argsort(-logits, kind="stable")[:10])
