@@ -103,8 +103,15 @@ def throughput(engine: Engine, model: Path, threads: int, rounds: int) -> None:
 
 
 def report(name: str, ours: list[float], base: list[float], target: str) -> None:
+    """Medians of both, and the median of the per-round ratios (each round measured the two
+    back to back, so a paired ratio cancels most of the machine's drift)."""
     mo, mb = statistics.median(ours), statistics.median(base)
-    print(f"  {name:<16} engine {mo:9.1f}   bare {mb:9.1f}   ratio {mo / mb:5.3f}  ({target})")
+    paired = statistics.median(o / b for o, b in zip(ours, base, strict=True))
+    print(
+        f"  {name:<16} engine {mo:9.1f}   bare {mb:9.1f}   ratio {paired:5.3f} "
+        f"(paired median; range {min(o / b for o, b in zip(ours, base, strict=True)):.3f}-"
+        f"{max(o / b for o, b in zip(ours, base, strict=True)):.3f})  ({target})"
+    )
 
 
 def ttft_turns(engine: Engine, rounds: int) -> None:
