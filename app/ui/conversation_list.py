@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import (
@@ -209,16 +210,7 @@ class ConversationListModel(QAbstractListModel):
         old = self._rows[index.row()]
         if title == old.title:
             return True
-        self._rows[index.row()] = Conversation(
-            id=old.id,
-            title=title,
-            created_at=old.created_at,
-            updated_at=old.updated_at,
-            pinned=old.pinned,
-            settings=old.settings,
-            system_prompt=old.system_prompt,
-            active_leaf_id=old.active_leaf_id,
-        )
+        self._rows[index.row()] = replace(old, title=title)
         self.dataChanged.emit(index, index)
         self.titleEdited.emit(old.id, title)
         return True

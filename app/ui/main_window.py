@@ -25,7 +25,7 @@ import itertools
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1029,7 +1029,7 @@ class MainWindow(QMainWindow):
         self._chat.set_conversation(snapshot.path, snapshot.tree)
         active = self._active
         if active is not None and any(m.id == active.message.id for m in snapshot.path):
-            self._chat.begin_reply(_with_content(active.message, active.writer.text))
+            self._chat.begin_reply(replace(active.message, content=active.writer.text))
         self.setWindowTitle(f"{snapshot.conversation.title} — {WINDOW_TITLE}")
 
     def _reload(self) -> None:
@@ -1685,21 +1685,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
-
-
-def _with_content(message: StoredMessage, content: str) -> StoredMessage:
-    return StoredMessage(
-        id=message.id,
-        conversation_id=message.conversation_id,
-        parent_id=message.parent_id,
-        role=message.role,
-        content=content,
-        created_at=message.created_at,
-        status=message.status,
-        model=message.model,
-        settings=message.settings,
-        seed=message.seed,
-    )
 
 
 def _file_stem(title: str) -> str:
