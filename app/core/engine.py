@@ -50,6 +50,7 @@ from app.core.reply_text import ReplyText
 from app.core.sampler_chain import SamplerChain
 from app.core.sampling import MAX_SEED, SamplingSettings, SettingsHolder
 from app.core.token_probs import ProbabilityReader
+from app.core.vocab import Vocabulary, ensure_backend
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ _FLASH_ATTN = {
     "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
 }
 _DECODE_OK, _DECODE_NO_SLOT, _DECODE_ABORTED = 0, 1, 2
-_backend_ready = False
 
 
 @dataclass(frozen=True)
@@ -166,21 +166,13 @@ def effective_flash_attn(options: LoadOptions, n_gpu_layers: int) -> Literal["au
     return "off" if n_gpu_layers == 0 else "auto"
 
 
-def _ensure_backend() -> None:
-    global _backend_ready
-    if not _backend_ready:
-        route_llama_log()
-        llama_cpp.llama_backend_init()
-        _backend_ready = True
-
-
 class Engine:
     """One loaded model and its context; generates chat replies as event streams."""
 
     def __init__(self) -> None:
         self._model: Any = None
         self._ctx: Any = None
-        self._vocab: Any = None
+        self._vocab: Vocabulary | None = None
         self._loaded: LoadedModel | None = None
         self._template = ChatTemplate(None)
         self._model_key = ""
@@ -189,12 +181,8 @@ class Engine:
         # its first token from them instead of re-reading the last token on its own, whose
         # numerics differ slightly from the batched read, so the rerun is bit-identical.
         self._prompt_logits: tuple[tuple[int, ...], npt.NDArray[np.float32]] | None = None
-        self._piece_cache: dict[int, bytes] = {}
-        self._piece_buf = ctypes.create_string_buffer(256)
         self._probs: ProbabilityReader | None = None
         self._n_vocab = 0
-        self._add_bos = False
-        self._bos_text = ""
         self._abort_event: threading.Event | None = None
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
@@ -244,7 +232,7 @@ class Engine:
         if check_memory:
             check_fits(info, n_ctx, available_memory(), options.type_k, options.type_v)
         self.close()
-        _ensure_backend()
+        ensure_backend()
         router = route_llama_log()
         log_mark = router.mark()
 
@@ -314,16 +302,12 @@ class Engine:
             )
 
         self._model, self._ctx = model, ctx
-        self._vocab = llama_cpp.llama_model_get_vocab(model)
-        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._vocab = Vocabulary(llama_cpp.llama_model_get_vocab(model), info.chat_template)
+        self._n_vocab = self._vocab.n_tokens
         self._probs = ProbabilityReader(self._n_vocab)
-        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))
-        eos_text = self._special_text(llama_cpp.llama_vocab_eos(self._vocab))
-        self._template = ChatTemplate(info.chat_template, self._bos_text, eos_text)
+        self._template = self._vocab.template
         self._model_key = model_key(path)
         self._kv_tokens = []
-        self._piece_cache = {}
         self._loaded = LoadedModel(
             info=info,
             n_ctx=int(llama_cpp.llama_n_ctx(ctx)),
@@ -363,49 +347,26 @@ class Engine:
         self, text: str, *, add_special: bool = False, parse_special: bool = True
     ) -> list[int]:
         """Token ids of `text` in the loaded model's vocabulary."""
-        self._require()
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        buf = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(
-            self._vocab, data, len(data), buf, capacity, add_special, parse_special
+        return self._vocabulary().tokenize(
+            text, add_special=add_special, parse_special=parse_special
         )
-        if n < 0:
-            capacity = -n
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(
-                self._vocab, data, len(data), buf, capacity, add_special, parse_special
-            )
-        return list(buf[:n])
 
     def tokenize_prompt(self, text: str) -> list[int]:
-        """Tokens of rendered prompt text, with BOS added only if the model wants one and
-        the template has not written it already."""
-        add = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return self.tokenize(text, add_special=add, parse_special=True)
+        """Tokens of rendered prompt text (BOS only where the model wants it)."""
+        return self._vocabulary().tokenize_prompt(text)
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes one token stands for (special tokens render as nothing)."""
-        cached = self._piece_cache.get(token_id)
-        if cached is None:
-            buf = self._piece_buf
-            n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
-            cached = buf.raw[:n]
-            self._piece_cache[token_id] = cached
-        return cached
+        return self._vocabulary().token_bytes(token_id)
 
     def token_text(self, token_id: int) -> str:
         """Readable text of one token (bytes that are not whole UTF-8 shown as escapes)."""
-        return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
+        return self._vocabulary().token_text(token_id)
 
-    def _special_text(self, token_id: int) -> str:
-        if token_id < 0:
-            return ""
-        raw = llama_cpp.llama_vocab_get_text(self._vocab, token_id)
-        return raw.decode("utf-8", errors="replace") if raw else ""
+    def _vocabulary(self) -> Vocabulary:
+        self._require()
+        assert self._vocab is not None
+        return self._vocab
 
     def plan(
         self,
@@ -463,8 +424,8 @@ class Engine:
             reason = StopReason.CANCELLED
             t_first: float | None = None
             n_ctx = self.n_ctx
-            probs = self._probs
-            assert probs is not None
+            probs, vocab = self._probs, self._vocab
+            assert probs is not None and vocab is not None
             logits_row: npt.NDArray[np.float32] | None = None
             from_saved = completed and n_new == 0 and self._prompt_logits is not None
             if from_saved:
@@ -490,17 +451,17 @@ class Engine:
                     token = chain.sample(self._ctx)
                 if t_first is None:
                     t_first = time.perf_counter()
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                if vocab.is_end_of_turn(token):
                     reason = StopReason.END_OF_TURN
                     break
                 generated.append(token)
-                text = reply.add(self.token_bytes(token))
+                text = reply.add(vocab.token_bytes(token))
                 yield TokenEvent(
                     token_id=token,
                     text=text,
                     prob=probs.prob_of(token),
                     alternatives=tuple(
-                        TokenAlternative(int(i), self.token_text(int(i)), float(lg), float(p))
+                        TokenAlternative(int(i), vocab.token_text(int(i)), float(lg), float(p))
                         for i, lg, p in zip(top.ids, top.logits, top.probs, strict=True)
                     ),
                 )

@@ -9,7 +9,6 @@ chat template, the same BOS rule.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,20 +21,9 @@ from app.core.errors import EngineStateError, ModelLoadError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
 from app.core.logs import route_llama_log
 from app.core.prompt import ChatTemplate, reply_budget
+from app.core.vocab import Vocabulary, ensure_backend
 
 log = logging.getLogger(__name__)
-
-_backend_lock = threading.Lock()
-_backend_ready = False
-
-
-def _ensure_backend() -> None:
-    global _backend_ready
-    with _backend_lock:
-        if not _backend_ready:
-            route_llama_log()
-            llama_cpp.llama_backend_init()
-            _backend_ready = True
 
 
 @dataclass(frozen=True)
@@ -78,7 +66,7 @@ class VocabTokenizer:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.info: GGUFInfo = read_gguf_info(self.path)
-        _ensure_backend()
+        ensure_backend()
         router = route_llama_log()
         mark = router.mark()
         params = llama_cpp.llama_model_default_params()
@@ -93,15 +81,15 @@ class VocabTokenizer:
                 path=self.path,
             )
         self._model: Any = model
-        self._vocab: Any = llama_cpp.llama_model_get_vocab(model)
-        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))
-        eos_text = self._special_text(llama_cpp.llama_vocab_eos(self._vocab))
+        self._vocab: Vocabulary | None = None
         try:
-            self.template = ChatTemplate(self.info.chat_template, self._bos_text, eos_text)
+            self._vocab = Vocabulary(
+                llama_cpp.llama_model_get_vocab(model), self.info.chat_template
+            )
         except Exception:
             self.close()
             raise
+        self.template = self._vocab.template
         log.info("vocabulary of %s loaded for counting", self.path.name)
 
     @property
@@ -116,40 +104,20 @@ class VocabTokenizer:
             self._model = None
             self._vocab = None
 
-    def _require(self) -> Any:
+    def _require(self) -> Vocabulary:
         if self._vocab is None:
             raise EngineStateError("The tokenizer was closed; load the model's vocabulary again.")
         return self._vocab
 
-    def _special_text(self, token_id: int) -> str:
-        if token_id < 0:
-            return ""
-        raw = llama_cpp.llama_vocab_get_text(self._vocab, token_id)
-        return raw.decode("utf-8", errors="replace") if raw else ""
-
     def tokenize(
         self, text: str, *, add_special: bool = False, parse_special: bool = True
     ) -> list[int]:
-        """Token ids of `text` (the same call and defaults as `Engine.tokenize`)."""
-        vocab = self._require()
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        buf = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(
-            vocab, data, len(data), buf, capacity, add_special, parse_special
-        )
-        if n < 0:
-            capacity = -n
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(
-                vocab, data, len(data), buf, capacity, add_special, parse_special
-            )
-        return list(buf[:n])
+        """Token ids of `text` (the engine's call and defaults)."""
+        return self._require().tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def tokenize_prompt(self, text: str) -> list[int]:
-        """Tokens of rendered prompt text, with BOS as `Engine.tokenize_prompt` adds it."""
-        add = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return self.tokenize(text, add_special=add, parse_special=True)
+        """Tokens of rendered prompt text, with BOS as the engine adds it."""
+        return self._require().tokenize_prompt(text)
 
     def count(self, text: str) -> int:
         """How many tokens `text` is."""
