@@ -41,6 +41,15 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path:
     return path
 
 
+def current_log_file() -> Path | None:
+    """The file the root logger writes to (set up by `setup_logging`), if any."""
+    for handler in logging.getLogger().handlers:
+        name = getattr(handler, "baseFilename", None)
+        if name:
+            return Path(name)
+    return None
+
+
 class LlamaLogRouter:
     """Receives llama.cpp/ggml log lines and writes them to the `llama.cpp` logger.
 

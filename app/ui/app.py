@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.core.errors import HearthError
 from app.core.library import resolve_model
-from app.core.logs import setup_logging
+from app.core.logs import current_log_file, setup_logging
 from app.core.paths import AppPaths, app_paths
 from app.ui.main_window import MainWindow
 
@@ -98,14 +98,7 @@ def _qt_messages_to_log() -> Iterator[None]:
         qt_log.log(level, "%s%s", message, where)
         if kind in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
             # Qt may abort right after this; the person must see why, and where the log is.
-            log_file = next(
-                (
-                    h.baseFilename
-                    for h in logging.getLogger().handlers
-                    if hasattr(h, "baseFilename")
-                ),
-                None,
-            )
+            log_file = current_log_file()
             print(f"hearth: Qt error: {message}", file=sys.stderr)
             if log_file:
                 print(f"hearth: details in the log: {log_file}", file=sys.stderr)

@@ -26,6 +26,7 @@ from app.core.engine import Engine, LoadOptions, ProgressCallback
 from app.core.errors import HearthError, LoadCancelled
 from app.core.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
 from app.core.gpu_fallback import Loader, load_with_fallback
+from app.core.logs import current_log_file
 from app.core.model_settings import ModelSettingsStore
 from app.core.prompt import OverflowPolicy
 from app.core.sampling import SamplingSettings, SettingsHolder
@@ -53,15 +54,6 @@ class GpuStandIn:
     make_loader: LoaderFactory | None = None
     devices_free: tuple[int, ...] | None = None
     offload_supported: bool | None = None
-
-
-def current_log_file() -> Path | None:
-    """The file the root logger writes to (set up by `setup_logging`), if any."""
-    for handler in logging.getLogger().handlers:
-        name = getattr(handler, "baseFilename", None)
-        if name:
-            return Path(name)
-    return None
 
 
 def unexpected_error_message(exc: BaseException) -> str:
