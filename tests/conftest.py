@@ -33,6 +33,17 @@ def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def gui_thread_gc(qapp: object) -> Iterator[None]:
+    """Cyclic garbage collection on the GUI thread only, as the app runs it (app/ui/gui_gc.py)."""
+    from app.ui.gui_gc import GuiThreadGarbageCollector
+
+    collector = GuiThreadGarbageCollector()
+    yield
+    collector.uninstall()
+    collector.deleteLater()
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_threads() -> Iterator[None]:
     """Fail a test that leaves a thread running behind it."""

@@ -17,6 +17,7 @@ from app.core.errors import HearthError
 from app.core.library import resolve_model
 from app.core.logs import current_log_file, setup_logging
 from app.core.paths import AppPaths, app_paths
+from app.ui.gui_gc import GuiThreadGarbageCollector
 from app.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def run_app(data_dir: str | None = None, model: str | None = None) -> int:
 def _run(paths: AppPaths, model: str | None) -> int:
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    collector = GuiThreadGarbageCollector(app)
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName("")
@@ -82,6 +84,7 @@ def _run(paths: AppPaths, model: str | None) -> int:
         log.critical("the inference thread did not stop; exiting without waiting for it")
         logging.shutdown()
         os._exit(status or 1)
+    collector.uninstall()  # the worker threads have ended; collect here one last time
     log.info("the app exited with status %d", status)
     return int(status)
 
