@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 
 from app.core.conversation import MessageTree, StoredMessage, reply_summary, settings_summary
 from app.ui.markdown_render import COPY_SCHEME, document_style_sheet, render_markdown
+from app.ui.widgets import named as _named
 
 INITIAL_BLOCKS = 16
 """Messages built when a conversation opens (the newest ones)."""
@@ -79,11 +80,6 @@ _LEVEL_COLOURS = {  # (light, dark)
     "warn": ("#9a6700", "#d29922"),
     "error": ("#cf222e", "#f85149"),
 }
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 def is_dark(palette: QPalette) -> bool:

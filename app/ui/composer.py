@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.chat import Message
+from app.ui.widgets import named as _named
 
 DRAFT_DEBOUNCE_MS = 150
 WARN_FRACTION = 0.85
@@ -35,11 +36,6 @@ MIN_LINES, MAX_LINES = 2, 10
 LEVEL_COLOURS = {"warn": "#d29922", "over": "#cf222e"}
 """Meter fill per level; "ok" uses the palette's highlight colour."""
 _PREVIEW_CHARS = 48
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 def meter_level(used: int, limit: int) -> str:

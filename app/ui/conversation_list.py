@@ -66,6 +66,7 @@ from app.core.conversation import DEFAULT_TITLE, Conversation
 from app.core.errors import HearthError
 from app.core.search import SearchHit
 from app.core.store import Store
+from app.ui.widgets import named as _named
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,6 @@ MessageIdRole = Qt.ItemDataRole.UserRole + 3
 SnippetHtmlRole = Qt.ItemDataRole.UserRole + 4
 
 _ModelIndex = QModelIndex | QPersistentModelIndex
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 def _when(timestamp: float, now: float | None = None) -> str:

@@ -39,6 +39,7 @@ from app.core.gpu_fallback import plan_load
 from app.core.hardware import MachineReport
 from app.core.memory import format_bytes
 from app.core.offload import OffloadPlan, model_layout
+from app.ui.widgets import named as _named
 
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 """KV cache types offered: full precision, then about 1/2 and 1/4 of its memory."""
@@ -51,11 +52,6 @@ NO_GPU_BUILD_NOTE = (
     "This llama.cpp build cannot use a GPU (it was built for the CPU only), so every layer "
     "runs on the CPU. Help → About this machine says which build to install for your GPU."
 )
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 def parse_tensor_split(text: str, n_gpus: int) -> tuple[float, ...]:

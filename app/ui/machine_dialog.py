@@ -15,12 +15,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.widgets import named as _named
+
 GATHERING_TEXT = "Looking at this machine…"
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 class MachineReportDialog(QDialog):

@@ -82,6 +82,7 @@ from app.ui.conversation_list import ConversationList
 from app.ui.load_options_dialog import LoadOptionsDialog
 from app.ui.machine_dialog import MachineReportDialog
 from app.ui.sampling_panel import SamplingPanel
+from app.ui.widgets import named as _named
 from app.workers.background import BackgroundJob
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
@@ -140,11 +141,6 @@ def load_options_facts(path: Path, info: GGUFInfo | None) -> LoadOptionsFacts:
     return LoadOptionsFacts(
         path, info if info is not None else read_gguf_info(path), machine_report()
     )
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 @dataclass

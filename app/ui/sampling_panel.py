@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 from app.core.engine import LoadedModel
 from app.core.memory import format_bytes
 from app.core.sampling import MAX_SEED, PRESETS, SamplingSettings
+from app.ui.widgets import named as _named
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,6 @@ SAMPLER_FIELDS = (
     "mirostat_eta",
 )
 """What a built-in preset sets; max tokens, seed and stop strings stay as they are."""
-
-
-def _named(widget: QWidget, object_name: str, accessible_name: str) -> None:
-    widget.setObjectName(object_name)
-    widget.setAccessibleName(accessible_name)
 
 
 @dataclass(frozen=True)

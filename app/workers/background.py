@@ -4,6 +4,10 @@ result or failure on the thread that started it.
 For work that is short but not reliably instant (the machine report runs `nvidia-smi`;
 a model header is read from disk): the GUI never waits for it. A `HearthError` becomes its
 message; any other exception is logged and reported with the log's path.
+
+Long work (a download, a quantization) uses `BackgroundJob.with_progress`: the function gets
+a `report(object)` callable whose values arrive as `progress` signals on the GUI thread.
+Cancelling is the function's business (a thread-safe control object the caller keeps).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ class _Runner(QObject):
 
     done = Signal(object)
     error = Signal(str)
+    progress = Signal(object)
 
-    def __init__(self, function: Callable[[], Any], name: str) -> None:
+    def __init__(self, function: Callable[..., Any], name: str, *, reports: bool) -> None:
         super().__init__()
         self._function = function
         self._name = name
+        self._reports = reports
         self._home_thread = QThread.currentThread()
 
     @Slot()
@@ -42,7 +48,7 @@ class _Runner(QObject):
         thread = QThread.currentThread()
         threading.current_thread().name = self._name
         try:
-            result = self._function()
+            result = self._function(self.progress.emit) if self._reports else self._function()
         except HearthError as exc:
             log.warning("%s failed: %s", self._name, exc)
             self.error.emit(exc.message)
@@ -66,18 +72,26 @@ class BackgroundJob(QObject):
         succeeded(object): What the function returned.
         failed(str): Why it did not (a message for a person).
         finished(): The job's thread has ended (after `succeeded` or `failed`).
+        progress(object): A value the function reported (jobs made by `with_progress`).
     """
 
     succeeded = Signal(object)
     failed = Signal(str)
     finished = Signal()
+    progress = Signal(object)
 
     def __init__(
-        self, function: Callable[[], Any], name: str, parent: QObject | None = None
+        self,
+        function: Callable[..., Any],
+        name: str,
+        parent: QObject | None = None,
+        *,
+        reports: bool = False,
     ) -> None:
         super().__init__(parent)
         self.setObjectName(name)
-        self._runner = _Runner(function, name)
+        self._runner = _Runner(function, name, reports=reports)
+        self._runner.progress.connect(self.progress)
         self._thread = QThread()
         self._thread.setObjectName(name)
         self._runner.moveToThread(self._thread)
@@ -87,6 +101,17 @@ class BackgroundJob(QObject):
         self._thread.finished.connect(self._on_thread_finished)
         self._started = False
         self._ended = False
+
+    @classmethod
+    def with_progress(
+        cls,
+        function: Callable[[Callable[[object], None]], Any],
+        name: str,
+        parent: QObject | None = None,
+    ) -> BackgroundJob:
+        """A job whose function is called as `function(report)`; each `report(value)`
+        arrives as a `progress(value)` signal on the thread that made the job."""
+        return cls(function, name, parent, reports=True)
 
     def start(self) -> None:
         """Start the job (once)."""

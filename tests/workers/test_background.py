@@ -94,3 +94,21 @@ def test_wait_joins_a_running_job(qtbot: QtBot) -> None:
     release.set()
     assert job.wait(TIMEOUT_MS)
     assert not job.is_running
+
+
+def test_progress_reports_arrive_in_order_on_the_gui_thread(qtbot: QtBot) -> None:
+    seen: list[tuple[object, bool]] = []
+    gui_thread = QThread.currentThread()
+
+    def work(report: object) -> str:
+        for step in range(5):
+            report(step)  # type: ignore[operator]
+        return "done"
+
+    job = BackgroundJob.with_progress(work, "test-progress-job")  # type: ignore[arg-type]
+    job.progress.connect(lambda value: seen.append((value, QThread.currentThread() is gui_thread)))
+    outcome = Outcome(job)
+    job.start()
+    qtbot.waitUntil(lambda: outcome.finished == 1, timeout=TIMEOUT_MS)
+    assert seen == [(step, True) for step in range(5)]
+    assert outcome.results == ["done"]
