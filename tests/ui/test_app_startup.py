@@ -1,0 +1,90 @@
+"""What the OS is told about the app (name, version, icon), and a start that fails."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+import app.ui.app as app_module
+from app import __version__
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    """run_app adds a file handler to the root logger; take it away afterwards."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def test_the_application_has_hearths_name_version_and_icon(qapp: QApplication) -> None:
+    app_module.configure_application(qapp)
+
+    assert qapp.applicationName() == "Hearth"
+    assert qapp.applicationDisplayName() == "Hearth"
+    assert qapp.applicationVersion() == __version__
+    assert qapp.desktopFileName() == "hearth"
+    icon = qapp.windowIcon()
+    assert not icon.isNull()
+    assert {s.width() for s in icon.availableSizes()} >= {16, 32, 48, 256}
+
+
+def test_an_unexpected_failure_to_start_names_the_log(
+    qapp: QApplication,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_root_logging: None,
+) -> None:
+    shown: list[str] = []
+
+    def broken_window(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the window factory exploded")
+
+    monkeypatch.setattr(app_module, "MainWindow", broken_window)
+    monkeypatch.setattr(
+        app_module.QMessageBox, "critical", lambda _parent, _title, text: shown.append(text)
+    )
+
+    status = app_module.run_app(data_dir=str(tmp_path / "home"))
+
+    log_file = tmp_path / "home" / "logs" / "hearth.log"
+    assert status == 1
+    err = capsys.readouterr().err
+    assert f"hearth: could not start: the window factory exploded. Details: {log_file}" in err
+    assert shown == [f"Hearth could not start: the window factory exploded\n\nDetails: {log_file}"]
+    logged = log_file.read_text(encoding="utf-8")
+    assert "Hearth could not start" in logged
+    assert "Traceback" in logged and "RuntimeError: the window factory exploded" in logged
+
+
+def test_a_start_with_no_log_folder_keeps_the_traceback_in_a_temp_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_root_logging: None,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    monkeypatch.setattr(app_module.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(app_module, "current_log_file", lambda: None)
+    monkeypatch.setattr(app_module.QApplication, "instance", staticmethod(lambda: None))
+
+    status = app_module.run_app(data_dir=str(blocker))
+
+    assert status == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hearth: could not start: ")
+    crash_files = list(tmp_path.glob("hearth-crash-*.log"))
+    assert len(crash_files) == 1
+    assert f"Details: {crash_files[0]}" in err
+    assert "Traceback" in crash_files[0].read_text(encoding="utf-8")
