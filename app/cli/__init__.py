@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import chat, doctor, starter, transfer
+from app.cli import chat, doctor, hub, models, quantize, self_test, starter, transfer
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, starter, transfer, doctor)
+COMMANDS = (chat, starter, transfer, doctor, models, quantize, hub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[data_dir_options()],
     )
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
-    parser.add_argument("--model", metavar="PATH_OR_NAME", help="model to open in the app")
+    parser.add_argument(
+        "--model", metavar="PATH_OR_NAME", help="model to open in the app (or to self-test)"
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation headless: load the model, generate, open the window",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for command in COMMANDS:
         command.register(sub)
@@ -39,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        if args.self_test:
+            if args.command is not None:
+                raise UsageError("--self-test takes no subcommand")
+            return self_test.run(args)
         if args.command is None:
             return _run_gui(args)
         return int(args.handler(args))
@@ -53,6 +64,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_gui(args: argparse.Namespace) -> int:
-    from app.ui.app import run_app
-
+    try:
+        from app.ui.app import run_app
+    except ImportError as exc:  # a broken install or bundle: Qt or a library is missing
+        return _import_failed(args, exc)
     return int(run_app(data_dir=args.data_dir, model=args.model))
+
+
+def _import_failed(args: argparse.Namespace, exc: ImportError) -> int:
+    """Log why the GUI could not be imported and say where the log is."""
+    import logging
+
+    from app.cli.common import open_paths
+    from app.core.logs import current_log_file
+
+    try:
+        open_paths(args)
+        logging.getLogger("hearth").critical("Hearth could not start", exc_info=exc)
+    except OSError:
+        pass
+    where = current_log_file()
+    details = f" Details: {where}" if where else ""
+    print(f"hearth: could not start: {exc}.{details}", file=sys.stderr)
+    return 1

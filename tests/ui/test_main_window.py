@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -236,8 +237,10 @@ def test_first_run_without_a_model_shows_the_welcome_panel(
     assert welcome.isVisible()
     assert not child(window, QPushButton, "loadStarterButton").isVisible()
     hint = child(window, QLabel, "starterHintLabel")
-    assert "hearth starter" in hint.text()  # type: ignore[attr-defined]
+    assert "download it" in hint.text()  # type: ignore[attr-defined]
+    assert child(window, QPushButton, "getStarterButton").isVisible()
     assert child(window, QPushButton, "welcomeOpenButton").isVisible()
+    assert child(window, QPushButton, "welcomeBrowseButton").isVisible()
 
 
 def test_welcome_panel_loads_the_installed_starter_model(
@@ -248,6 +251,7 @@ def test_welcome_panel_loads_the_installed_starter_model(
     window = make_window(paths=paths)
     button = child(window, QPushButton, "loadStarterButton")
     assert button.isVisible()
+    assert not child(window, QPushButton, "getStarterButton").isVisible()
     click(qtbot, button)
     assert child(window, QProgressBar, "loadProgressBar").isVisible()
     qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
@@ -940,3 +944,27 @@ def test_process_memory_is_the_resident_set() -> None:
     assert memory is not None
     used, current = memory
     assert current and 10 * 2**20 < used < 64 * 2**30
+
+
+def test_the_model_manager_loads_a_picked_model_in_the_window(
+    qtbot: QtBot,
+    make_window: MakeWindow,
+    tmp_path: Path,
+    starter_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = tmp_path / "person"  # no other apps' models here: only Hearth's folder counts
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME", "OLLAMA_MODELS"):
+        monkeypatch.delenv(name, raising=False)
+    window = make_window()
+    os.link(starter_model, window._paths.models / starter_model.name)
+    window.welcome_panel.findChild(QPushButton, "welcomeBrowseButton").click()
+    manager = window.model_manager
+    assert manager is not None and manager.isVisible()
+    library = manager.library
+    qtbot.waitUntil(lambda: bool(library.models) and not library.is_scanning, timeout=TIMEOUT_MS)
+    assert library.select_path(window._paths.models / starter_model.name)
+    library.findChild(QPushButton, "loadLibraryModelButton").click()
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
+    assert window.model is not None and window.model.info.path.name == starter_model.name
