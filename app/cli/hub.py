@@ -61,6 +61,7 @@ def register(sub: Any) -> None:
 def run_search(args: argparse.Namespace) -> int:
     """Print the matching GGUF repos as a table or JSON."""
     from app.core.hub import HubClient
+    from app.core.memory import format_params
 
     open_paths(args)
     models = HubClient().search(args.query, sort=args.sort, limit=args.limit)
@@ -74,8 +75,9 @@ def run_search(args: argparse.Namespace) -> int:
     print(f"{'REPO':<{width}}  {'DOWNLOADS':>9}  {'LIKES':>6}  {'PARAMS':>7}  ARCH      LICENCE")
     for m in models:
         gated = "  (gated)" if m.gated else ""
+        params = format_params(m.n_params, "-")
         print(
-            f"{m.repo_id:<{width}}  {m.downloads:>9}  {m.likes:>6}  {_params(m.n_params):>7}  "
+            f"{m.repo_id:<{width}}  {m.downloads:>9}  {m.likes:>6}  {params:>7}  "
             f"{m.architecture or '-':<8}  {m.licence or '-'}{gated}"
         )
     return 0
@@ -144,14 +146,6 @@ class ProgressBar:
             self._stream.write("\n")
             self._stream.flush()
             self._open = False
-
-
-def _params(n: int) -> str:
-    if n <= 0:
-        return "-"
-    if n >= 1_000_000_000:
-        return f"{n / 1e9:.1f}B"
-    return f"{n / 1e6:.0f}M"
 
 
 def _duration(seconds: float) -> str:

@@ -42,8 +42,8 @@ from app.core.hub import (
     gated_message,
     save_token,
 )
-from app.core.memory import format_bytes
-from app.ui.library_tab import FIT_TEXT, FIT_TIPS, format_params
+from app.core.memory import format_bytes, format_params
+from app.ui.library_tab import FIT_TEXT, FIT_TIPS
 from app.ui.widgets import named
 from app.workers.background import BackgroundJob, JobSet
 

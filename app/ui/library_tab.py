@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.library import LibraryFolders, LibraryModel, delete_model, scan_library
-from app.core.memory import format_bytes
+from app.core.memory import format_bytes, format_params
 from app.core.paths import AppPaths
 from app.ui.widgets import named
 from app.workers.background import BackgroundJob, JobSet
@@ -61,15 +61,6 @@ SOURCE_TEXT = {
 }
 COLUMNS = ("Name", "Quant", "Parameters", "Size", "Context", "Source", "Fits")
 _MODEL_ROLE = Qt.ItemDataRole.UserRole
-
-
-def format_params(n: int) -> str:
-    """135M, 1.7B, ... ("" when unknown)."""
-    if n <= 0:
-        return ""
-    if n >= 1e9:
-        return f"{n / 1e9:.1f}B"
-    return f"{n / 1e6:.0f}M"
 
 
 def bits_per_weight(size_bytes: int, n_params: int) -> float | None:
