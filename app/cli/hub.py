@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.cli.common import data_dir_options, open_paths
 
 if TYPE_CHECKING:
-    from app.core.download import DownloadProgress
+    from app.core.models.download import DownloadProgress
 
 _BAR_WIDTH = 28
 _PIPE_INTERVAL_S = 3.0
@@ -60,8 +60,8 @@ def register(sub: Any) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Print the matching GGUF repos as a table or JSON."""
-    from app.core.hub import HubClient
-    from app.core.memory import format_params
+    from app.core.models.hub import HubClient
+    from app.core.units import format_params
 
     open_paths(args)
     models = HubClient().search(args.query, sort=args.sort, limit=args.limit)
@@ -85,7 +85,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_pull(args: argparse.Namespace) -> int:
     """Download the model with a progress bar on stderr; print its path when verified."""
-    from app.core.download import pull
+    from app.core.models.download import pull
 
     paths = open_paths(args)
     bar = ProgressBar(sys.stderr)
@@ -116,7 +116,7 @@ class ProgressBar:
         self._last_line = 0.0
 
     def update(self, progress: DownloadProgress) -> None:
-        from app.core.memory import format_bytes
+        from app.core.units import format_bytes
 
         now = time.monotonic()
         if not self._interactive:

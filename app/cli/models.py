@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from app.cli.common import data_dir_options, open_paths
 
 if TYPE_CHECKING:
-    from app.core.library import LibraryModel
+    from app.core.models.library import LibraryModel
 
 _NAME_WIDTH = 48
 _FIT_LABELS = {"fits": "fits", "tight": "tight", "too_big": "too big", "unknown": "?"}
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """List the library, or change its folders."""
     from pathlib import Path
 
-    from app.core.library import LibraryFolders, scan_library
+    from app.core.models.library import LibraryFolders, scan_library
 
     paths = open_paths(args)
     folders = LibraryFolders(paths.config)
@@ -77,7 +77,7 @@ def _print_folders(folders: Sequence[Any], *, as_json: bool) -> None:
 
 def table_lines(models: Sequence[LibraryModel]) -> list[str]:
     """The models as a text table, with each unusable file explained below it."""
-    from app.core.memory import format_bytes
+    from app.core.units import format_bytes
 
     if not models:
         return ["No models found. Run `hearth starter`, or add a folder with --add-folder DIR."]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.cli.common import UsageError, data_dir_options, open_paths
 
 if TYPE_CHECKING:
-    from app.core.quantize import QuantizeProgress
+    from app.core.models.quantize import QuantizeProgress
 
 # Kept here so `hearth quantize --help` answers without importing the core module.
 TARGETS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K")
@@ -49,9 +49,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, show the plan, quantize with a progress bar, print the sizes."""
-    from app.core.library import resolve_model
-    from app.core.memory import format_bytes
-    from app.core.quantize import plan_quantize, run_quantize
+    from app.core.models.library import resolve_model
+    from app.core.units import format_bytes
+    from app.core.models.quantize import plan_quantize, run_quantize
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")

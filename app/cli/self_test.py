@@ -150,9 +150,10 @@ def _check_llama() -> str:
 
 
 def _check_model(test: SelfTest, model: str | None, paths: Any) -> str:
-    from app.core.engine import Engine, LoadOptions
-    from app.core.library import resolve_model
-    from app.core.starter import STARTER, is_installed
+    from app.core.inference.engine import Engine
+    from app.core.inference.load_options import LoadOptions
+    from app.core.models.library import resolve_model
+    from app.core.models.starter import STARTER, is_installed
 
     if model is None and getattr(sys, "frozen", False) and not is_installed(paths.models):
         # `hearth starter` needs Python's pip, which a bundle does not carry.
@@ -173,9 +174,9 @@ def _check_model(test: SelfTest, model: str | None, paths: Any) -> str:
 
 
 def _check_generate(test: SelfTest) -> str:
-    from app.core.chat import Message
-    from app.core.events import GenerationDone
-    from app.core.sampling import SamplingSettings
+    from app.core.inference.messages import Message
+    from app.core.inference.events import GenerationDone
+    from app.core.inference.sampling import SamplingSettings
 
     engine = test.context.get("engine")
     if engine is None:

@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Install the starter model and print its path."""
-    from app.core.starter import install_starter
+    from app.core.models.starter import install_starter
 
     paths = open_paths(args)
     path = install_starter(

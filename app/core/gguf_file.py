@@ -31,7 +31,7 @@ from gguf import (
 )
 
 from app.core.errors import ModelFileError, UnsupportedModelError
-from app.core.memory import format_bytes
+from app.core.units import format_bytes
 
 SUPPORTED_VERSIONS = (2, 3)
 _MAGIC = b"GGUF"

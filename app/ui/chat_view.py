@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.conversation import MessageTree, StoredMessage, reply_summary, settings_summary
+from app.core.chats.conversation import MessageTree, StoredMessage, reply_summary, settings_summary
 from app.ui.markdown_render import COPY_SCHEME, document_style_sheet, render_markdown
 from app.ui.widgets import named as _named
 

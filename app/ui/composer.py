@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.chat import Message
+from app.core.inference.messages import Message
 from app.ui.widgets import named as _named
 
 DRAFT_DEBOUNCE_MS = 150

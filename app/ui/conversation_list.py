@@ -62,10 +62,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.conversation import DEFAULT_TITLE, Conversation
+from app.core.chats.conversation import DEFAULT_TITLE, Conversation
 from app.core.errors import HearthError
-from app.core.search import SearchHit
-from app.core.store import Store
+from app.core.chats.search import SearchHit
+from app.core.chats.store import Store
 from app.ui.widgets import named as _named
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.download import DownloadProgress
-from app.core.memory import format_bytes
+from app.core.models.download import DownloadProgress
+from app.core.units import format_bytes
 from app.ui.widgets import named
 from app.workers.model_jobs import DownloadItem, DownloadQueue
 

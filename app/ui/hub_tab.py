@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.catalog import CatalogEntry, load_catalog
-from app.core.hardware import available_memory, gpu_free_memory
-from app.core.hub import (
+from app.core.models.catalog import CatalogEntry, load_catalog
+from app.core.machine.hardware import available_memory, gpu_free_memory
+from app.core.models.hub import (
     SORTS,
     GatedRepoError,
     HubClient,
@@ -42,7 +42,7 @@ from app.core.hub import (
     gated_message,
     save_token,
 )
-from app.core.memory import format_bytes, format_params
+from app.core.units import format_bytes, format_params
 from app.ui.library_tab import FIT_TEXT, FIT_TIPS
 from app.ui.widgets import named
 from app.workers.background import BackgroundJob, JobSet

@@ -46,8 +46,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.chat import Message
-from app.core.conversation import (
+from app.core.inference.messages import Message
+from app.core.chats.conversation import (
     DEFAULT_TITLE,
     Conversation,
     MessageTree,
@@ -55,22 +55,22 @@ from app.core.conversation import (
     title_from_text,
     to_engine_messages,
 )
-from app.core.doctor import diagnose, report_lines
-from app.core.engine import LoadedModel, LoadOptions
+from app.core.machine.doctor import diagnose, report_lines
+from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.errors import HearthError
-from app.core.events import GenerationDone, PrefillStarted
+from app.core.inference.events import GenerationDone, PrefillStarted
 from app.core.gguf_file import GGUFInfo, read_gguf_info
-from app.core.gpu_fallback import OffloadOutcome, Placement
-from app.core.hardware import MachineReport, machine_report
-from app.core.memory import format_bytes
-from app.core.model_settings import ModelSettingsStore
+from app.core.inference.gpu_fallback import OffloadOutcome, Placement
+from app.core.machine.hardware import MachineReport, machine_report
+from app.core.units import format_bytes
+from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.paths import AppPaths
-from app.core.prompt import FALLBACK_NOTICE, reply_budget
-from app.core.reply_writer import ReplyWriter
-from app.core.sampling import SamplingSettings, SettingsHolder
-from app.core.starter import STARTER, install_starter, is_installed, starter_path
-from app.core.store import ConversationSnapshot, Store
-from app.core.transfer import (
+from app.core.inference.prompt import FALLBACK_NOTICE, reply_budget
+from app.core.chats.reply_writer import ReplyWriter
+from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.models.starter import STARTER, install_starter, is_installed, starter_path
+from app.core.chats.store import ConversationSnapshot, Store
+from app.core.chats.export_import import (
     export_json,
     export_markdown,
     import_file,
@@ -290,7 +290,7 @@ class MainWindow(QMainWindow):
     aboutMachineAction, stopAction; dialogs loadOptionsDialog, machineReportDialog and
     modelManager (see there).
 
-    Models load with their saved load options (`ModelSettingsStore` in the config
+    Models load with their saved load options (`LoadOptionsStore` in the config
     folder), else `load_options`, else the defaults. A load that had to retry with fewer
     GPU layers, or ended on the CPU against the person's wish, is told in the notice bar.
 
@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
         self.resize(1200, 760)
         self._paths = paths
         self._load_options = load_options
-        self._model_settings = ModelSettingsStore(paths.config)
+        self._model_settings = LoadOptionsStore(paths.config)
         self._store = Store.open(paths)
         self.interrupted_at_start = self._store.mark_interrupted_replies()
 
@@ -666,7 +666,7 @@ class MainWindow(QMainWindow):
         return self._placement if self._model is not None else None
 
     @property
-    def model_settings(self) -> ModelSettingsStore:
+    def model_settings(self) -> LoadOptionsStore:
         """The load options saved per model."""
         return self._model_settings
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QDialog, QTabWidget, QVBoxLayout, QWidget
 
-from app.core.hub import QuantOption, RepoFiles
-from app.core.library import LibraryModel
+from app.core.models.hub import QuantOption, RepoFiles
+from app.core.models.library import LibraryModel
 from app.core.paths import AppPaths
 from app.ui.downloads_tab import DownloadsTab, active_count
 from app.ui.hub_tab import HubTab

@@ -24,10 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.library import LibraryModel
-from app.core.memory import format_bytes
+from app.core.models.library import LibraryModel
+from app.core.units import format_bytes
 from app.core.paths import AppPaths
-from app.core.quantize import (
+from app.core.models.quantize import (
     QUANT_TARGETS,
     QuantizePlan,
     QuantizeProgress,

@@ -38,9 +38,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.engine import LoadedModel
-from app.core.memory import format_bytes
-from app.core.sampling import MAX_SEED, PRESETS, SamplingSettings
+from app.core.inference.load_options import LoadedModel
+from app.core.units import format_bytes
+from app.core.inference.sampling import MAX_SEED, PRESETS, SamplingSettings
 from app.ui.widgets import named as _named
 
 log = logging.getLogger(__name__)

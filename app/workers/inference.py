@@ -21,15 +21,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.chat import Message
-from app.core.engine import Engine, LoadOptions, ProgressCallback
+from app.core.inference.messages import Message
+from app.core.inference.engine import Engine, ProgressCallback
+from app.core.inference.load_options import LoadOptions
 from app.core.errors import HearthError, LoadCancelled
-from app.core.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
-from app.core.gpu_fallback import Loader, load_with_fallback
+from app.core.inference.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
+from app.core.inference.gpu_fallback import Loader, load_with_fallback
 from app.core.logs import current_log_file
-from app.core.model_settings import ModelSettingsStore
-from app.core.prompt import OverflowPolicy
-from app.core.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.prompt import OverflowPolicy
+from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class InferenceWorker(ThreadWorker):
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         check_memory: bool = True,
-        model_settings: ModelSettingsStore | None = None,
+        model_settings: LoadOptionsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
     ) -> None:
         super().__init__("hearth-inference")
@@ -351,7 +352,7 @@ class InferenceThread(WorkerHost):
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         check_memory: bool = True,
-        model_settings: ModelSettingsStore | None = None,
+        model_settings: LoadOptionsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
     ) -> None:
         worker = InferenceWorker(

@@ -16,9 +16,9 @@ from collections import OrderedDict
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.engine import Engine
+from app.core.inference.engine import Engine
 from app.core.errors import HearthError
-from app.core.kv_snapshot import KVSnapshot
+from app.core.inference.kv_snapshot import KVSnapshot
 from app.workers.inference import InferenceThread, InferenceWorker
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 progress, pause and cancel.
 
 Downloads run one at a time, in the order they were queued, each on a `BackgroundJob`
-thread of its own; the core does the transfer (`app.core.download`) and this module only
+thread of its own; the core does the transfer (`app.core.models.download`) and this module only
 schedules it and turns its outcome into signals. A paused item keeps its partial file and
 continues with a Range request when resumed, in this session or the next
 (`DownloadQueue.restore` lists what the last session left).
@@ -19,7 +19,7 @@ from typing import Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.download import (
+from app.core.models.download import (
     DownloadCancelled,
     DownloadControl,
     DownloadPaused,
@@ -30,9 +30,9 @@ from app.core.download import (
     download_option,
     unfinished_downloads,
 )
-from app.core.hub import QuantOption, RepoFiles
+from app.core.models.hub import QuantOption, RepoFiles
 from app.core.paths import AppPaths
-from app.core.quantize import QuantizeCancelled, QuantizeControl, QuantizePlan, run_quantize
+from app.core.models.quantize import QuantizeCancelled, QuantizeControl, QuantizePlan, run_quantize
 from app.workers.background import BackgroundJob
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.chat import Message
+from app.core.inference.messages import Message
 from app.core.errors import HearthError
-from app.core.tokenizer import VocabTokenizer
+from app.core.inference.tokenizer import VocabTokenizer
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class TokenCounter(WorkerHost):
             chat template renders them), the context limit, and the indices (into
             `messages` + the draft) that the drop-oldest overflow policy would leave out:
             () when it fits, None when it cannot fit even then. The meter's "used" is
-            prompt tokens + `app.core.prompt.reply_budget(max_tokens, limit)`.
+            prompt tokens + `app.core.inference.prompt.reply_budget(max_tokens, limit)`.
         unavailable(int, str): The newest request could not be counted (no model, a
             template that rejects the messages), and why.
         modelReady(str): A model's vocabulary is loaded (its path).

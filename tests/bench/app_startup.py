@@ -103,8 +103,8 @@ def bench_open_chat(messages: int, rounds: int) -> tuple[float, float, float]:
     from PySide6.QtWidgets import QApplication
 
     from app.core.paths import app_paths
-    from app.core.sampling import SamplingSettings
-    from app.core.store import Store
+    from app.core.inference.sampling import SamplingSettings
+    from app.core.chats.store import Store
     from app.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

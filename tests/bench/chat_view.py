@@ -31,8 +31,8 @@ from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEvent, QEventLoop, 
 from PySide6.QtWidgets import QApplication, QTextBrowser
 
 import app.ui.chat_view as chat_view_module
-from app.core.conversation import MessageTree, StoredMessage
-from app.core.sampling import SamplingSettings
+from app.core.chats.conversation import MessageTree, StoredMessage
+from app.core.inference.sampling import SamplingSettings
 from app.ui.chat_view import ChatView
 from app.ui.markdown_render import render_markdown
 

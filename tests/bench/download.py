@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx2
 from huggingface_hub import constants
 
-from app.core.download import CHUNK_SIZE, DownloadRequest, download_model_file
+from app.core.models.download import CHUNK_SIZE, DownloadRequest, download_model_file
 from app.core.paths import app_paths
 
 REPO = "bench/random-GGUF"

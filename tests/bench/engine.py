@@ -18,11 +18,12 @@ from pathlib import Path
 
 import llama_cpp
 
-from app.core.chat import Message
-from app.core.engine import Engine, LoadOptions
-from app.core.events import GenerationDone, PrefillStarted, StopReason, TokenEvent
-from app.core.hardware import default_threads
-from app.core.sampling import SamplingSettings
+from app.core.inference.messages import Message
+from app.core.inference.engine import Engine
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.events import GenerationDone, PrefillStarted, StopReason, TokenEvent
+from app.core.machine.hardware import default_threads
+from app.core.inference.sampling import SamplingSettings
 from tests.conftest import MODEL_CACHE
 
 N_CTX = 4096
@@ -210,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if not args.model.is_file():
-        from app.core.starter import install_starter
+        from app.core.models.starter import install_starter
 
         args.model = install_starter(MODEL_CACHE)
     engine = Engine()

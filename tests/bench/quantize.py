@@ -78,7 +78,7 @@ def direct_quantize(source: Path, output: Path, target: str, threads: int) -> fl
 def ours(source: Path, output: Path, target: str, threads: int, models: Path) -> float:
     """Seconds for `plan_quantize` + `run_quantize` with a progress callback."""
     from app.core.paths import app_paths
-    from app.core.quantize import QuantizeProgress, plan_quantize, run_quantize
+    from app.core.models.quantize import QuantizeProgress, plan_quantize, run_quantize
 
     seen: list[QuantizeProgress] = []
     started = time.perf_counter()
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     import llama_cpp
 
     from app.core.gguf_file import read_gguf_info
-    from app.core.hardware import default_threads
-    from app.core.memory import format_bytes
+    from app.core.machine.hardware import default_threads
+    from app.core.units import format_bytes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="input GGUF (default: generated F16)")

@@ -14,7 +14,7 @@ import pytest
 
 from app.core.gguf_file import read_gguf_info
 from app.core.paths import app_paths
-from app.core.provenance import origin_of
+from app.core.models.provenance import origin_of
 from tests.fake_hub import FakeHub, serving_hub
 from tests.gguf_factory import write_tiny_gguf
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.core.gguf_file import read_gguf_info
-from app.core.memory import format_bytes
+from app.core.units import format_bytes
 from tests.gguf_factory import write_tiny_gguf
 
 TINY_SHAPE = {"n_embd": 256, "n_ff": 512, "n_head": 4, "n_head_kv": 2}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.core.paths import app_paths
-from app.core.sampling import SamplingSettings
-from app.core.store import DB_FILE_NAME, Store
+from app.core.inference.sampling import SamplingSettings
+from app.core.chats.store import DB_FILE_NAME, Store
 from tests.core.test_transfer import comparable
 
 

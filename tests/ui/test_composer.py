@@ -8,7 +8,7 @@ from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
-from app.core.chat import Message
+from app.core.inference.messages import Message
 from app.ui.composer import (
     LEVEL_COLOURS,
     Composer,

@@ -11,9 +11,9 @@ from PySide6.QtWidgets import QLineEdit, QListView, QPushButton, QWidget
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
-from app.core.conversation import Conversation
-from app.core.search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
-from app.core.store import Store
+from app.core.chats.conversation import Conversation
+from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
+from app.core.chats.store import Store
 from app.ui.conversation_list import (
     ConversationIdRole,
     ConversationList,

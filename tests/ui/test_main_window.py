@@ -27,13 +27,13 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.core.conversation import StoredMessage, reply_summary
-from app.core.engine import LoadOptions
-from app.core.events import GenerationDone, GenerationStats, StopReason
-from app.core.model_settings import ModelSettingsStore
+from app.core.chats.conversation import StoredMessage, reply_summary
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.events import GenerationDone, GenerationStats, StopReason
+from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.paths import AppPaths, app_paths
-from app.core.sampling import SamplingSettings
-from app.core.store import Store
+from app.core.inference.sampling import SamplingSettings
+from app.core.chats.store import Store
 from app.ui.chat_view import MessageBlock
 from app.ui.load_options_dialog import LoadOptionsDialog
 from app.ui.main_window import MainWindow, process_memory
@@ -824,7 +824,7 @@ def test_load_options_are_saved_per_model_and_reload_it(
     assert (model.options.type_k, model.options.type_v) == ("q8_0", "q8_0")
     assert model.flash_attn == "on"
     assert model.n_threads == 1  # what the dialog did not touch stays
-    saved = ModelSettingsStore(window._paths.config).get(starter_model)
+    saved = LoadOptionsStore(window._paths.config).get(starter_model)
     assert saved == LoadOptions(
         n_ctx=512, n_threads=1, type_k="q8_0", type_v="q8_0", flash_attn="on"
     )
@@ -848,7 +848,7 @@ def test_cancel_in_the_load_options_changes_nothing(
     click(qtbot, child(dialog, QPushButton, "loadOptionsCancelButton"))
     qtbot.waitUntil(lambda: window.load_options_dialog is None)
     assert window.model is model and not window.is_loading
-    assert ModelSettingsStore(window._paths.config).get(starter_model) is None
+    assert LoadOptionsStore(window._paths.config).get(starter_model) is None
 
 
 def test_load_options_need_a_model(make_window: MakeWindow) -> None:
@@ -901,7 +901,7 @@ def test_a_gpu_out_of_memory_retry_is_told_in_the_notice_bar(
     paths = app_paths(tmp_path / "gpu-home").ensure()
     gpu = FullGpu(fits=4)
     inference = InferenceThread(
-        model_settings=ModelSettingsStore(paths.config), gpu_stand_in=gpu.stand_in()
+        model_settings=LoadOptionsStore(paths.config), gpu_stand_in=gpu.stand_in()
     )
     window = make_window(paths=paths, inference=inference, model=model)
     assert gpu.asked == [9, 4]

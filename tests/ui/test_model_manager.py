@@ -11,10 +11,10 @@ import pytest
 from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QTreeWidget
 from pytestqt.qtbot import QtBot
 
-from app.core.library import LibraryModel
+from app.core.models.library import LibraryModel
 from app.core.paths import AppPaths, app_paths
-from app.core.provenance import Origin, record_origin
-from app.core.quantize import QuantizeResult
+from app.core.models.provenance import Origin, record_origin
+from app.core.models.quantize import QuantizeResult
 from app.ui.library_tab import bits_per_weight, details_html
 from app.ui.model_manager import ModelManager
 from tests.fake_hub import FakeHub, serving_hub

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.core.engine import LoadedModel
+from app.core.inference.load_options import LoadedModel
 from app.core.gguf_file import read_gguf_info
-from app.core.sampling import PRESETS, SamplingSettings
+from app.core.inference.sampling import PRESETS, SamplingSettings
 from app.ui.sampling_panel import (
     SamplingPanel,
     describe_model,

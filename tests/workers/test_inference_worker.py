@@ -10,12 +10,12 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 
-from app.core.chat import Message
-from app.core.engine import LoadedModel, LoadOptions
-from app.core.events import GenerationDone, PrefillStarted, StopReason
-from app.core.gpu_fallback import OffloadOutcome, Placement
-from app.core.model_settings import ModelSettingsStore
-from app.core.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.messages import Message
+from app.core.inference.load_options import LoadedModel, LoadOptions
+from app.core.inference.events import GenerationDone, PrefillStarted, StopReason
+from app.core.inference.gpu_fallback import OffloadOutcome, Placement
+from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.workers.inference import (
     DEFAULT_FLUSH_INTERVAL_S,
     InferenceThread,
@@ -199,7 +199,7 @@ def test_a_load_without_options_uses_the_saved_ones(
     qtbot: QtBot, starter_model: Path, tmp_path: Path
 ) -> None:
     saved = LoadOptions(n_ctx=512, n_threads=1, type_k="q8_0")
-    settings = ModelSettingsStore(tmp_path / "config")
+    settings = LoadOptionsStore(tmp_path / "config")
     settings.set(starter_model, saved)
     inference = InferenceThread(model_settings=settings)
     recorder = Recorder(inference.worker)

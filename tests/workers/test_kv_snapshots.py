@@ -9,10 +9,10 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 
-from app.core.chat import Message
-from app.core.engine import LoadedModel, LoadOptions
-from app.core.events import GenerationDone
-from app.core.sampling import SamplingSettings
+from app.core.inference.messages import Message
+from app.core.inference.load_options import LoadedModel, LoadOptions
+from app.core.inference.events import GenerationDone
+from app.core.inference.sampling import SamplingSettings
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 

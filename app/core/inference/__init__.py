@@ -1,0 +1,1 @@
+"""Running a model: the engine, prompts, tokens, sampling and the backend protocol."""

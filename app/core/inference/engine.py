@@ -1,0 +1,563 @@
+"""The llama.cpp engine: load a GGUF, stream chat replies as events, cancel, reuse the KV cache.
+
+One `Engine` owns one model and one context. It is not thread-safe: drive it from one
+thread (the inference worker). Two things may come from other threads while a reply runs:
+`cancel.set()` on the reply's event, and `SettingsHolder.set()`; the engine reads both
+between prefill chunks (cancel also inside a chunk, through llama.cpp's abort callback)
+and before every token.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+from app.core.inference.messages import Message
+from app.core.errors import (
+    EngineStateError,
+    InvalidSettingError,
+    LoadCancelled,
+    ModelLoadError,
+)
+from app.core.inference.backend import LOCAL_LLAMA_CPP, Capabilities
+from app.core.inference.events import (
+    GenerationDone,
+    GenerationEvent,
+    GenerationStats,
+    PrefillProgress,
+    PrefillStarted,
+    StopReason,
+    TokenAlternative,
+    TokenEvent,
+)
+from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.machine.hardware import available_memory, default_threads
+from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
+from app.core.inference.kv_snapshot import KVSnapshot, llama_build_tag, model_key
+from app.core.logs import route_llama_log
+from app.core.machine.memory import KV_TYPE_BYTES, check_fits
+from app.core.inference.prompt import ChatTemplate, OverflowPolicy, PromptPlan, plan_prompt
+from app.core.inference.reply_text import ReplyText
+from app.core.inference.sampler_chain import SamplerChain
+from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
+from app.core.inference.token_probs import ProbabilityReader
+from app.core.inference.vocab import Vocabulary, ensure_backend
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float], None]
+
+_GGML_TYPES = {
+    "f32": llama_cpp.GGML_TYPE_F32,
+    "f16": llama_cpp.GGML_TYPE_F16,
+    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+    "q5_1": llama_cpp.GGML_TYPE_Q5_1,
+    "q5_0": llama_cpp.GGML_TYPE_Q5_0,
+    "q4_1": llama_cpp.GGML_TYPE_Q4_1,
+    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
+    "iq4_nl": llama_cpp.GGML_TYPE_IQ4_NL,
+}
+_FLASH_ATTN = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
+_DECODE_OK, _DECODE_NO_SLOT, _DECODE_ABORTED = 0, 1, 2
+
+
+class Engine:
+    """One loaded model and its context; generates chat replies as event streams."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._ctx: Any = None
+        self._vocab: Vocabulary | None = None
+        self._loaded: LoadedModel | None = None
+        self._template = ChatTemplate(None)
+        self._model_key = ""
+        self._kv_tokens: list[int] = []
+        # Logits after the last fully read prompt: a rerun of that prompt (regenerate) samples
+        # its first token from them instead of re-reading the last token on its own, whose
+        # numerics differ slightly from the batched read, so the rerun is bit-identical.
+        self._prompt_logits: tuple[tuple[int, ...], npt.NDArray[np.float32]] | None = None
+        self._probs: ProbabilityReader | None = None
+        self._n_vocab = 0
+        self._abort_event: threading.Event | None = None
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_cb = llama_cpp.ggml_abort_callback()
+        self._busy = False
+
+    # ----- loading -----
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Everything: token data, full distributions, KV snapshots, exact counts."""
+        return LOCAL_LLAMA_CPP
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The loaded model, or None."""
+        return self._loaded
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window of the loaded model, in tokens."""
+        return self._require().n_ctx
+
+    @property
+    def template(self) -> ChatTemplate:
+        """The chat template in use."""
+        self._require()
+        return self._template
+
+    def load(
+        self,
+        path: Path | str,
+        options: LoadOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        check_memory: bool = True,
+    ) -> LoadedModel:
+        """Validate and load a GGUF, replacing any loaded model.
+
+        Raises:
+            ModelFileError: The file is missing, not a GGUF, corrupt or truncated.
+            InsufficientMemoryError: It will not fit in this machine's free memory.
+            LoadCancelled: `cancel` was set while loading.
+            ModelLoadError: llama.cpp refused it; the message quotes llama.cpp.
+        """
+        options = options or LoadOptions()
+        path = Path(path)
+        info = read_gguf_info(path)
+        n_ctx = options.n_ctx or info.context_length or 4096
+        if info.context_length:
+            n_ctx = min(n_ctx, info.context_length)
+        if check_memory:
+            check_fits(info, n_ctx, available_memory(), options.type_k, options.type_v)
+        self.close()
+        ensure_backend()
+        router = route_llama_log()
+        log_mark = router.mark()
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        n_gpu_layers = options.n_gpu_layers
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if offload else 0
+        threads = options.n_threads or default_threads()
+
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers
+        mparams.load_mode = {
+            (True, False): llama_cpp.LLAMA_LOAD_MODE_MMAP,
+            (True, True): llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK,
+            (False, True): llama_cpp.LLAMA_LOAD_MODE_MLOCK,
+            (False, False): llama_cpp.LLAMA_LOAD_MODE_NONE,
+        }[(options.use_mmap, options.use_mlock)]
+        mparams.main_gpu = options.main_gpu
+        split = (ctypes.c_float * llama_cpp.llama_max_devices())(*options.tensor_split)
+        if options.tensor_split:
+            mparams.tensor_split = split  # `split` outlives the load call below
+
+        def on_progress(fraction: float, _data: Any) -> bool:
+            if progress is not None:
+                try:
+                    progress(float(fraction))
+                except Exception:  # a UI callback must never break loading
+                    log.exception("load progress callback failed")
+            return not (cancel is not None and cancel.is_set())
+
+        progress_cb = llama_cpp.llama_progress_callback(on_progress)
+        mparams.progress_callback = progress_cb
+        log.info(
+            "loading %s (ctx %d, gpu layers %d, threads %d)", path, n_ctx, n_gpu_layers, threads
+        )
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+        if not model:
+            if cancel is not None and cancel.is_set():
+                raise LoadCancelled(f"Loading {path.name} was cancelled.", path=path)
+            said = router.first_error_since(log_mark) or "no reason given"
+            raise ModelLoadError(
+                f"llama.cpp could not load {path.name}: {said}. The file may be damaged or "
+                "made for a newer llama.cpp; re-download it or update Hearth.",
+                path=path,
+            )
+
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = options.n_batch
+        cparams.n_ubatch = min(options.n_ubatch, options.n_batch)
+        cparams.n_seq_max = 1
+        cparams.n_threads = threads
+        cparams.n_threads_batch = options.n_threads_batch or threads
+        flash_attn = effective_flash_attn(options, n_gpu_layers if offload else 0)
+        cparams.flash_attn_type = _FLASH_ATTN[flash_attn]
+        cparams.type_k = _GGML_TYPES[options.type_k]
+        cparams.type_v = _GGML_TYPES[options.type_v]
+        cparams.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            said = router.first_error_since(log_mark) or "no reason given"
+            raise ModelLoadError(
+                f"llama.cpp could not create a {n_ctx:,}-token context for {path.name}: {said}. "
+                "Try a smaller context length or KV cache type.",
+                path=path,
+            )
+
+        self._model, self._ctx = model, ctx
+        self._vocab = Vocabulary(llama_cpp.llama_model_get_vocab(model), info.chat_template)
+        self._n_vocab = self._vocab.n_tokens
+        self._probs = ProbabilityReader(self._n_vocab)
+        self._template = self._vocab.template
+        self._model_key = model_key(path)
+        self._kv_tokens = []
+        self._loaded = LoadedModel(
+            info=info,
+            n_ctx=int(llama_cpp.llama_n_ctx(ctx)),
+            n_gpu_layers=n_gpu_layers if offload else 0,
+            n_threads=threads,
+            gpu_offload_supported=offload,
+            template_is_fallback=self._template.is_fallback,
+            build=llama_build_tag(),
+            flash_attn=flash_attn,
+            options=options,
+        )
+        log.info("loaded %s: %s", path.name, self._loaded)
+        return self._loaded
+
+    def close(self) -> None:
+        """Free the context and the model. Safe to call twice; later calls need a new load."""
+        if self._busy:
+            raise EngineStateError("Cannot unload the model while a reply is being generated.")
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+        self._vocab = None
+        self._loaded = None
+        self._kv_tokens = []
+
+    def _require(self) -> LoadedModel:
+        if self._loaded is None or self._ctx is None:
+            raise EngineStateError("No model is loaded. Load a model first.")
+        return self._loaded
+
+    # ----- tokens -----
+
+    def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[int]:
+        """Token ids of `text` in the loaded model's vocabulary."""
+        return self._vocabulary().tokenize(
+            text, add_special=add_special, parse_special=parse_special
+        )
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Tokens of rendered prompt text (BOS only where the model wants it)."""
+        return self._vocabulary().tokenize_prompt(text)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for (special tokens render as nothing)."""
+        return self._vocabulary().token_bytes(token_id)
+
+    def token_text(self, token_id: int) -> str:
+        """Readable text of one token (bytes that are not whole UTF-8 shown as escapes)."""
+        return self._vocabulary().token_text(token_id)
+
+    def _vocabulary(self) -> Vocabulary:
+        self._require()
+        assert self._vocab is not None
+        return self._vocab
+
+    def plan(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None = None,
+        policy: OverflowPolicy = OverflowPolicy.STOP,
+    ) -> PromptPlan:
+        """Render, count and fit `messages` without generating (for counters and meters)."""
+        self._require()
+        return plan_prompt(
+            messages, self._template, self.tokenize_prompt, self.n_ctx, max_tokens, policy
+        )
+
+    # ----- generation -----
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        settings: SettingsHolder | SamplingSettings | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        policy: OverflowPolicy = OverflowPolicy.STOP,
+    ) -> Iterator[GenerationEvent]:
+        """Stream the assistant's reply to `messages` as events, ending with `GenerationDone`.
+
+        Raises (before any event): ContextOverflowError, ChatTemplateError, EngineStateError.
+        """
+        self._require()
+        holder = settings if isinstance(settings, SettingsHolder) else SettingsHolder(settings)
+        cancel = cancel or threading.Event()
+        first = holder.get()
+        plan = self.plan(messages, first.max_tokens, policy)
+        return self._run(plan, holder, cancel)
+
+    def _run(
+        self, plan: PromptPlan, holder: SettingsHolder, cancel: threading.Event
+    ) -> Iterator[GenerationEvent]:
+        t_start = time.perf_counter()
+        self._busy = True
+        chain: SamplerChain | None = None
+        try:
+            prompt = list(plan.tokens)
+            first = holder.get()
+            seed = first.seed if first.seed is not None else secrets.randbelow(MAX_SEED + 1)
+            cached = self._reuse_prefix(prompt)
+            yield PrefillStarted(len(prompt), cached, plan.dropped)
+
+            t_prefill = time.perf_counter()
+            completed = yield from self._prefill(prompt, cached, cancel)
+            prefill_s = time.perf_counter() - t_prefill
+            n_new = len(prompt) - cached
+
+            reply = ReplyText(first.stop + self._template.extra_stops)
+            generated: list[int] = []
+            reason = StopReason.CANCELLED
+            t_first: float | None = None
+            n_ctx = self.n_ctx
+            probs, vocab = self._probs, self._vocab
+            assert probs is not None and vocab is not None
+            logits_row: npt.NDArray[np.float32] | None = None
+            from_saved = completed and n_new == 0 and self._prompt_logits is not None
+            if from_saved:
+                assert self._prompt_logits is not None
+                logits_row = self._prompt_logits[1]
+            elif completed:
+                logits_row = self._last_logits()
+                self._prompt_logits = (tuple(prompt), logits_row.copy())
+            while completed:
+                if cancel.is_set():
+                    reason = StopReason.CANCELLED
+                    break
+                current = holder.get()
+                if chain is None or (current is not chain.settings and current != chain.settings):
+                    chain = self._rebuild_chain(chain, current, seed)
+                    reply.set_stops(current.stop + self._template.extra_stops)
+                assert logits_row is not None
+                top = probs.read(logits_row)
+                if from_saved:
+                    token = chain.sample_logits(logits_row)
+                    from_saved = False
+                else:
+                    token = chain.sample(self._ctx)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                if vocab.is_end_of_turn(token):
+                    reason = StopReason.END_OF_TURN
+                    break
+                generated.append(token)
+                text = reply.add(vocab.token_bytes(token))
+                yield TokenEvent(
+                    token_id=token,
+                    text=text,
+                    prob=probs.prob_of(token),
+                    alternatives=tuple(
+                        TokenAlternative(int(i), vocab.token_text(int(i)), float(lg), float(p))
+                        for i, lg, p in zip(top.ids, top.logits, top.probs, strict=True)
+                    ),
+                )
+                if reply.stopped:
+                    reason = StopReason.STOP_STRING
+                    break
+                if current.max_tokens is not None and len(generated) >= current.max_tokens:
+                    reason = StopReason.MAX_TOKENS
+                    break
+                if len(self._kv_tokens) + 1 >= n_ctx:
+                    reason = StopReason.CONTEXT_FULL
+                    break
+                rc = self._decode([token])
+                if rc == _DECODE_NO_SLOT:
+                    reason = StopReason.CONTEXT_FULL
+                    break
+                if rc != _DECODE_OK:
+                    raise ModelLoadError(f"llama.cpp failed to decode a token (error {rc}).")
+                self._kv_tokens.append(token)
+                logits_row = self._last_logits()
+
+            t_end = time.perf_counter()
+            tail = reply.finish()
+            decode_s = (t_end - t_first) if t_first is not None else 0.0
+            stats = GenerationStats(
+                prompt_tokens=len(prompt),
+                cached_tokens=cached,
+                prefill_ms=prefill_s * 1000,
+                prefill_tps=(n_new / prefill_s) if completed and prefill_s > 0 else 0.0,
+                ttft_ms=((t_first - t_start) * 1000) if t_first is not None else 0.0,
+                completion_tokens=len(generated),
+                decode_ms=decode_s * 1000,
+                decode_tps=((len(generated) - 1) / decode_s)
+                if len(generated) > 1 and decode_s > 0
+                else 0.0,
+                stop_reason=reason,
+                seed=seed,
+                dropped_messages=plan.dropped,
+            )
+            yield GenerationDone(text=reply.text, tail=tail, tokens=tuple(generated), stats=stats)
+        finally:
+            if chain is not None:
+                chain.close()
+            self._busy = False
+
+    def _rebuild_chain(
+        self, old: SamplerChain | None, settings: SamplingSettings, seed: int
+    ) -> SamplerChain:
+        if old is not None:
+            old.close()
+        chain = SamplerChain(settings, seed, self._n_vocab, self.n_ctx)
+        chain.remember(self._kv_tokens)
+        return chain
+
+    def _reuse_prefix(self, prompt: list[int]) -> int:
+        """Keep the longest common prefix of the KV cache and `prompt`; return its length.
+
+        A prompt read in full before (and still cached) is kept whole: its saved logits
+        give the first token. Otherwise at least one prompt token is re-read, so there are
+        fresh logits to sample.
+        """
+        cached = self._kv_tokens
+        saved = self._prompt_logits
+        if (
+            saved is not None
+            and saved[0] == tuple(prompt)
+            and cached[: len(prompt)] == prompt
+            and self._truncate_kv(len(prompt))
+        ):
+            return len(prompt)
+        limit = min(len(cached), len(prompt) - 1)
+        n = 0
+        while n < limit and cached[n] == prompt[n]:
+            n += 1
+        if not self._truncate_kv(n):
+            log.info("KV cache cannot be trimmed at %d; clearing it", n)
+            self._truncate_kv(0)
+            n = 0
+        return n
+
+    def _truncate_kv(self, n: int) -> bool:
+        """Drop every cached position from `n` on."""
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        if n == 0:
+            llama_cpp.llama_memory_clear(mem, True)
+            ok = True
+        else:
+            ok = bool(llama_cpp.llama_memory_seq_rm(mem, 0, n, -1))
+        if ok:
+            del self._kv_tokens[n:]
+            if self._prompt_logits is not None and n < len(self._prompt_logits[0]):
+                self._prompt_logits = None
+        return ok
+
+    def _prefill(
+        self, prompt: list[int], start: int, cancel: threading.Event
+    ) -> Generator[GenerationEvent, None, bool]:
+        """Read prompt[start:] into the KV cache in batches; return False if cancelled."""
+        n_batch = int(llama_cpp.llama_n_batch(self._ctx))
+        total = len(prompt) - start
+        self._abort_event = cancel
+        llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
+        try:
+            for i in range(start, len(prompt), n_batch):
+                if cancel.is_set():
+                    return False
+                chunk = prompt[i : i + n_batch]
+                rc = self._decode(chunk)
+                if rc == _DECODE_ABORTED or cancel.is_set():
+                    self._truncate_kv(len(self._kv_tokens))
+                    if rc == _DECODE_OK:
+                        self._kv_tokens.extend(chunk)
+                    return False
+                if rc != _DECODE_OK:
+                    self._truncate_kv(len(self._kv_tokens))
+                    raise ModelLoadError(
+                        f"llama.cpp could not read the prompt (error {rc}); try a smaller "
+                        "context or batch size."
+                    )
+                self._kv_tokens.extend(chunk)
+                yield PrefillProgress(i + len(chunk) - start, total)
+            return True
+        finally:
+            llama_cpp.llama_set_abort_callback(self._ctx, self._no_abort_cb, None)
+            self._abort_event = None
+
+    def _last_logits(self) -> npt.NDArray[np.float32]:
+        """A view of the logits llama.cpp computed for the last token it read."""
+        row = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(self._n_vocab,))
+
+    def _should_abort(self, _data: Any) -> bool:
+        event = self._abort_event
+        return event is not None and event.is_set()
+
+    def _decode(self, tokens: list[int]) -> int:
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        batch = llama_cpp.llama_batch_get_one(arr, len(tokens))
+        return int(llama_cpp.llama_decode(self._ctx, batch))
+
+    # ----- KV snapshots -----
+
+    @property
+    def cached_tokens(self) -> tuple[int, ...]:
+        """The tokens whose keys and values are in the cache now."""
+        return tuple(self._kv_tokens)
+
+    def clear_cache(self) -> None:
+        """Empty the KV cache (the next reply reads its whole prompt)."""
+        self._require()
+        self._truncate_kv(0)
+
+    def save_snapshot(self) -> KVSnapshot:
+        """Serialize the current KV cache (sequence 0) and the tokens it holds."""
+        loaded = self._require()
+        size = int(llama_cpp.llama_state_seq_get_size(self._ctx, 0))
+        buf = (ctypes.c_uint8 * max(size, 1))()
+        written = int(llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0))
+        return KVSnapshot(
+            tokens=tuple(self._kv_tokens),
+            state=bytes(buf)[:written],
+            build=loaded.build,
+            model=self._model_key,
+            n_ctx=loaded.n_ctx,
+        )
+
+    def restore_snapshot(self, snapshot: KVSnapshot) -> bool:
+        """Load a snapshot into the cache. Returns False (cache cleared) if it does not fit
+        this build, model and context, or llama.cpp rejects it."""
+        loaded = self._require()
+        if self._busy:
+            raise EngineStateError("Cannot restore a KV snapshot while a reply is being generated.")
+        self._truncate_kv(0)
+        if not snapshot.matches(loaded.build, self._model_key, loaded.n_ctx):
+            log.info("discarding a KV snapshot from another build, model or context size")
+            return False
+        data = (ctypes.c_uint8 * len(snapshot.state)).from_buffer_copy(snapshot.state)
+        read = int(llama_cpp.llama_state_seq_set_data(self._ctx, data, len(snapshot.state), 0))
+        if read == 0:
+            log.warning("llama.cpp rejected a KV snapshot; starting from an empty cache")
+            self._truncate_kv(0)
+            return False
+        self._kv_tokens = list(snapshot.tokens)
+        return True

@@ -1,0 +1,1 @@
+"""Facts about this computer: hardware, memory estimates, GPU offload planning."""

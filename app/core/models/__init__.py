@@ -1,0 +1,1 @@
+"""Model files: the library on disk, the catalog, the Hub, downloads, quantizing."""

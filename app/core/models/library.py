@@ -1,0 +1,665 @@
+"""The local model library: every GGUF on this machine, described, with whether it fits.
+
+Models come from Hearth's models folder (with the starter model), folders the person
+added, the Hugging Face cache and the model folders of LM Studio, GPT4All and Ollama
+(`app.core.models.model_sources`); nothing is copied or moved. Each file's header is read once
+and remembered in a cache keyed by (path, size, modification time), so a second scan
+reads no headers. Only files Hearth downloaded or made (their provenance is recorded) and
+the starter model can be deleted.
+
+`resolve_model` and `local_models` turn a name or path into one file for the chat
+commands and the app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import HearthError, ModelFileError, UnsupportedModelError
+from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.machine.memory import estimate_memory
+from app.core.models.model_sources import (
+    ModelCandidate,
+    SourceRoots,
+    gguf_files_in,
+    other_app_models,
+    source_roots,
+)
+from app.core.paths import AppPaths
+from app.core.models.provenance import Origin, forget_origin, read_origins
+from app.core.models.starter import STARTER, starter_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT = 4096
+"""The context the fit verdict assumes (or the model's own, when smaller)."""
+FITS_SHARE = 0.8
+"""A model "fits" when it needs at most this share of the memory available."""
+FOLDERS_FILE_NAME = "library_folders.json"
+HEADER_CACHE_FILE_NAME = "library_headers.json"
+_HEADER_CACHE_VERSION = 1
+_SPLIT_NAME = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
+_PROJECTOR_MARK = "mmproj"
+_PROJECTOR_ARCH = "clip"
+
+HeaderReader = Callable[[Path], GGUFInfo]
+"""Reads a GGUF header (`read_gguf_info`); tests pass a counting one."""
+
+
+class LibraryError(HearthError):
+    """A library action was refused or failed (delete, add a folder)."""
+
+
+@dataclass(frozen=True)
+class LibraryModel:
+    """One model in the library: a single GGUF file, or the shards of a split model.
+
+    Attributes:
+        path: The file to load (the first shard of a split model).
+        files: Every file of the model (all shards, in order).
+        name: general.name, else the file name without its suffix (Ollama: "model:tag").
+        architecture: "llama", "qwen2"...; "" if the header is unreadable.
+        n_params: Parameters (estimated from the shard sizes for split models); 0 if unknown.
+        quant: "Q4_K_M", "F16"...; "" if unknown.
+        size_bytes: All files together.
+        context_length: The context the model was trained for; 0 if unknown.
+        has_chat_template: Whether the header carries a chat template.
+        is_projector: A vision projector (mmproj): listed, marked, not a chat model.
+        source: "hearth", "starter", "huggingface", "folder", "lmstudio", "gpt4all",
+            "ollama".
+        deletable: Hearth downloaded or made it (provenance), or it is the starter.
+        repo_id: The Hub repo when known.
+        fit: "fits", "tight", "too_big" or "unknown" for this machine.
+        memory_needed: Estimated bytes to run it at the default context; 0 if unknown.
+        problem: Why the file cannot be used (damaged, truncated...), else None.
+    """
+
+    path: Path
+    files: tuple[Path, ...]
+    name: str
+    architecture: str
+    n_params: int
+    quant: str
+    size_bytes: int
+    context_length: int
+    has_chat_template: bool
+    is_projector: bool
+    source: str
+    deletable: bool
+    repo_id: str | None
+    fit: str
+    memory_needed: int
+    problem: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (paths as text)."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["files"] = [str(file) for file in self.files]
+        return data
+
+
+@dataclass(frozen=True)
+class MachineMemory:
+    """The memory a model can use on this machine now, in bytes (0 = unknown)."""
+
+    ram_available: int
+    vram_free: tuple[int, ...] = ()
+
+    @classmethod
+    def measure(cls) -> MachineMemory:
+        """Ask the OS and llama.cpp. On macOS the GPU shares RAM, so only RAM counts."""
+        from app.core.machine.hardware import available_memory, gpu_free_memory
+
+        vram: tuple[int, ...] = ()
+        if sys.platform != "darwin":
+            try:
+                vram = tuple(gpu_free_memory())
+            except Exception:  # llama.cpp missing or broken: judge by RAM alone
+                log.exception("cannot ask llama.cpp for free GPU memory")
+        return cls(ram_available=available_memory(), vram_free=vram)
+
+
+def fit_verdict(needed: int, ram_available: int, vram_free: Sequence[int] = ()) -> str:
+    """Whether `needed` bytes fit the memory available: RAM plus the GPUs' free memory
+    (llama.cpp can split a model between them).
+
+    Returns:
+        "fits" (at most 80% of it), "tight" (at most all of it), "too_big", or "unknown"
+        when either side is unknown (0).
+    """
+    available = ram_available + sum(vram_free)
+    if needed <= 0 or available <= 0:
+        return "unknown"
+    if needed <= available * FITS_SHARE:
+        return "fits"
+    if needed <= available:
+        return "tight"
+    return "too_big"
+
+
+def default_context(context_length: int) -> int:
+    """The context the library judges a model at: min(4096, the model's own)."""
+    return min(DEFAULT_CONTEXT, context_length) if context_length > 0 else DEFAULT_CONTEXT
+
+
+class LibraryFolders:
+    """Folders the person added to the library, kept in config/library_folders.json."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self._file = config_dir / FOLDERS_FILE_NAME
+
+    def list(self) -> list[Path]:
+        """The added folders, in the order they were added (some may be gone now)."""
+        try:
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+            folders = data["folders"]
+            if not isinstance(folders, list):
+                raise TypeError("'folders' is not a list")
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring %s: %s", self._file, exc)
+            return []
+        return [Path(folder) for folder in folders if isinstance(folder, str)]
+
+    def add(self, folder: Path) -> None:
+        """Add a folder (no-op if already there).
+
+        Raises:
+            LibraryError: It is not an existing folder.
+        """
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise LibraryError(
+                f"{folder} is not a folder: pick the folder that holds your .gguf files.",
+                path=folder,
+            )
+        current = self.list()
+        if folder not in current:
+            self._save([*current, folder])
+
+    def remove(self, folder: Path) -> None:
+        """Stop listing a folder's models (its files stay where they are).
+
+        Raises:
+            LibraryError: The folder is not in the list.
+        """
+        wanted = Path(folder).expanduser().resolve()
+        current = self.list()
+        kept = [f for f in current if f != wanted and f != Path(folder)]
+        if len(kept) == len(current):
+            raise LibraryError(
+                f"{folder} is not one of the library's folders"
+                + (f" ({', '.join(str(f) for f in current)})." if current else " (none added).")
+            )
+        self._save(kept)
+
+    def _save(self, folders: Sequence[Path]) -> None:
+        _write_json_atomically(self._file, {"folders": [str(f) for f in folders]})
+
+
+def scan_library(
+    paths: AppPaths,
+    *,
+    extra_folders: Sequence[Path] | None = None,
+    include_other_apps: bool = True,
+    roots: SourceRoots | None = None,
+    machine: MachineMemory | None = None,
+    read_header: HeaderReader = read_gguf_info,
+) -> list[LibraryModel]:
+    """Every model on this machine, sorted by name. Never raises for a bad file: such
+    files are listed with `problem` set.
+
+    Args:
+        paths: Hearth's folders (models, and the cache for remembered headers).
+        extra_folders: Folders to scan besides the models folder; None for the ones the
+            person added (`LibraryFolders`).
+        include_other_apps: Also list the HF cache, LM Studio, GPT4All and Ollama.
+        roots: Where those apps keep models; None for this machine's (`source_roots()`).
+        machine: Memory to judge the fit against; None to measure it now.
+        read_header: Reads one header (tests count calls).
+    """
+    folders = LibraryFolders(paths.config).list() if extra_folders is None else extra_folders
+    candidates = _hearth_candidates(paths)
+    for folder in folders:
+        candidates += gguf_files_in(Path(folder), "folder")
+    if include_other_apps:
+        candidates += other_app_models(roots or source_roots())
+    groups = _group(_unique(candidates))
+    machine = machine if machine is not None else MachineMemory.measure()
+    origins = read_origins(paths.models) if paths.models.is_dir() else {}
+    cache = _HeaderCache(paths.cache / HEADER_CACHE_FILE_NAME, read_header)
+    models = [_describe(group, cache, origins, machine) for group in groups]
+    cache.save()
+    return sorted(models, key=lambda m: (m.name.casefold(), str(m.path)))
+
+
+def delete_model(paths: AppPaths, model: LibraryModel) -> None:
+    """Delete every file of a model Hearth downloaded or made, and its provenance records.
+
+    Raises:
+        LibraryError: The model is not Hearth's own (another app's, an added folder's, or
+            not recorded), a file lies outside the models folder, or a file cannot be
+            deleted.
+    """
+    if not model.deletable:
+        raise LibraryError(
+            f"'{model.name}' ({model.path}) was not downloaded or made by Hearth, so Hearth "
+            f"will not delete it{_owner_hint(model.source)}.",
+            path=model.path,
+        )
+    root = paths.models.resolve()
+    origins = read_origins(paths.models)
+    starter = starter_path(paths.models).resolve()
+    targets: list[Path] = []
+    for file in model.files:
+        real = file.resolve()
+        if not real.is_relative_to(root):
+            raise LibraryError(
+                f"{file} is outside Hearth's models folder ({paths.models}); Hearth deletes "
+                "only files in its own folder.",
+                path=file,
+            )
+        if real not in origins and real != starter:
+            raise LibraryError(
+                f"{file.name} has no record of being downloaded or made by Hearth, so it was "
+                "not deleted. Delete it in your file manager if you are sure.",
+                path=file,
+            )
+        targets.append(real)
+    for real in targets:
+        try:
+            real.unlink(missing_ok=True)
+        except OSError as exc:
+            raise LibraryError(
+                f"Could not delete {real} ({exc.strerror or exc}): check that no other program "
+                "uses it and that you may change the folder.",
+                path=real,
+            ) from exc
+        forget_origin(paths.models, real)
+        _remove_empty_parents(real.parent, root)
+
+
+def local_models(paths: AppPaths) -> list[Path]:
+    """GGUF files in Hearth's models folder, sorted by name."""
+    if not paths.models.is_dir():
+        return []
+    return sorted(p for p in paths.models.rglob("*.gguf") if p.is_file())
+
+
+def resolve_model(name_or_path: str | None, paths: AppPaths) -> Path:
+    """The GGUF file meant by a path, a model name, or None for the starter model.
+
+    A name matches a file in the models folder by its stem, case-insensitively, first
+    exactly and then as a unique substring; failing that, a library model (from any
+    source, "llama3.2:3b" for Ollama) by its exact name.
+
+    Raises:
+        ModelFileError: Nothing matches, or a name matches several models.
+    """
+    if name_or_path is None:
+        path = starter_path(paths.models)
+        if not path.is_file():
+            raise ModelFileError(
+                f"The starter model ({STARTER.filename}) is not installed yet. Run "
+                "`hearth starter` to fetch it (98 MB), or pass --model PATH to a .gguf file.",
+                path=path,
+            )
+        return path
+    candidate = Path(name_or_path).expanduser()
+    if candidate.exists() or candidate.suffix.lower() == ".gguf" or "/" in name_or_path:
+        return candidate
+    wanted = name_or_path.lower()
+    models = local_models(paths)
+    exact = [p for p in models if p.stem.lower() == wanted]
+    if exact:
+        return exact[0]
+    partial = [p for p in models if wanted in p.stem.lower()]
+    if len(partial) == 1:
+        return partial[0]
+    if len(partial) > 1:
+        names = ", ".join(p.stem for p in partial[:5])
+        raise ModelFileError(
+            f"'{name_or_path}' matches several models ({names}); be more specific."
+        )
+    found = _library_model_named(wanted, paths)
+    if found is not None:
+        return found
+    raise ModelFileError(
+        f"No model named '{name_or_path}' in {paths.models} or the library. Pass a path to "
+        "a .gguf file, or see `hearth models` for the names.",
+        path=paths.models,
+    )
+
+
+def _library_model_named(wanted: str, paths: AppPaths) -> Path | None:
+    """The one usable library model whose name or file stem is `wanted` (lowercase)."""
+    try:
+        library = scan_library(paths, machine=MachineMemory(0))
+    except Exception:  # the fallback must never hide the real "not found" answer
+        log.exception("library scan for a model name failed")
+        return None
+    matches = {
+        m.path
+        for m in library
+        if not m.is_projector
+        and m.problem is None
+        and wanted in (m.name.lower(), m.path.stem.lower())
+    }
+    return matches.pop() if len(matches) == 1 else None
+
+
+# --- gathering -------------------------------------------------------------------------
+
+
+def _hearth_candidates(paths: AppPaths) -> list[ModelCandidate]:
+    starter = starter_path(paths.models)
+    return [
+        replace(c, source="starter") if c.path == starter else c
+        for c in gguf_files_in(paths.models, "hearth")
+    ]
+
+
+def _unique(candidates: Iterable[ModelCandidate]) -> list[ModelCandidate]:
+    """Drop files already seen under another name (a symlink, a shared blob)."""
+    seen: set[Path] = set()
+    unique: list[ModelCandidate] = []
+    for candidate in candidates:
+        real = candidate.path.resolve()
+        if real not in seen:
+            seen.add(real)
+            unique.append(candidate)
+    return unique
+
+
+@dataclass
+class _Group:
+    """The candidates that make one model: one file, or the shards of a split model."""
+
+    base: str
+    count: int
+    shards: dict[int, ModelCandidate] = field(default_factory=dict)
+
+
+def _group(candidates: Iterable[ModelCandidate]) -> list[_Group]:
+    groups: dict[tuple[Path, str, int] | Path, _Group] = {}
+    for candidate in candidates:
+        match = _SPLIT_NAME.match(candidate.path.name)
+        if match is None:
+            groups[candidate.path] = _Group(base=candidate.path.stem, count=1)
+            groups[candidate.path].shards[1] = candidate
+            continue
+        count = int(match["count"])
+        key = (candidate.path.parent, match["base"], count)
+        group = groups.setdefault(key, _Group(base=match["base"], count=count))
+        group.shards.setdefault(int(match["index"]), candidate)
+    return list(groups.values())
+
+
+# --- describing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HeaderFacts:
+    """What the library keeps from one file's header (cached as JSON)."""
+
+    name: str = ""  # general.name; "" when the header has none
+    architecture: str = ""
+    n_params: int = 0
+    quant: str = ""
+    tensor_bytes: int = 0
+    context_length: int = 0
+    has_chat_template: bool = False
+    is_projector: bool = False
+    memory_needed: int = 0  # this file alone at the default context
+    problem: str | None = None
+    unsupported: bool = False  # the problem is "well-formed but not runnable"
+
+
+def _describe(
+    group: _Group, cache: _HeaderCache, origins: dict[Path, Origin], machine: MachineMemory
+) -> LibraryModel:
+    ordered = [group.shards[i] for i in sorted(group.shards)]
+    first = ordered[0]
+    files = tuple(c.path for c in ordered)
+    sizes = [_size(path) for path in files]
+    if 1 in group.shards:
+        facts = cache.facts(first.path)
+    else:
+        facts = _HeaderFacts(
+            problem=f"The first part of the split model '{group.base}' is missing."
+        )
+    missing = [i for i in range(1, group.count + 1) if i not in group.shards]
+    problem = facts.problem
+    if missing and problem is None:
+        several = len(missing) > 1
+        problem = (
+            f"Part{'s' if several else ''} {', '.join(str(i) for i in missing)} of "
+            f"{group.count} of the split model '{group.base}' {'are' if several else 'is'} "
+            "missing: download the missing parts again."
+        )
+    is_projector = facts.is_projector or first.is_projector or _named_projector(first.path)
+    if is_projector and facts.unsupported:
+        problem = None
+    extra = sum(sizes[1:])
+    n_params = facts.n_params
+    if extra and facts.tensor_bytes:
+        n_params = round(n_params * (facts.tensor_bytes + extra) / facts.tensor_bytes)
+    memory = facts.memory_needed + extra if facts.memory_needed and not is_projector else 0
+    fit = "unknown" if problem or is_projector else fit_verdict(memory, *_machine(machine))
+    origin_list = [origins.get(path.resolve()) for path in files]
+    is_starter = first.source == "starter"
+    deletable = is_starter or (first.source == "hearth" and all(origin_list))
+    repo_id = first.repo_id or next((o.repo_id for o in origin_list if o and o.repo_id), None)
+    return LibraryModel(
+        path=first.path,
+        files=files,
+        name=first.name or facts.name or group.base,
+        architecture=facts.architecture,
+        n_params=n_params,
+        quant=facts.quant,
+        size_bytes=sum(sizes),
+        context_length=facts.context_length,
+        has_chat_template=facts.has_chat_template,
+        is_projector=is_projector,
+        source=first.source,
+        deletable=deletable,
+        repo_id=repo_id,
+        fit=fit,
+        memory_needed=memory,
+        problem=problem,
+    )
+
+
+def _machine(machine: MachineMemory) -> tuple[int, tuple[int, ...]]:
+    return machine.ram_available, machine.vram_free
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _named_projector(path: Path) -> bool:
+    return _PROJECTOR_MARK in path.name.lower()
+
+
+def _read_facts(path: Path, read_header: HeaderReader) -> _HeaderFacts:
+    """Read one header into facts; a bad file gives facts with `problem` set."""
+    try:
+        info = read_header(path)
+    except UnsupportedModelError as exc:
+        projector = _projector_facts(path)
+        if projector is not None:
+            return projector
+        return _HeaderFacts(problem=str(exc), unsupported=True)
+    except ModelFileError as exc:
+        return _HeaderFacts(problem=str(exc))
+    except Exception as exc:  # a scan never stops for one file
+        log.exception("reading the header of %s failed", path)
+        return _HeaderFacts(problem=f"'{path.name}' could not be read ({exc}).")
+    try:
+        memory = estimate_memory(info, default_context(info.context_length)).total
+    except HearthError:
+        memory = 0
+    return _HeaderFacts(
+        name=info.name if info.name != path.stem else "",
+        architecture=info.architecture,
+        n_params=info.n_params,
+        quant=info.quant,
+        tensor_bytes=info.tensor_bytes,
+        context_length=info.context_length,
+        has_chat_template=bool(info.chat_template),
+        is_projector=info.architecture == _PROJECTOR_ARCH,
+        memory_needed=memory,
+    )
+
+
+def _projector_facts(path: Path) -> _HeaderFacts | None:
+    """Facts of a vision projector (which `read_gguf_info` refuses); None if it is not one."""
+    from gguf import GGUFReader, LlamaFileType
+
+    try:
+        reader = GGUFReader(path, "r")
+        values: dict[str, Any] = {}
+        for key in ("general.architecture", "general.type", "general.name", "general.file_type"):
+            found = reader.get_field(key)
+            values[key] = found.contents() if found is not None else None
+        n_params = sum(int(t.n_elements) for t in reader.tensors)
+        tensor_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+        del reader
+    except Exception:  # not readable as a GGUF: not a projector we can describe
+        return None
+    if values["general.architecture"] != _PROJECTOR_ARCH and values["general.type"] != "mmproj":
+        return None
+    quant = ""
+    if isinstance(values["general.file_type"], int):
+        try:
+            quant = LlamaFileType(values["general.file_type"]).name
+        except ValueError:
+            quant = ""
+        quant = quant.removeprefix("MOSTLY_").removeprefix("ALL_")
+    name = values["general.name"]
+    return _HeaderFacts(
+        name=name if isinstance(name, str) else "",
+        architecture=str(values["general.architecture"] or ""),
+        n_params=n_params,
+        quant=quant,
+        tensor_bytes=tensor_bytes,
+        is_projector=True,
+    )
+
+
+class _HeaderCache:
+    """Header facts by (resolved path, size, mtime_ns), in a JSON file; a damaged file is
+    ignored. Only the files seen in this scan are kept when saving."""
+
+    def __init__(self, file: Path, read_header: HeaderReader) -> None:
+        self._file = file
+        self._read_header = read_header
+        self._old = self._load()
+        self._new: dict[str, dict[str, Any]] = {}
+        self._changed = False
+
+    def facts(self, path: Path) -> _HeaderFacts:
+        real = path.resolve()
+        try:
+            status = real.stat()
+        except OSError:
+            return _read_facts(path, self._read_header)  # explains what is wrong
+        key = str(real)
+        entry = self._old.get(key)
+        if (
+            isinstance(entry, dict)
+            and entry.get("size") == status.st_size
+            and entry.get("mtime_ns") == status.st_mtime_ns
+        ):
+            try:
+                facts = _HeaderFacts(**entry["facts"])
+            except (TypeError, KeyError):
+                facts = None
+            if facts is not None:
+                self._new[key] = entry
+                return facts
+        facts = _read_facts(path, self._read_header)
+        self._new[key] = {
+            "size": status.st_size,
+            "mtime_ns": status.st_mtime_ns,
+            "facts": asdict(facts),
+        }
+        self._changed = True
+        return facts
+
+    def save(self) -> None:
+        if not self._changed and self._new.keys() == self._old.keys():
+            return
+        try:
+            _write_json_atomically(
+                self._file, {"version": _HEADER_CACHE_VERSION, "files": self._new}
+            )
+        except OSError as exc:
+            log.warning("cannot save the header cache %s: %s", self._file, exc)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+            if data.get("version") != _HEADER_CACHE_VERSION:
+                return {}
+            files = data["files"]
+            return files if isinstance(files, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("ignoring the damaged header cache %s: %s", self._file, exc)
+            return {}
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=1)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    """Remove now-empty folders from `folder` up to (not including) `root`."""
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+_OWNER_HINTS = {
+    "lmstudio": " (it belongs to LM Studio: delete it there)",
+    "gpt4all": " (it belongs to GPT4All: delete it there)",
+    "ollama": " (it belongs to Ollama: remove it with `ollama rm`)",
+    "huggingface": " (it is in the Hugging Face cache: remove it with `hf cache rm`)",
+    "folder": " (it is in a folder you added: delete it in your file manager)",
+    "hearth": " (it was copied into the models folder: delete it in your file manager)",
+}
+
+
+def _owner_hint(source: str) -> str:
+    return _OWNER_HINTS.get(source, "")

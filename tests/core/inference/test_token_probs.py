@@ -1,0 +1,40 @@
+"""Top alternatives from logits match a straightforward full softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.inference.token_probs import ProbabilityReader
+
+
+@pytest.mark.parametrize("spread", [0.1, 3.0, 30.0])
+def test_top_tokens_match_full_softmax(spread: float) -> None:
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal(5000) * spread).astype(np.float32)
+    reader = ProbabilityReader(5000)
+    top = reader.read(logits)
+    probs = np.exp(logits.astype(np.float64) - logits.max())
+    probs /= probs.sum()
+    expected = np.argsort(-probs, kind="stable")[:10]
+    assert list(top.ids) == list(expected)
+    np.testing.assert_allclose(top.probs, probs[expected], rtol=1e-4)
+    assert reader.prob_of(int(expected[3])) == pytest.approx(probs[expected[3]], rel=1e-4)
+
+
+def test_peaked_distribution_with_few_candidates_still_gives_ten() -> None:
+    logits = np.full(1000, -50.0, dtype=np.float32)
+    logits[[5, 9]] = [10.0, 9.0]
+    logits[100:108] = np.linspace(-40, -41, 8)
+    top = ProbabilityReader(1000).read(logits)
+    assert list(top.ids[:2]) == [5, 9]
+    assert list(top.ids[2:]) == list(range(100, 108))
+
+
+@pytest.mark.parametrize("n_vocab", [300, 1000, 49152, 50001])
+def test_grouped_top_search_is_exact_for_any_vocabulary_size(n_vocab: int) -> None:
+    rng = np.random.default_rng(n_vocab)
+    reader = ProbabilityReader(n_vocab)
+    for _ in range(50):
+        logits = rng.normal(0.0, 3.0, n_vocab).astype(np.float32)
+        assert list(reader.read(logits).ids) == list(np.argsort(-logits, kind="stable")[:10])
