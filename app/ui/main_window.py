@@ -76,12 +76,12 @@ from app.core.chats.export_import import (
     import_file,
     write_text,
 )
-from app.ui.chat_view import ChatView
-from app.ui.composer import Composer, describe_dropped
-from app.ui.conversation_list import ConversationList
-from app.ui.load_options_dialog import LoadOptionsDialog
-from app.ui.machine_dialog import MachineReportDialog
-from app.ui.sampling_panel import SamplingPanel
+from app.ui.chat.chat_view import ChatView
+from app.ui.chat.composer import Composer, describe_dropped
+from app.ui.conversations.conversation_list import ConversationList
+from app.ui.models.load_options_dialog import LoadOptionsDialog
+from app.ui.models.machine_dialog import MachineReportDialog
+from app.ui.sampling.sampling_panel import SamplingPanel
 from app.ui.widgets import named as _named
 from app.workers.background import BackgroundJob
 from app.workers.inference import InferenceThread
@@ -89,7 +89,7 @@ from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
 
 if TYPE_CHECKING:
-    from app.ui.model_manager import ModelManager
+    from app.ui.models.model_manager import ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -756,7 +756,7 @@ class MainWindow(QMainWindow):
         """Show the model manager (your models, the Hub, downloads, quantizing)."""
         if self._model_manager is None:
             # Imported here: the Hub client is not needed (nor its import time paid) until then.
-            from app.ui.model_manager import ModelManager
+            from app.ui.models.model_manager import ModelManager
 
             manager = ModelManager(self._paths, parent=self)
             manager.loadRequested.connect(self._on_manager_load)

@@ -30,11 +30,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEvent, QEventLoop, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QTextBrowser
 
-import app.ui.chat_view as chat_view_module
+import app.ui.chat.chat_view as chat_view_module
 from app.core.chats.conversation import MessageTree, StoredMessage
 from app.core.inference.sampling import SamplingSettings
-from app.ui.chat_view import ChatView
-from app.ui.markdown_render import render_markdown
+from app.ui.chat.chat_view import ChatView
+from app.ui.chat.markdown_render import render_markdown
 
 SETTINGS = SamplingSettings(temperature=0.7, seed=7)
 STATS = {

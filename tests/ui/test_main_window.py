@@ -34,8 +34,8 @@ from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.paths import AppPaths, app_paths
 from app.core.inference.sampling import SamplingSettings
 from app.core.chats.store import Store
-from app.ui.chat_view import MessageBlock
-from app.ui.load_options_dialog import LoadOptionsDialog
+from app.ui.chat.chat_view import MessageBlock
+from app.ui.models.load_options_dialog import LoadOptionsDialog
 from app.ui.main_window import MainWindow, process_memory
 from app.workers.inference import InferenceThread
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QLabel, QPlainTextEdit, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.inference.messages import Message
-from app.ui.composer import (
+from app.ui.chat.composer import (
     LEVEL_COLOURS,
     Composer,
     ContextMeter,

@@ -23,7 +23,7 @@ from pytestqt.qtbot import QtBot
 from app.core.inference.load_options import LoadedModel
 from app.core.gguf_file import read_gguf_info
 from app.core.inference.sampling import PRESETS, SamplingSettings
-from app.ui.sampling_panel import (
+from app.ui.sampling.sampling_panel import (
     SamplingPanel,
     describe_model,
     format_stop_strings,

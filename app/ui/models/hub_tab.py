@@ -43,7 +43,7 @@ from app.core.models.hub import (
     save_token,
 )
 from app.core.units import format_bytes, format_params
-from app.ui.library_tab import FIT_TEXT, FIT_TIPS
+from app.ui.models.library_tab import FIT_TEXT, FIT_TIPS
 from app.ui.widgets import named
 from app.workers.background import BackgroundJob, JobSet
 

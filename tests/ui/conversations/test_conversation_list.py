@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from app.core.chats.conversation import Conversation
 from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
 from app.core.chats.store import Store
-from app.ui.conversation_list import (
+from app.ui.conversations.conversation_list import (
     ConversationIdRole,
     ConversationList,
     ConversationListModel,

@@ -12,10 +12,10 @@ from PySide6.QtWidgets import QDialog, QTabWidget, QVBoxLayout, QWidget
 from app.core.models.hub import QuantOption, RepoFiles
 from app.core.models.library import LibraryModel
 from app.core.paths import AppPaths
-from app.ui.downloads_tab import DownloadsTab, active_count
-from app.ui.hub_tab import HubTab
-from app.ui.library_tab import LibraryTab
-from app.ui.quantize_dialog import QuantizeDialog
+from app.ui.models.downloads_tab import DownloadsTab, active_count
+from app.ui.models.hub_tab import HubTab
+from app.ui.models.library_tab import LibraryTab
+from app.ui.models.quantize_dialog import QuantizeDialog
 from app.ui.widgets import named
 from app.workers.model_jobs import DownloadQueue
 

@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.chats.conversation import MessageTree, StoredMessage, reply_summary, settings_summary
-from app.ui.markdown_render import COPY_SCHEME, document_style_sheet, render_markdown
+from app.ui.chat.markdown_render import COPY_SCHEME, document_style_sheet, render_markdown
 from app.ui.widgets import named as _named
 
 INITIAL_BLOCKS = 16

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtGui import QTextDocument
 from pytestqt.qtbot import QtBot
 
-from app.ui.markdown_render import (
+from app.ui.chat.markdown_render import (
     COPY_SCHEME,
     DARK,
     LIGHT,

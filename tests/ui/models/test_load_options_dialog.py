@@ -31,7 +31,7 @@ from app.core.inference.load_options import LoadOptions
 from app.core.errors import InvalidSettingError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
 from app.core.machine.hardware import DeviceInfo, MachineReport, gpu_offload_supported, machine_report
-from app.ui.load_options_dialog import LoadOptionsDialog, parse_tensor_split
+from app.ui.models.load_options_dialog import LoadOptionsDialog, parse_tensor_split
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),

@@ -1,0 +1,1 @@
+"""The chat column: the streamed conversation view, Markdown rendering, the composer."""

@@ -1,0 +1,1 @@
+"""The sidebar: conversations, search and their actions."""

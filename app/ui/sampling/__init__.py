@@ -1,0 +1,1 @@
+"""The sampling panel: model summary, system prompt, samplers and presets."""
