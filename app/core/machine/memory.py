@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.core.errors import InsufficientMemoryError, InvalidSettingError
+from app.core.units import format_bytes
 
 if TYPE_CHECKING:
     from app.core.gguf_file import GGUFInfo
