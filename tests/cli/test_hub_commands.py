@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.core.gguf_file import read_gguf_info
-from app.core.paths import app_paths
 from app.core.models.provenance import origin_of
+from app.core.paths import app_paths
 from tests.fake_hub import FakeHub, serving_hub
 from tests.gguf_factory import write_tiny_gguf
 

@@ -9,9 +9,9 @@ import pytest
 
 from app.cli import main
 from app.core.gguf_file import read_gguf_info
-from app.core.paths import app_paths
 from app.core.models.provenance import Origin, record_origin
-from tests.core.test_model_sources import add_hf_cache_file, add_ollama_model
+from app.core.paths import app_paths
+from tests.core.models.test_model_sources import add_hf_cache_file, add_ollama_model
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
 
 FIELDS = {"path", "name", "architecture", "quant", "size_bytes", "context_length"}

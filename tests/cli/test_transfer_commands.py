@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.core.paths import app_paths
-from app.core.inference.sampling import SamplingSettings
 from app.core.chats.store import DB_FILE_NAME, Store
-from tests.core.test_transfer import comparable
+from app.core.inference.sampling import SamplingSettings
+from app.core.paths import app_paths
+from tests.core.chats.test_export_import import comparable
 
 
 def hearth(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

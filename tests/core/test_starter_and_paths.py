@@ -9,8 +9,8 @@ import pytest
 
 from app.core.errors import ModelFileError, StarterModelError
 from app.core.models.library import resolve_model
-from app.core.paths import app_paths
 from app.core.models.starter import STARTER, install_starter, is_installed
+from app.core.paths import app_paths
 
 
 def make_wheel(path: Path, payload: Path | bytes) -> Path:

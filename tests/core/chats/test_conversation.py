@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.inference.messages import Message
 from app.core.chats.conversation import (
     DEFAULT_TITLE,
     MessageTree,
@@ -18,6 +17,7 @@ from app.core.chats.conversation import (
     to_engine_messages,
 )
 from app.core.inference.events import GenerationStats, StopReason
+from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
 
 

@@ -9,9 +9,6 @@ from typing import Any
 
 import pytest
 
-from app.core.inference.events import GenerationStats, StopReason
-from app.core.inference.sampling import SamplingSettings
-from app.core.chats.store import Store
 from app.core.chats.export_import import (
     FORMAT,
     VERSION,
@@ -23,6 +20,9 @@ from app.core.chats.export_import import (
     import_file,
     parse_document,
 )
+from app.core.chats.store import Store
+from app.core.inference.events import GenerationStats, StopReason
+from app.core.inference.sampling import SamplingSettings
 
 WARM = SamplingSettings(temperature=1.2, top_k=80, seed=5, stop=("END",))
 COOL = SamplingSettings(temperature=0.2, max_tokens=None)

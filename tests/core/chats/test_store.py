@@ -14,13 +14,13 @@ import pytest
 
 from app.core.chats import schema as schema_module
 from app.core.chats.conversation import StoredMessage
-from app.core.errors import InvalidPresetNameError, RecordNotFoundError, StoreError
-from app.core.inference.events import GenerationDone, GenerationStats, StopReason
-from app.core.paths import app_paths
 from app.core.chats.reply_writer import ReplyWriter
-from app.core.inference.sampling import SamplingSettings
 from app.core.chats.search import fts_query
 from app.core.chats.store import DB_FILE_NAME, Store
+from app.core.errors import InvalidPresetNameError, RecordNotFoundError, StoreError
+from app.core.inference.events import GenerationDone, GenerationStats, StopReason
+from app.core.inference.sampling import SamplingSettings
+from app.core.paths import app_paths
 
 REPO = Path(__file__).resolve().parents[2]
 WARM = SamplingSettings(temperature=1.2, seed=5)

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.inference.messages import Message
-from app.core.inference.engine import Engine
-from app.core.inference.load_options import LoadOptions
 from app.core.errors import ContextOverflowError, EngineStateError
+from app.core.inference.engine import Engine
 from app.core.inference.events import (
     GenerationDone,
     GenerationEvent,
@@ -21,6 +19,8 @@ from app.core.inference.events import (
     StopReason,
     TokenEvent,
 )
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
 from app.core.inference.prompt import OverflowPolicy
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 

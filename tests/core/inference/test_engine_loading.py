@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from app.core.inference.messages import Message
-from app.core.inference.engine import Engine
-from app.core.inference.load_options import LoadOptions
 from app.core.errors import (
     InsufficientMemoryError,
     InvalidSettingError,
@@ -17,9 +14,12 @@ from app.core.errors import (
     ModelFileError,
     ModelLoadError,
 )
+from app.core.inference.engine import Engine
 from app.core.inference.events import StopReason
-from app.core.machine.hardware import total_memory
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
+from app.core.machine.hardware import total_memory
 from tests.gguf_factory import write_sparse_huge_gguf, write_tiny_gguf, write_truncated_copy
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.inference.messages import Message
 from app.core.errors import ChatTemplateError, ContextOverflowError
+from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate, OverflowPolicy, plan_prompt, reply_budget
 
 CHATML = (

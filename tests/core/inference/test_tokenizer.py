@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from app.core.inference.messages import Message
+from app.core.errors import ContextOverflowError, EngineStateError, ModelFileError
 from app.core.inference.engine import Engine
 from app.core.inference.load_options import LoadOptions
-from app.core.errors import ContextOverflowError, EngineStateError, ModelFileError
-from app.core.inference.prompt import ChatTemplate, OverflowPolicy, reply_budget
-from app.core.inference.prompt import droppable_turns
+from app.core.inference.messages import Message
+from app.core.inference.prompt import ChatTemplate, OverflowPolicy, droppable_turns, reply_budget
 from app.core.inference.tokenizer import PromptCount, VocabTokenizer
 
 N_CTX = 512

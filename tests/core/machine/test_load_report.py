@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from app.core.machine.load_report import MIB, capture_buffers, parse_buffer_lines
 from app.core.logs import llama_logger
+from app.core.machine.load_report import MIB, capture_buffers, parse_buffer_lines
 
 CPU_LOAD = [
     "load_tensors:   CPU_Mapped model buffer size =    92.10 MiB",

@@ -19,9 +19,9 @@ from typing import Literal
 
 import pytest
 
+from app.core.gguf_file import read_gguf_info
 from app.core.inference.engine import Engine
 from app.core.inference.load_options import LoadOptions
-from app.core.gguf_file import read_gguf_info
 from app.core.machine.load_report import MeasuredBuffers, capture_buffers
 from app.core.machine.memory import MemoryEstimate, estimate_memory
 from tests.gguf_factory import write_tiny_gguf

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.inference.engine import Engine
-from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.errors import InsufficientMemoryError, LoadCancelled, ModelLoadError
 from app.core.gguf_file import GGUFInfo, TensorSize, read_gguf_info
+from app.core.inference.engine import Engine
 from app.core.inference.gpu_fallback import (
     LoadAttempt,
     OffloadOutcome,
@@ -26,6 +25,7 @@ from app.core.inference.gpu_fallback import (
     plan_load,
     retry_layer_counts,
 )
+from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.machine.hardware import total_memory
 from app.core.machine.memory import estimate_memory, kv_cache_bytes
 from app.core.machine.offload import model_layout, plan_for_layers, plan_offload

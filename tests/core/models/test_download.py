@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import pytest
 
+from app.core.gguf_file import read_gguf_info
 from app.core.models.download import (
     ChecksumMismatchError,
     ConnectionDroppedError,
@@ -32,7 +33,6 @@ from app.core.models.download import (
     pull,
     unfinished_downloads,
 )
-from app.core.gguf_file import read_gguf_info
 from app.core.models.hub import (
     GatedRepoError,
     HubAuthError,
@@ -43,8 +43,8 @@ from app.core.models.hub import (
     save_token,
 )
 from app.core.models.library import local_models
-from app.core.paths import AppPaths, app_paths
 from app.core.models.provenance import origin_of, read_origins
+from app.core.paths import AppPaths, app_paths
 from tests.fake_hub import FakeHub, FakeRepo, serving_hub
 from tests.gguf_factory import write_tiny_gguf
 

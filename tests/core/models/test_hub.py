@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from app.core.models.catalog import CatalogError, load_catalog
 from app.core.data_files import catalog_file
+from app.core.models.catalog import CatalogError, load_catalog
 from app.core.models.hub import (
     HubClient,
     HubError,

@@ -12,6 +12,7 @@ import pytest
 
 from app.core.errors import HearthError, ModelFileError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.machine.memory import estimate_memory
 from app.core.models.library import (
     HEADER_CACHE_FILE_NAME,
     LibraryError,
@@ -25,12 +26,11 @@ from app.core.models.library import (
     resolve_model,
     scan_library,
 )
-from app.core.machine.memory import estimate_memory
 from app.core.models.model_sources import source_roots
-from app.core.paths import AppPaths, app_paths
 from app.core.models.provenance import Origin, read_origins, record_origin
 from app.core.models.starter import STARTER
-from tests.core.test_model_sources import add_hf_cache_file, add_ollama_model
+from app.core.paths import AppPaths, app_paths
+from tests.core.models.test_model_sources import add_hf_cache_file, add_ollama_model
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf, write_truncated_copy
 
 GiB = 2**30

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from app.core.inference.messages import Message
-from app.core.inference.engine import Engine
-from app.core.inference.load_options import LoadOptions
 from app.core.errors import ModelFileError
-from app.core.inference.events import GenerationDone
 from app.core.gguf_file import read_gguf_info
-from app.core.paths import AppPaths, app_paths
+from app.core.inference.engine import Engine
+from app.core.inference.events import GenerationDone
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
+from app.core.inference.sampling import SamplingSettings
 from app.core.models.provenance import origin_of
 from app.core.models.quantize import (
     QUANT_TARGETS,
@@ -29,7 +29,7 @@ from app.core.models.quantize import (
     plan_quantize,
     run_quantize,
 )
-from app.core.inference.sampling import SamplingSettings
+from app.core.paths import AppPaths, app_paths
 from tests.gguf_factory import write_tiny_gguf, write_truncated_copy
 
 # Rows of 256 elements (n_embd, n_ff) fit every K-quant block, so no tensor falls back.
