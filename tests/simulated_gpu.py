@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from app.core.inference.engine import Engine, ProgressCallback
-from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.errors import ModelLoadError
+from app.core.inference.engine import Engine, ProgressCallback
 from app.core.inference.gpu_fallback import Loader
+from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.workers.inference import GpuStandIn
 
 GiB = 2**30

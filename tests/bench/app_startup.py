@@ -102,9 +102,9 @@ def bench_open_chat(messages: int, rounds: int) -> tuple[float, float, float]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
-    from app.core.paths import app_paths
-    from app.core.inference.sampling import SamplingSettings
     from app.core.chats.store import Store
+    from app.core.inference.sampling import SamplingSettings
+    from app.core.paths import app_paths
     from app.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import llama_cpp
 
-from app.core.inference.messages import Message
 from app.core.inference.engine import Engine
-from app.core.inference.load_options import LoadOptions
 from app.core.inference.events import GenerationDone, PrefillStarted, StopReason, TokenEvent
-from app.core.machine.hardware import default_threads
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
+from app.core.machine.hardware import default_threads
 from tests.conftest import MODEL_CACHE
 
 N_CTX = 4096

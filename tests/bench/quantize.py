@@ -77,8 +77,8 @@ def direct_quantize(source: Path, output: Path, target: str, threads: int) -> fl
 
 def ours(source: Path, output: Path, target: str, threads: int, models: Path) -> float:
     """Seconds for `plan_quantize` + `run_quantize` with a progress callback."""
-    from app.core.paths import app_paths
     from app.core.models.quantize import QuantizeProgress, plan_quantize, run_quantize
+    from app.core.paths import app_paths
 
     seen: list[QuantizeProgress] = []
     started = time.perf_counter()

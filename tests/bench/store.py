@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.core.chats.store import DB_FILE_NAME, Store
 from app.core.inference.events import GenerationStats, StopReason
 from app.core.inference.sampling import SamplingSettings
-from app.core.chats.store import DB_FILE_NAME, Store
 
 SETTINGS = SamplingSettings(temperature=0.7)
 STATS = GenerationStats(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.paths import app_paths
-from app.core.inference.sampling import SamplingSettings
 from app.core.chats.store import DB_FILE_NAME, Store
+from app.core.inference.sampling import SamplingSettings
+from app.core.paths import app_paths
 
 REPO = Path(__file__).resolve().parents[2]
 COUNT = "Count from 1 to 300, one number per line."

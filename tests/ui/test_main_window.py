@@ -28,15 +28,15 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from app.core.chats.conversation import StoredMessage, reply_summary
-from app.core.inference.load_options import LoadOptions
-from app.core.inference.events import GenerationDone, GenerationStats, StopReason
-from app.core.inference.load_options_store import LoadOptionsStore
-from app.core.paths import AppPaths, app_paths
-from app.core.inference.sampling import SamplingSettings
 from app.core.chats.store import Store
+from app.core.inference.events import GenerationDone, GenerationStats, StopReason
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.sampling import SamplingSettings
+from app.core.paths import AppPaths, app_paths
 from app.ui.chat.chat_view import MessageBlock
-from app.ui.models.load_options_dialog import LoadOptionsDialog
 from app.ui.main_window import MainWindow, process_memory
+from app.ui.models.load_options_dialog import LoadOptionsDialog
 from app.workers.inference import InferenceThread
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
 from tests.simulated_gpu import FullGpu
@@ -722,7 +722,8 @@ def test_export_import_round_trip_from_the_menus(
         "getSaveFileName",
         staticmethod(lambda *a, **k: (str(target), "Hearth JSON (*.json)")),
     )
-    window.findChild(QObject, "exportAllAction").trigger()  # type: ignore[union-attr]
+    with qtbot.waitSignal(window.chat_files.exported, timeout=TIMEOUT_MS):
+        window.findChild(QObject, "exportAllAction").trigger()  # type: ignore[union-attr]
     assert target.is_file()
     markdown = tmp_path / "bird.md"
     monkeypatch.setattr(
@@ -730,14 +731,18 @@ def test_export_import_round_trip_from_the_menus(
         "getSaveFileName",
         staticmethod(lambda *a, **k: (str(markdown), "Markdown (*.md)")),
     )
-    window.findChild(QObject, "exportChatAction").trigger()  # type: ignore[union-attr]
+    with qtbot.waitSignal(window.chat_files.exported, timeout=TIMEOUT_MS):
+        window.findChild(QObject, "exportChatAction").trigger()  # type: ignore[union-attr]
     assert "Name a tree." in markdown.read_text(encoding="utf-8")
 
     fresh = make_window()
     monkeypatch.setattr(
         QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(target), ""))
     )
-    fresh.findChild(QObject, "importAction").trigger()  # type: ignore[union-attr]
+    with qtbot.waitSignal(fresh.chat_files.imported, timeout=TIMEOUT_MS) as imported:
+        fresh.findChild(QObject, "importAction").trigger()  # type: ignore[union-attr]
+    assert len(imported.args[0]) == 2
+    assert fresh.current_conversation_id == imported.args[0][0].id  # the first one is opened
     assert fresh.conversation_list.model.rowCount() == 2
 
     def shape(store: Store) -> list[tuple[str, list[tuple[str, str, object, object]]]]:
@@ -759,11 +764,17 @@ def test_export_import_round_trip_from_the_menus(
     assert len(tree.children(user.id)) == 2  # both versions of the reply came back
 
 
-def test_import_of_a_bad_file_is_reported(make_window: MakeWindow, tmp_path: Path) -> None:
+def test_import_of_a_bad_file_is_reported(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path
+) -> None:
     window = make_window()
     bad = tmp_path / "notes.json"
     bad.write_text("{not json", encoding="utf-8")
-    assert window.import_chats(bad) == ()
+    with qtbot.assertNotEmitted(window.chat_files.imported), qtbot.waitSignal(
+        window.chat_files.failed, timeout=TIMEOUT_MS
+    ):
+        window.import_chats(bad)
+    assert window.store.list_conversations() == ()
     assert "notes.json" in window.notice_text
 
 

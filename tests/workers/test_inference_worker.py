@@ -10,11 +10,11 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 
-from app.core.inference.messages import Message
-from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.inference.events import GenerationDone, PrefillStarted, StopReason
 from app.core.inference.gpu_fallback import OffloadOutcome, Placement
+from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.workers.inference import (
     DEFAULT_FLUSH_INTERVAL_S,

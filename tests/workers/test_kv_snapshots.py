@@ -9,9 +9,9 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 
-from app.core.inference.messages import Message
-from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.inference.events import GenerationDone
+from app.core.inference.load_options import LoadedModel, LoadOptions
+from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots

@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QTreeWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.models.library import LibraryModel
-from app.core.paths import AppPaths, app_paths
 from app.core.models.provenance import Origin, record_origin
 from app.core.models.quantize import QuantizeResult
+from app.core.paths import AppPaths, app_paths
 from app.ui.models.library_tab import bits_per_weight, details_html
 from app.ui.models.model_manager import ModelManager
 from tests.fake_hub import FakeHub, serving_hub

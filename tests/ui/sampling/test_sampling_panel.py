@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.core.inference.load_options import LoadedModel
 from app.core.gguf_file import read_gguf_info
+from app.core.inference.load_options import LoadedModel
 from app.core.inference.sampling import PRESETS, SamplingSettings
 from app.ui.sampling.sampling_panel import (
     SamplingPanel,

@@ -1,0 +1,33 @@
+"""ARCHITECTURE.md stays true: every path it names in backticks exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def named_paths() -> list[str]:
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    return sorted(set(re.findall(r"`(app/[\w/.]*|tests/[\w/.]*\.py|pyproject\.toml)`", text)))
+
+
+def test_the_map_names_paths() -> None:
+    assert len(named_paths()) >= 5
+
+
+def test_every_path_the_map_names_exists() -> None:
+    missing = [p for p in named_paths() if not (REPO / p).exists()]
+    assert missing == []
+
+
+def test_every_core_and_ui_package_is_on_the_map() -> None:
+    text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    packages = [
+        p.parent.relative_to(REPO).as_posix()
+        for p in sorted((REPO / "app").glob("*/*/__init__.py"))
+    ]
+    assert packages
+    unnamed = [p for p in packages if p + "/" not in text]
+    assert unnamed == []
