@@ -178,8 +178,8 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from app.core.inference.messages import Message
     from app.core.errors import ContextOverflowError
+    from app.core.inference.messages import Message
 
     engine, settings = _load_engine(args)
     interactive = sys.stdin.isatty()

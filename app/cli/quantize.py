@@ -50,8 +50,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan, show the plan, quantize with a progress bar, print the sizes."""
     from app.core.models.library import resolve_model
-    from app.core.units import format_bytes
     from app.core.models.quantize import plan_quantize, run_quantize
+    from app.core.units import format_bytes
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")

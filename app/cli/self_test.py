@@ -174,8 +174,8 @@ def _check_model(test: SelfTest, model: str | None, paths: Any) -> str:
 
 
 def _check_generate(test: SelfTest) -> str:
-    from app.core.inference.messages import Message
     from app.core.inference.events import GenerationDone
+    from app.core.inference.messages import Message
     from app.core.inference.sampling import SamplingSettings
 
     engine = test.context.get("engine")
@@ -273,7 +273,7 @@ def _load_in_window(window: Any, model_path: Path | None) -> str:
     window.modelLoaded.disconnect(waiter.loaded)
     window.modelLoadEnded.disconnect(waiter.ended)
     if waiter.outcome != "loaded":
-        notice = window.notice_text()
+        notice = window.notice_text
         raise CheckFailed(f"loading the model in the window {waiter.outcome}: {notice}")
     return ", model loaded by the worker thread"
 

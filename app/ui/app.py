@@ -21,8 +21,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import __version__
 from app.core.data_files import resource_file
 from app.core.errors import HearthError
-from app.core.models.library import resolve_model
 from app.core.logs import current_log_file, setup_logging
+from app.core.models.library import resolve_model
 from app.core.paths import AppPaths, app_paths
 from app.ui.gui_gc import GuiThreadGarbageCollector
 from app.ui.main_window import MainWindow

@@ -21,16 +21,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.inference.messages import Message
-from app.core.inference.engine import Engine, ProgressCallback
-from app.core.inference.load_options import LoadOptions
 from app.core.errors import HearthError, LoadCancelled
+from app.core.inference.engine import Engine, ProgressCallback
 from app.core.inference.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
 from app.core.inference.gpu_fallback import Loader, load_with_fallback
-from app.core.logs import current_log_file
+from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.messages import Message
 from app.core.inference.prompt import OverflowPolicy
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.logs import current_log_file
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from collections import OrderedDict
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.inference.engine import Engine
 from app.core.errors import HearthError
+from app.core.inference.engine import Engine
 from app.core.inference.kv_snapshot import KVSnapshot
 from app.workers.inference import InferenceThread, InferenceWorker
 

@@ -31,8 +31,8 @@ from app.core.models.download import (
     unfinished_downloads,
 )
 from app.core.models.hub import QuantOption, RepoFiles
-from app.core.paths import AppPaths
 from app.core.models.quantize import QuantizeCancelled, QuantizeControl, QuantizePlan, run_quantize
+from app.core.paths import AppPaths
 from app.workers.background import BackgroundJob
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.inference.messages import Message
 from app.core.errors import HearthError
+from app.core.inference.messages import Message
 from app.core.inference.tokenizer import VocabTokenizer
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
@@ -50,6 +50,8 @@ class TokenCountWorker(ThreadWorker):
     Signals:
         modelReady(str): The vocabulary of this model path is loaded.
         modelFailed(str, str): A model path and why its vocabulary could not be loaded.
+        draftTokens(int, object): Request id and the draft's tokens, a tuple of
+            (token id, text) read as plain text; sent just before `counted`.
         counted(int, int, int, int, object): Request id, draft tokens, prompt tokens,
             context limit, dropped message indices (tuple) or None.
         unavailable(int, str): Request id and why it could not be counted.
@@ -57,6 +59,7 @@ class TokenCountWorker(ThreadWorker):
 
     modelReady = Signal(str)
     modelFailed = Signal(str, str)
+    draftTokens = Signal(int, object)
     counted = Signal(int, int, int, int, object)
     unavailable = Signal(int, str)
 
@@ -109,7 +112,8 @@ class TokenCountWorker(ThreadWorker):
         limit = n_ctx if n_ctx > 0 else tokenizer.info.context_length
         budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
         try:
-            draft_tokens = tokenizer.count(draft)
+            ids = tokenizer.tokenize(draft, parse_special=False)
+            pieces = tuple((token, tokenizer.token_text(token)) for token in ids)
             result = tokenizer.count_prompt(chat, budget, limit)
         except HearthError as exc:
             self.unavailable.emit(request_id, exc.message)
@@ -119,7 +123,8 @@ class TokenCountWorker(ThreadWorker):
             self.unavailable.emit(request_id, f"Unexpected error: {type(exc).__name__}: {exc}")
             return
         self.requests_counted += 1
-        self.counted.emit(request_id, draft_tokens, result.prompt_tokens, limit, result.dropped)
+        self.draftTokens.emit(request_id, pieces)
+        self.counted.emit(request_id, len(ids), result.prompt_tokens, limit, result.dropped)
 
     def release(self) -> None:
         """Free the vocabulary (on this thread, from `shutdown`)."""
@@ -139,6 +144,9 @@ class TokenCounter(WorkerHost):
     before `start()` or after `stop()` are ignored.
 
     Signals:
+        draftTokens(int, object): For the newest request only: its id and the draft's
+            tokens as (token id, text) pairs, read as plain text (typed markers such as
+            "<|im_end|>" are ordinary text, never control tokens). Sent before `counted`.
         counted(int, int, int, int, object): For the newest request only: its id, the
             draft's tokens, the prompt's tokens (system prompt, history and draft as the
             chat template renders them), the context limit, and the indices (into
@@ -151,6 +159,7 @@ class TokenCounter(WorkerHost):
         modelFailed(str, str): A model path and why its vocabulary could not be loaded.
     """
 
+    draftTokens = Signal(int, object)
     counted = Signal(int, int, int, int, object)
     unavailable = Signal(int, str)
     modelReady = Signal(str)
@@ -166,6 +175,7 @@ class TokenCounter(WorkerHost):
         self.worker = worker
         self._setModelRequested.connect(worker.set_model)
         self._countRequested.connect(worker.count)
+        worker.draftTokens.connect(self._on_draft_tokens)
         worker.counted.connect(self._on_counted)
         worker.unavailable.connect(self._on_unavailable)
         worker.modelReady.connect(self._on_model_ready)
@@ -198,6 +208,11 @@ class TokenCounter(WorkerHost):
     def before_stop(self) -> None:
         """Make every queued request stale, so the worker skips it."""
         self._latest.set(2**62)
+
+    @Slot(int, object)
+    def _on_draft_tokens(self, request_id: int, pieces: object) -> None:
+        if request_id == self._latest.get() and not self._stopped:
+            self.draftTokens.emit(request_id, pieces)
 
     @Slot(int, int, int, int, object)
     def _on_counted(

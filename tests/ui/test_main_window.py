@@ -34,7 +34,7 @@ from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.sampling import SamplingSettings
 from app.core.paths import AppPaths, app_paths
-from app.ui.chat.chat_view import MessageBlock
+from app.ui.chat.message_block import MessageBlock
 from app.ui.main_window import MainWindow, process_memory
 from app.ui.models.load_options_dialog import LoadOptionsDialog
 from app.workers.inference import InferenceThread
@@ -770,8 +770,9 @@ def test_import_of_a_bad_file_is_reported(
     window = make_window()
     bad = tmp_path / "notes.json"
     bad.write_text("{not json", encoding="utf-8")
-    with qtbot.assertNotEmitted(window.chat_files.imported), qtbot.waitSignal(
-        window.chat_files.failed, timeout=TIMEOUT_MS
+    with (
+        qtbot.assertNotEmitted(window.chat_files.imported),
+        qtbot.waitSignal(window.chat_files.failed, timeout=TIMEOUT_MS),
     ):
         window.import_chats(bad)
     assert window.store.list_conversations() == ()
@@ -792,6 +793,53 @@ def test_draft_tokens_are_counted_while_typing(
     qtbot.waitUntil(lambda: any(ch.isdigit() for ch in label.text()), timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
     meter = child(window, QWidget, "contextMeter")
     assert meter.accessibleName()
+
+
+def test_the_draft_shows_as_the_models_tokens(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model)
+    strip = window.composer.token_strip
+    assert strip.isHidden()
+    child(window, QWidget, "showTokensButton").click()  # type: ignore[attr-defined]
+    assert strip.isVisible()
+    field = composer_input(window)
+    field.setFocus()
+    qtbot.keyClicks(field, "unbelievable <|im_end|>")
+    qtbot.waitUntil(lambda: len(strip.pieces) > 3, timeout=TIMEOUT_MS)
+    text = "".join(piece for _id, piece in strip.pieces)
+    assert text == "unbelievable <|im_end|>"  # the tokens spell the draft exactly
+    assert len(strip.pieces) >= 4  # "unbelievable" is more than one token
+    # Typed markers are plain text, never the model's end-of-turn control token.
+    end_of_turn = window.token_counter.worker._tokenizer.tokenize(  # type: ignore[union-attr]
+        "<|im_end|>", parse_special=True
+    )
+    assert len(end_of_turn) == 1
+    assert end_of_turn[0] not in {token for token, _piece in strip.pieces}
+    assert "id " in strip.tooltip_for(0)
+    label = child(window, QLabel, "draftTokenLabel")
+    assert label.text().startswith(f"{len(strip.pieces)} token")  # type: ignore[attr-defined]
+    assert "|" in strip.accessibleDescription()
+
+
+def test_sending_appends_without_reading_the_chat_back(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = make_window(model=starter_model)
+    send(qtbot, window, "Say one word.")
+    wait_reply_done(qtbot, window)
+    first_blocks = [window.chat_view.message_block(m.id) for m in window.current_path]
+    reads: list[int] = []
+    original = window.store.snapshot
+    monkeypatch.setattr(window.store, "snapshot", lambda cid: (reads.append(cid), original(cid))[1])
+    send(qtbot, window, "And another.")
+    wait_reply_done(qtbot, window)
+    assert reads == []  # sending and finishing never read the conversation back
+    path = window.current_path
+    assert [m.role for m in path] == ["user", "assistant", "user", "assistant"]
+    assert path == original(window.current_conversation_id).path  # in memory == stored
+    # the earlier messages' blocks were kept, not rebuilt
+    assert [window.chat_view.message_block(m.id) for m in path[:2]] == first_blocks
 
 
 # ----- where the model runs: load options, placement, the machine -----

@@ -41,12 +41,12 @@ from app.core.chats.conversation import (
     ReplyEnd,
     StoredMessage,
 )
-from app.core.errors import InvalidPresetNameError, RecordNotFoundError, StoreError
-from app.core.inference.events import GenerationStats
-from app.core.paths import AppPaths
-from app.core.inference.sampling import PRESETS, SamplingSettings
 from app.core.chats.schema import migrate, schema_version
 from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SEARCH_LIMIT, SearchHit, fts_query
+from app.core.errors import InvalidPresetNameError, RecordNotFoundError, StoreError
+from app.core.inference.events import GenerationStats
+from app.core.inference.sampling import PRESETS, SamplingSettings
+from app.core.paths import AppPaths
 
 DB_FILE_NAME = "hearth.sqlite3"
 BUSY_TIMEOUT_MS = 5000

@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.inference.engine import Engine, ProgressCallback
-from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.errors import InsufficientMemoryError, ModelLoadError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.inference.engine import Engine, ProgressCallback
+from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.machine.hardware import available_memory, gpu_free_memory, gpu_offload_supported
-from app.core.units import format_bytes
 from app.core.machine.offload import DEFAULT_MARGIN, OffloadPlan, plan_for_layers, plan_offload
+from app.core.units import format_bytes
 
 log = logging.getLogger(__name__)
 

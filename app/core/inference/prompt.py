@@ -18,8 +18,8 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from app.core.inference.messages import Message
 from app.core.errors import ChatTemplateError, ContextOverflowError, InvalidSettingError
+from app.core.inference.messages import Message
 
 Tokenizer = Callable[[str], list[int]]
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import llama_cpp
 
-from app.core.inference.messages import Message
 from app.core.errors import EngineStateError, ModelLoadError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
-from app.core.logs import route_llama_log
+from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate, fit_messages, reply_budget
 from app.core.inference.vocab import Vocabulary, ensure_backend
+from app.core.logs import route_llama_log
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ class VocabTokenizer:
     def tokenize_prompt(self, text: str) -> list[int]:
         """Tokens of rendered prompt text, with BOS as the engine adds it."""
         return self._require().tokenize_prompt(text)
+
+    def token_text(self, token_id: int) -> str:
+        """Readable text of one token (the engine's rendering)."""
+        return self._require().token_text(token_id)
 
     def count(self, text: str) -> int:
         """How many tokens `text` is."""

@@ -12,8 +12,8 @@ from typing import Any
 
 import llama_cpp
 
-from app.core.logs import route_llama_log
 from app.core.inference.prompt import ChatTemplate
+from app.core.logs import route_llama_log
 
 _backend_lock = threading.Lock()
 _backend_ready = False

@@ -49,9 +49,9 @@ from app.core.models.hub import (
     RepoFiles,
     hub_errors,
 )
-from app.core.units import format_bytes
-from app.core.paths import AppPaths
 from app.core.models.provenance import Origin, origin_of, record_origin
+from app.core.paths import AppPaths
+from app.core.units import format_bytes
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from app.core.models.model_sources import (
     other_app_models,
     source_roots,
 )
-from app.core.paths import AppPaths
 from app.core.models.provenance import Origin, forget_origin, read_origins
 from app.core.models.starter import STARTER, starter_path
+from app.core.paths import AppPaths
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from app.core.errors import HearthError, ModelFileError
 from app.core.gguf_file import GGUFInfo, TensorSize, read_gguf_info
 from app.core.machine.memory import estimate_memory
-from app.core.units import format_bytes
-from app.core.paths import AppPaths
 from app.core.models.provenance import Origin, record_origin
 from app.core.models.quantize_child import ChildJob, quantize_in_child
+from app.core.paths import AppPaths
+from app.core.units import format_bytes
 
 log = logging.getLogger(__name__)
 llama_log = logging.getLogger("llama.cpp.quantize")

@@ -23,11 +23,13 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core.inference.messages import Message
+from app.ui.chat.token_strip import DraftTokenStrip
 from app.ui.widgets import named as _named
 
 DRAFT_DEBOUNCE_MS = 150
@@ -193,6 +195,7 @@ class Composer(QWidget):
     """The message box with Send and Stop, a draft token counter and a context meter.
 
     Object names: composer (the text box), sendButton, stopButton, draftTokenLabel,
+    showTokensButton, draftTokenStrip (the draft as tokens, shown with showTokensButton),
     contextMeter.
 
     Signals:
@@ -200,11 +203,13 @@ class Composer(QWidget):
             stays until the owner calls `take_text()`).
         stopRequested(): Esc or Stop while busy.
         draftChanged(str): The draft, ~150 ms after typing pauses.
+        tokenStripToggled(bool): The draft-as-tokens strip was shown or hidden.
     """
 
     sendRequested = Signal(str)
     stopRequested = Signal()
     draftChanged = Signal(str)
+    tokenStripToggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -232,6 +237,16 @@ class Composer(QWidget):
         self._tokens.setToolTip("Tokens in your message, counted with the model's tokenizer")
         self._tokens.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self._meter = ContextMeter(self)
+        self._show_tokens = QToolButton(self)
+        _named(self._show_tokens, "showTokensButton", "Show my message as tokens")
+        self._show_tokens.setText("Tokens")
+        self._show_tokens.setCheckable(True)
+        self._show_tokens.setToolTip(
+            "Show your message split into the tokens the model reads (ids on hover)"
+        )
+        self._show_tokens.toggled.connect(self._on_show_tokens)
+        self._strip = DraftTokenStrip(self)
+        self._strip.hide()
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -241,6 +256,7 @@ class Composer(QWidget):
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self._tokens)
+        row.addWidget(self._show_tokens)
         row.addWidget(self._meter)
         row.addStretch(1)
         row.addWidget(self._stop)
@@ -248,6 +264,7 @@ class Composer(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 8)
         layout.setSpacing(4)
+        layout.addWidget(self._strip)
         layout.addWidget(self._edit)
         layout.addLayout(row)
 
@@ -283,6 +300,20 @@ class Composer(QWidget):
             self._tokens.setText("… tokens")
         else:
             self._tokens.setText(f"{count:,} token" + ("" if count == 1 else "s"))
+
+    @property
+    def token_strip(self) -> DraftTokenStrip:
+        """The draft as tokens (hidden unless shown with the Tokens button)."""
+        return self._strip
+
+    @property
+    def shows_tokens(self) -> bool:
+        """True while the draft-as-tokens strip is on."""
+        return self._show_tokens.isChecked()
+
+    def set_draft_pieces(self, pieces: Sequence[tuple[int, str]]) -> None:
+        """The draft's tokens (id and text each), for the strip."""
+        self._strip.set_pieces(pieces)
 
     def set_context_usage(self, used: int, limit: int, dropped_note: str = "") -> None:
         """Update the context meter (limit 0: unknown, no model)."""
@@ -322,6 +353,11 @@ class Composer(QWidget):
             self.stopRequested.emit()
 
     # ----- internals -----
+
+    @Slot(bool)
+    def _on_show_tokens(self, shown: bool) -> None:
+        self._strip.setVisible(shown)
+        self.tokenStripToggled.emit(shown)
 
     @Slot()
     def _on_text_changed(self) -> None:

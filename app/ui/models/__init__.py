@@ -1,1 +1,2 @@
-"""The model manager and the model dialogs: library, Hub, downloads, quantize, load options, machine report."""
+"""The model manager and the model dialogs: library, Hub, downloads, quantize, load
+options, machine report."""

@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.machine.hardware import available_memory, gpu_free_memory
+from app.core.models.catalog import CatalogEntry, load_catalog
 from app.core.models.hub import (
     SORTS,
     GatedRepoError,

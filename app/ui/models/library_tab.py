@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.models.library import LibraryFolders, LibraryModel, delete_model, scan_library
-from app.core.units import format_bytes, format_params
 from app.core.paths import AppPaths
+from app.core.units import format_bytes, format_params
 from app.ui.widgets import named
 from app.workers.background import BackgroundJob, JobSet
 

@@ -32,13 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.inference.load_options import LoadOptions
 from app.core.errors import InvalidSettingError
 from app.core.gguf_file import GGUFInfo
 from app.core.inference.gpu_fallback import plan_load
+from app.core.inference.load_options import LoadOptions
 from app.core.machine.hardware import MachineReport
-from app.core.units import format_bytes
 from app.core.machine.offload import OffloadPlan, model_layout
+from app.core.units import format_bytes
 from app.ui.widgets import named as _named
 
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")

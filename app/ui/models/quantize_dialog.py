@@ -25,8 +25,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.models.library import LibraryModel
-from app.core.units import format_bytes
-from app.core.paths import AppPaths
 from app.core.models.quantize import (
     QUANT_TARGETS,
     QuantizePlan,
@@ -34,6 +32,8 @@ from app.core.models.quantize import (
     QuantizeResult,
     plan_quantize,
 )
+from app.core.paths import AppPaths
+from app.core.units import format_bytes
 from app.ui.widgets import named
 from app.workers.background import JobSet
 from app.workers.model_jobs import QuantizeJob

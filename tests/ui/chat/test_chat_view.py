@@ -32,8 +32,9 @@ from pytestqt.qtbot import QtBot
 from app.core.chats.conversation import MessageTree, StoredMessage, reply_summary
 from app.core.inference.sampling import SamplingSettings
 from app.ui.chat import chat_view as chat_view_module
-from app.ui.chat.chat_view import ChatView, MessageBlock, MessageText
+from app.ui.chat.chat_view import ChatView
 from app.ui.chat.markdown_render import DARK, LIGHT
+from app.ui.chat.message_block import MessageBlock, MessageText
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),

@@ -14,9 +14,9 @@ from pytestqt.qtbot import QtBot
 from app.core.chats.conversation import Conversation
 from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
 from app.core.chats.store import Store
-from app.ui.conversations.conversation_list import (
+from app.ui.conversations.conversation_list import ConversationList
+from app.ui.conversations.conversation_models import (
     ConversationIdRole,
-    ConversationList,
     ConversationListModel,
     MessageIdRole,
     PinnedRole,

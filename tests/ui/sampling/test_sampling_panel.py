@@ -23,12 +23,12 @@ from pytestqt.qtbot import QtBot
 from app.core.gguf_file import read_gguf_info
 from app.core.inference.load_options import LoadedModel
 from app.core.inference.sampling import PRESETS, SamplingSettings
-from app.ui.sampling.sampling_panel import (
-    SamplingPanel,
+from app.ui.sampling.sampling_controls import (
     describe_model,
     format_stop_strings,
     parse_stop_strings,
 )
+from app.ui.sampling.sampling_panel import SamplingPanel
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),

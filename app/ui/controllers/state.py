@@ -1,0 +1,86 @@
+"""What the controllers share: the chat on show, the model in use, the reply streaming."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.core.chats.conversation import Conversation, StoredMessage
+from app.core.chats.reply_writer import ReplyWriter
+from app.core.chats.store import ConversationSnapshot
+from app.core.inference.gpu_fallback import Placement
+from app.core.inference.load_options import LoadedModel
+from app.core.inference.sampling import SamplingSettings, SettingsHolder
+
+
+@dataclass
+class ActiveReply:
+    """A reply the worker is making: where it goes, what steers it, and where it runs
+    (`placement`: the stats fields of `Placement.to_stats`)."""
+
+    request_id: int
+    conversation_id: int
+    message: StoredMessage
+    writer: ReplyWriter
+    holder: SettingsHolder
+    cancelled: bool = False
+    placement: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatState:
+    """The window's shared state, read by every controller and written by its owner.
+
+    Attributes:
+        conversation: The chat on show (None: a new chat, saved with its first message).
+            Written by the conversations controller.
+        shown: The branch and tree on show, as last read from the store (conversations).
+        pending_settings, pending_prompt: Settings and system prompt of a new chat not
+            saved yet (conversations).
+        model, model_path, placement: The model in use, the file last asked for, and where
+            it runs (models controller).
+        loads_pending: Loads started and not ended (models controller).
+        active: The reply streaming in the chat on show (replies controller).
+        shut_down: The window is closing; nothing new starts.
+    """
+
+    conversation: Conversation | None = None
+    shown: ConversationSnapshot | None = None
+    pending_settings: SamplingSettings | None = None
+    pending_prompt: str | None = None
+    model: LoadedModel | None = None
+    model_path: Path | None = None
+    placement: Placement | None = None
+    loads_pending: int = 0
+    active: ActiveReply | None = None
+    shut_down: bool = False
+
+    @property
+    def conversation_id(self) -> int | None:
+        """Id of the chat on show, or None."""
+        return self.conversation.id if self.conversation is not None else None
+
+    @property
+    def path(self) -> tuple[StoredMessage, ...]:
+        """The branch on show."""
+        return self.shown.path if self.shown is not None else ()
+
+    def showing(self, conversation_id: int) -> bool:
+        """True if that conversation is on show."""
+        return self.conversation_id == conversation_id
+
+    def can_send(self, *, ignore_busy: bool = False) -> bool:
+        """A reply can start now (a model, no load, and no reply streaming unless ignored)."""
+        return (
+            not self.shut_down
+            and self.model is not None
+            and not self.loads_pending
+            and (ignore_busy or self.active is None)
+        )
+
+    def model_name(self) -> str:
+        """The model file's name, for the replies it makes."""
+        if self.model is not None:
+            return self.model.info.path.name
+        return self.model_path.name if self.model_path is not None else "unknown"

@@ -1,0 +1,139 @@
+"""The main window's menus, actions and shortcuts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import QMainWindow, QToolButton
+
+from app.ui.controllers.chat_files import ChatFiles
+from app.ui.controllers.models import ModelController
+from app.ui.widgets import named
+
+
+@dataclass(frozen=True)
+class WindowSlots:
+    """What the window itself does for its menus."""
+
+    new_chat: Callable[[], None]
+    export_chat: Callable[[], None]
+    export_all: Callable[[], None]
+    show_sidebar: Callable[[bool], None]
+    show_panel: Callable[[bool], None]
+    focus_search: Callable[[], None]
+    stop_reply: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Menus:
+    """The actions the window enables, checks or triggers later."""
+
+    export_chat: QAction
+    load_options: QAction
+    toggle_sidebar: QAction
+    toggle_panel: QAction
+    stop: QShortcut
+
+
+def _action(
+    window: QMainWindow,
+    text: str,
+    name: str,
+    slot: object,
+    shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+) -> QAction:
+    act = QAction(text, window)
+    act.setObjectName(name)
+    if shortcut is not None:
+        act.setShortcut(QKeySequence(shortcut))
+    act.triggered.connect(slot)
+    window.addAction(act)  # shortcuts work even where the menu bar is hidden
+    return act
+
+
+def build_menus(
+    window: QMainWindow, slots: WindowSlots, models: ModelController, files: ChatFiles
+) -> Menus:
+    """File, View, Model and Help menus, and Esc to stop a reply.
+
+    Action names: newChatAction, openModelAction, importAction, exportChatAction,
+    exportAllAction, quitAction, toggleSidebarAction, toggleSettingsAction, searchAction,
+    modelManagerAction, loadOptionsAction, aboutMachineAction; shortcut stopAction.
+    """
+    bar = window.menuBar()
+    new_chat = _action(
+        window, "&New chat", "newChatAction", slots.new_chat, QKeySequence.StandardKey.New
+    )
+    open_model = _action(
+        window,
+        "&Open model…",
+        "openModelAction",
+        models.open_model_dialog,
+        QKeySequence.StandardKey.Open,
+    )
+    export_chat = _action(
+        window, "&Export this chat…", "exportChatAction", slots.export_chat, "Ctrl+E"
+    )
+    file_menu = bar.addMenu("&File")
+    file_menu.setObjectName("fileMenu")
+    file_menu.addActions([new_chat, open_model])
+    file_menu.addSeparator()
+    file_menu.addAction(_action(window, "&Import chats…", "importAction", files.import_dialog))
+    file_menu.addAction(export_chat)
+    file_menu.addAction(
+        _action(window, "Export &all chats…", "exportAllAction", slots.export_all, "Ctrl+Shift+E")
+    )
+    file_menu.addSeparator()
+    file_menu.addAction(
+        _action(window, "&Quit", "quitAction", window.close, QKeySequence.StandardKey.Quit)
+    )
+
+    toggle_sidebar = _action(
+        window, "&Conversations", "toggleSidebarAction", slots.show_sidebar, "Ctrl+B"
+    )
+    toggle_panel = _action(
+        window,
+        "&Model and settings",
+        "toggleSettingsAction",
+        slots.show_panel,
+        "Ctrl+Shift+B",
+    )
+    for toggle in (toggle_sidebar, toggle_panel):
+        toggle.setCheckable(True)
+        toggle.setChecked(True)
+    view_menu = bar.addMenu("&View")
+    view_menu.setObjectName("viewMenu")
+    view_menu.addActions([toggle_sidebar, toggle_panel])
+    view_menu.addSeparator()
+    view_menu.addAction(
+        _action(window, "&Search chats", "searchAction", slots.focus_search, "Ctrl+K")
+    )
+
+    load_options = _action(
+        window, "&Load options…", "loadOptionsAction", models.open_load_options, "Ctrl+Shift+L"
+    )
+    load_options.setEnabled(False)
+    model_menu = bar.addMenu("&Model")
+    model_menu.setObjectName("modelMenu")
+    model_menu.addAction(
+        _action(window, "&Models…", "modelManagerAction", models.open_model_manager, "Ctrl+Shift+M")
+    )
+    model_menu.addActions([open_model, load_options])
+
+    help_menu = bar.addMenu("&Help")
+    help_menu.setObjectName("helpMenu")
+    help_menu.addAction(
+        _action(window, "About this &machine…", "aboutMachineAction", models.open_machine_report)
+    )
+    for button in bar.findChildren(QToolButton):  # Qt's "more menus" button
+        named(button, "menuBarExtensionButton", "More menus")
+
+    stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), window)
+    stop.setObjectName("stopAction")
+    stop.setContext(Qt.ShortcutContext.WindowShortcut)
+    stop.activated.connect(slots.stop_reply)
+    stop.setEnabled(False)
+    return Menus(export_chat, load_options, toggle_sidebar, toggle_panel, stop)
