@@ -30,6 +30,7 @@ from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.messages import Message
 from app.core.inference.prompt import OverflowPolicy
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.token_data import TOP_N, record_from_event
 from app.core.logs import current_log_file
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
@@ -89,6 +90,9 @@ class InferenceWorker(ThreadWorker):
             freeing the previous model).
         prefillStarted(int, object): Request id and its `PrefillStarted`.
         prefillProgress(int, int, int): Request id, prompt tokens read, tokens to read.
+        tokenData(int, object): Request id and a tuple of `TokenRecord`s (id, bytes,
+            logprob, top-N alternatives, settings in force): the tokens of the `tokens`
+            signal sent right after it, in order (the alternatives asked for with `top_n`).
         tokens(int, str, int): Request id, new reply text, number of tokens it holds.
             Coalesced: at most one signal per flush interval, plus a final one.
         finished(int, object): Request id and its `GenerationDone` (cancelled ones too).
@@ -104,6 +108,7 @@ class InferenceWorker(ThreadWorker):
     unloaded = Signal()
     prefillStarted = Signal(int, object)
     prefillProgress = Signal(int, int, int)
+    tokenData = Signal(int, object)
     tokens = Signal(int, str, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
@@ -232,12 +237,15 @@ class InferenceWorker(ThreadWorker):
         if had_model and engine.loaded is None:
             self.unloaded.emit()
 
-    @Slot(int, object, object)
-    def generate(self, request_id: int, messages: object, settings: object = None) -> None:
+    @Slot(int, object, object, int)
+    def generate(
+        self, request_id: int, messages: object, settings: object = None, top_n: int = TOP_N
+    ) -> None:
         """Stream the reply to `messages` (a tuple of `Message`) as signals.
 
         `settings` is a `SettingsHolder` (read at every token, so the GUI can steer the
-        reply), a `SamplingSettings`, or None for the defaults.
+        reply), a `SamplingSettings`, or None for the defaults. `top_n` (0 to 20) is how
+        many alternatives each token's record keeps.
         """
         with self._lock:
             for stale in [rid for rid in self._cancels if rid < request_id]:
@@ -247,7 +255,7 @@ class InferenceWorker(ThreadWorker):
                 cancel.set()
         chat: tuple[Message, ...] = tuple(messages) if isinstance(messages, Sequence) else ()
         try:
-            self._generate(request_id, chat, settings, cancel)
+            self._generate(request_id, chat, settings, cancel, top_n)
         finally:
             with self._lock:
                 self._cancels.pop(request_id, None)
@@ -258,6 +266,7 @@ class InferenceWorker(ThreadWorker):
         chat: tuple[Message, ...],
         settings: object,
         cancel: threading.Event,
+        top_n: int = TOP_N,
     ) -> None:
         engine = self._engine
         if self._closed or engine is None or engine.loaded is None:
@@ -266,29 +275,33 @@ class InferenceWorker(ThreadWorker):
         holder: SettingsHolder | SamplingSettings | None = (
             settings if isinstance(settings, SettingsHolder | SamplingSettings) else None
         )
-        pending: list[str] = []
-        pending_count = 0
+        pending: list[TokenEvent] = []
         last_flush = float("-inf")  # the first token leaves at once
+        token_bytes = engine.token_bytes
+
+        def send() -> None:
+            # Records are built here, once per flush, not between two decodes of a token.
+            records = tuple(record_from_event(e, token_bytes) for e in pending)
+            self.tokenData.emit(request_id, records)
+            self.tokens.emit(request_id, "".join(e.text for e in pending), len(pending))
+            pending.clear()
+
         try:
-            for event in engine.generate(chat, holder, cancel=cancel, policy=self._policy):
+            events = engine.generate(chat, holder, cancel=cancel, policy=self._policy, top_n=top_n)
+            for event in events:
                 if isinstance(event, TokenEvent):
-                    pending.append(event.text)
-                    pending_count += 1
+                    pending.append(event)
                     now = time.monotonic()
                     if now - last_flush >= self._flush_interval_s:
-                        self.tokens.emit(request_id, "".join(pending), pending_count)
-                        pending.clear()
-                        pending_count = 0
+                        send()
                         last_flush = now
                 elif isinstance(event, PrefillProgress):
                     self.prefillProgress.emit(request_id, event.done, event.total)
                 elif isinstance(event, PrefillStarted):
                     self.prefillStarted.emit(request_id, event)
                 elif isinstance(event, GenerationDone):
-                    if pending_count:
-                        self.tokens.emit(request_id, "".join(pending), pending_count)
-                        pending.clear()
-                        pending_count = 0
+                    if pending:
+                        send()
                     self.finished.emit(request_id, event)
         except HearthError as exc:
             log.warning("reply %d failed: %s", request_id, exc)
@@ -342,7 +355,7 @@ class InferenceThread(WorkerHost):
     """
 
     _loadRequested = Signal(str, object)
-    _generateRequested = Signal(int, object, object)
+    _generateRequested = Signal(int, object, object, int)
     _unloadRequested = Signal()
 
     def __init__(
@@ -381,11 +394,15 @@ class InferenceThread(WorkerHost):
         request_id: int,
         messages: Sequence[Message],
         settings: SettingsHolder | SamplingSettings | None = None,
+        top_n: int = TOP_N,
     ) -> None:
-        """Queue a reply to a snapshot of `messages`; events carry `request_id`."""
+        """Queue a reply to a snapshot of `messages`; events carry `request_id`.
+
+        `top_n` (0 to 20): alternatives kept per token in the `tokenData` records.
+        """
         if not self.is_running:
             return
-        self._generateRequested.emit(request_id, tuple(messages), settings)
+        self._generateRequested.emit(request_id, tuple(messages), settings, top_n)
 
     def unload(self) -> None:
         """Queue freeing the model."""

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.core.chats.conversation import ReplyEnd, StoredMessage, reply_end
 from app.core.chats.store import Clock, Store
 from app.core.inference.events import GenerationDone, GenerationStats
 from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_data import TokenRecord, pack
 
 
 class ReplyWriter:
     """Saves one streaming reply as it grows, at most once per `interval` seconds.
 
-    Feed it the text deltas (`append` is O(1)); call `flush()` from a timer too, so text that
-    arrived just before a pause in tokens is saved; `finish` or `finish_generation` at the
-    end. Use one writer from one thread. `stale` turns True when the reply was deleted or
-    finished elsewhere: the caller should cancel the generation.
+    Feed it the text deltas and the token records that came with them (`append` is O(1));
+    call `flush()` from a timer too, so text that arrived just before a pause in tokens is
+    saved; `finish` or `finish_generation` at the end. Each save writes the text and the
+    token records since the last save (packed, in one transaction), so a crash keeps both up
+    to the same save; the finish packs all the records into one chunk. Use one writer from
+    one thread. `stale` turns True when the reply was deleted or finished elsewhere: the
+    caller should cancel the generation.
     """
 
     def __init__(
@@ -37,6 +41,14 @@ class ReplyWriter:
         self._parts: list[str] = []
         self._unsaved = False
         self._last_save = clock()
+        self._records: list[TokenRecord] = []
+        self._keeps_tokens = False
+        self._saved_tokens = 0
+
+    @property
+    def records(self) -> Sequence[TokenRecord]:
+        """The token records so far (do not modify)."""
+        return self._records
 
     @property
     def text(self) -> str:
@@ -45,11 +57,16 @@ class ReplyWriter:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
-    def append(self, delta: str) -> None:
-        """Add text; saves when `interval` has passed since the last save."""
-        if not delta:
+    def append(self, delta: str, records: Sequence[TokenRecord] | None = None) -> None:
+        """Add text and the token records it came with (a reply given records at least
+        once keeps token data); saves when `interval` has passed since the last save."""
+        if records is not None:
+            self._keeps_tokens = True
+            self._records.extend(records)
+        if not delta and not records:
             return
-        self._parts.append(delta)
+        if delta:
+            self._parts.append(delta)
         self._unsaved = True
         if self._clock() - self._last_save >= self.interval:
             self.flush()
@@ -58,7 +75,13 @@ class ReplyWriter:
         """Save the text now if anything is unsaved."""
         if not self._unsaved or self.stale:
             return
-        self.stale = not self.store.update_streaming_reply(self.message_id, self.text)
+        tokens = None
+        count = len(self._records)
+        if count > self._saved_tokens:
+            saved = self._saved_tokens
+            tokens = (saved, pack(self._records[saved:], first_token=saved))
+        self.stale = not self.store.update_streaming_reply(self.message_id, self.text, tokens)
+        self._saved_tokens = count
         self._unsaved = False
         self._last_save = self._clock()
 
@@ -74,8 +97,15 @@ class ReplyWriter:
         """Save the final reply (`text` defaults to what was appended); see `finish_reply`."""
         final = self.text if text is None else text
         self._unsaved = False
+        token_data = pack(self._records) if self._keeps_tokens else None
         return self.store.finish_reply(
-            self.message_id, final, status, seed=seed, settings=settings, stats=stats
+            self.message_id,
+            final,
+            status,
+            seed=seed,
+            settings=settings,
+            stats=stats,
+            token_data=token_data,
         )
 
     def finish_generation(
@@ -99,6 +129,3 @@ class ReplyWriter:
             settings=settings,
             stats=stats,
         )
-
-
-# --- row conversion -----------------------------------------------------------------------

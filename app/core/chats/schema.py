@@ -93,7 +93,26 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_migration_1]
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """Token data of replies: packed chunks (`app.core.inference.token_data`), one per save.
+
+    A streaming reply gains a chunk per save (append-only, so a save stays cheap); a
+    finished reply has one chunk. Replies made before this version have none.
+    """
+    conn.execute(
+        """
+        CREATE TABLE token_data (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            first_token INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE UNIQUE INDEX token_data_by_message ON token_data(message_id, first_token)")
+
+
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
 """Migration N is `MIGRATIONS[N - 1]`; append new ones, never edit or reorder old ones."""
 
 

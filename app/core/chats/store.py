@@ -43,9 +43,17 @@ from app.core.chats.conversation import (
 )
 from app.core.chats.schema import migrate, schema_version
 from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SEARCH_LIMIT, SearchHit, fts_query
+from app.core.chats.token_store import (
+    append_chunk,
+    messages_with_token_data,
+    raw_token_data,
+    read_token_data,
+    replace_chunks,
+)
 from app.core.errors import InvalidPresetNameError, RecordNotFoundError, StoreError
 from app.core.inference.events import GenerationStats
 from app.core.inference.sampling import PRESETS, SamplingSettings
+from app.core.inference.token_data import TokenData
 from app.core.paths import AppPaths
 
 DB_FILE_NAME = "hearth.sqlite3"
@@ -385,17 +393,51 @@ class Store:
                 raise StoreError(f"Message {reply_id} is not a reply; only replies regenerate.")
             return self.start_reply(reply.parent_id, model=model, settings=settings, seed=seed)
 
-    def update_streaming_reply(self, message_id: int, content: str) -> bool:
+    def update_streaming_reply(
+        self, message_id: int, content: str, tokens: tuple[int, bytes] | None = None
+    ) -> bool:
         """Save the text of a reply so far (one cheap UPDATE; call it about once a second).
 
+        `tokens` is `(first_token, packed chunk)`: the token data since the last save,
+        written in the same transaction as the text.
         Returns False when the reply is no longer streaming (finished, or deleted meanwhile).
         """
-        with self._lock:
-            cur = self._connection().execute(
+        if tokens is None:
+            with self._lock:
+                cur = self._connection().execute(
+                    "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'",
+                    (content, message_id),
+                )
+            return cur.rowcount > 0
+        with self.transaction() as conn:
+            cur = conn.execute(
                 "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'",
                 (content, message_id),
             )
-        return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return False
+            append_chunk(conn, message_id, tokens[0], tokens[1])
+            return True
+
+    def token_data(self, message_id: int) -> TokenData | None:
+        """A reply's token data, read only now; None if it has none (made before Hearth
+        kept token data, or imported without it).
+
+        Raises:
+            StoreError: the stored token data is damaged.
+        """
+        with self._lock:
+            return read_token_data(self._connection(), message_id)
+
+    def packed_token_data(self, message_id: int) -> list[bytes]:
+        """A reply's packed token-data chunks as stored ([] if none)."""
+        with self._lock:
+            return raw_token_data(self._connection(), message_id)
+
+    def messages_with_token_data(self, conversation_id: int) -> frozenset[int]:
+        """Ids of a conversation's replies that have token data (no data is read)."""
+        with self._lock:
+            return messages_with_token_data(self._connection(), conversation_id)
 
     def finish_reply(
         self,
@@ -406,12 +448,14 @@ class Store:
         seed: int | None = None,
         settings: SamplingSettings | None = None,
         stats: GenerationStats | Mapping[str, Any] | None = None,
+        token_data: bytes | None = None,
     ) -> StoredMessage | None:
         """Save a reply's final text and how it was made.
 
         `settings=None` keeps those given to `start_reply` (pass the final ones if a slider
         moved mid-reply). `seed=None` takes the seed in `stats` (the one the engine used),
-        else keeps the start seed.
+        else keeps the start seed. `token_data` (all of it, packed from token 0) replaces
+        the chunks the streaming saves wrote; None keeps them.
         Returns the finished message, or None if it was deleted meanwhile (a stale reply).
         """
         if status not in REPLY_ENDS:
@@ -436,6 +480,8 @@ class Store:
                     message_id,
                 ),
             )
+            if token_data is not None:
+                replace_chunks(conn, message_id, token_data)
             self._touch(conn, current.conversation_id)
             return self.message(message_id)
 
@@ -488,12 +534,16 @@ class Store:
             return len(doomed)
 
     def add_conversation_tree(
-        self, conversation: Conversation, messages: Sequence[StoredMessage]
+        self,
+        conversation: Conversation,
+        messages: Sequence[StoredMessage],
+        token_data: Mapping[int, bytes] | None = None,
     ) -> Conversation:
         """Recreate a whole conversation (import): new ids, same tree, fields and times.
 
         The ids in `conversation` and `messages` only give the shape; parents must come
-        before their children. Runs in one transaction.
+        before their children. `token_data` maps message ids (as given) to packed token
+        data. Runs in one transaction.
         """
         with self.transaction() as conn:
             cur = conn.execute(
@@ -524,6 +574,8 @@ class Store:
                     ),
                 )
                 new_ids[message.id] = _rowid(cur)
+                if token_data and message.id in token_data:
+                    replace_chunks(conn, new_ids[message.id], token_data[message.id])
             leaf = conversation.active_leaf_id
             conn.execute(
                 "UPDATE conversations SET active_leaf_id = ? WHERE id = ?",

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from app.core.errors import (
     EngineStateError,
+    InvalidSettingError,
     LoadCancelled,
     ModelLoadError,
 )
@@ -46,7 +47,7 @@ from app.core.inference.prompt import ChatTemplate, OverflowPolicy, PromptPlan, 
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
-from app.core.inference.token_probs import ProbabilityReader
+from app.core.inference.token_probs import MAX_TOP_N, TOP_N, ProbabilityReader
 from app.core.inference.vocab import Vocabulary, ensure_backend
 from app.core.logs import route_llama_log
 from app.core.machine.hardware import available_memory, default_threads
@@ -302,12 +303,22 @@ class Engine:
         *,
         cancel: threading.Event | None = None,
         policy: OverflowPolicy = OverflowPolicy.STOP,
+        top_n: int = TOP_N,
     ) -> Iterator[GenerationEvent]:
         """Stream the assistant's reply to `messages` as events, ending with `GenerationDone`.
 
-        Raises (before any event): ContextOverflowError, ChatTemplateError, EngineStateError.
+        Each `TokenEvent` carries the `top_n` (0 to 20) most likely alternatives.
+
+        Raises (before any event): ContextOverflowError, ChatTemplateError, EngineStateError,
+        InvalidSettingError (top_n out of range).
         """
         self._require()
+        if not 0 <= top_n <= MAX_TOP_N:
+            raise InvalidSettingError(
+                f"alternatives per token must be 0 to {MAX_TOP_N} (got {top_n})"
+            )
+        assert self._probs is not None
+        self._probs.top_n = top_n
         holder = settings if isinstance(settings, SettingsHolder) else SettingsHolder(settings)
         cancel = cancel or threading.Event()
         first = holder.get()
@@ -377,6 +388,7 @@ class Engine:
                         TokenAlternative(int(i), vocab.token_text(int(i)), float(lg), float(p))
                         for i, lg, p in zip(top.ids, top.logits, top.probs, strict=True)
                     ),
+                    settings=current,
                 )
                 if reply.stopped:
                     reason = StopReason.STOP_STRING

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from app.core.inference.sampling import SamplingSettings
+
 
 class StopReason(str, Enum):
     """Why a reply ended."""
@@ -54,12 +56,15 @@ class TokenEvent:
     `text` is what this token adds to the visible reply: whole UTF-8 characters only, so it
     can be empty (half a character, or text held back while it may be a stop string) and a
     later event then carries it. The concatenation of all `text` is the reply.
+    `settings` are the sampler settings it was chosen with (the same object until they
+    change).
     """
 
     token_id: int
     text: str
     prob: float
     alternatives: tuple[TokenAlternative, ...]
+    settings: SamplingSettings | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 TOP_N = 10
+MAX_TOP_N = 20
 _ROWS = 64  # the top-n search looks only inside the n groups with the highest maxima
 
 
@@ -25,11 +26,21 @@ class ProbabilityReader:
 
     def __init__(self, n_vocab: int, top_n: int = TOP_N) -> None:
         self._scratch = np.empty(n_vocab, dtype=np.float32)
+        self._n_vocab = n_vocab
         self._top_n = min(top_n, n_vocab)
         self._main = n_vocab - n_vocab % _ROWS
         self._groups = self._main // _ROWS
         self._offsets = np.arange(_ROWS) * self._groups
         self._norm = 1.0
+
+    @property
+    def top_n(self) -> int:
+        """How many alternatives `read` returns."""
+        return self._top_n
+
+    @top_n.setter
+    def top_n(self, n: int) -> None:
+        self._top_n = max(0, min(n, self._n_vocab))
 
     def read(self, logits: npt.NDArray[np.float32]) -> TopTokens:
         """Compute the normaliser and the top tokens of `logits` (one vocabulary row)."""
@@ -49,6 +60,8 @@ class ProbabilityReader:
         and several times cheaper than an argpartition of the whole row.
         """
         n = self._top_n
+        if n == 0:
+            return np.empty(0, dtype=np.intp)
         candidates: npt.NDArray[np.intp]
         if self._groups > n:
             maxima = logits[: self._main].reshape(_ROWS, self._groups).max(axis=0)
