@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QMainWindow,
@@ -54,6 +54,7 @@ from app.ui.sampling.sampling_panel import SamplingPanel
 from app.ui.status_bar import StatusWidgets, process_memory
 from app.ui.welcome_panel import WelcomePanel
 from app.ui.widgets import named
+from app.ui.window_layout import Panels, WindowLayout
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(WINDOW_TITLE)
         self.resize(1200, 760)
         self._paths = paths
+        self._layout = WindowLayout(paths.config)
         self._state = ChatState()
         self._store = Store.open(paths)
         self.interrupted_at_start = self._store.mark_interrupted_replies()
@@ -155,12 +157,14 @@ class MainWindow(QMainWindow):
             self.set_panel_visible,
             self.focus_search,
             self.stop_reply,
+            self.set_tokens_view,
         )
         menus = build_menus(self, slots, self._models, self._files)
         self._export_chat_action = menus.export_chat
         self._load_options_action = menus.load_options
         self._toggle_sidebar_action = menus.toggle_sidebar
         self._toggle_panel_action = menus.toggle_panel
+        self._tokens_action = menus.tokens
         self._stop_shortcut = menus.stop
         self._status = StatusWidgets(self.statusBar())
         self._connect()
@@ -168,7 +172,10 @@ class MainWindow(QMainWindow):
         self._counter.start()
 
         self._conversations.refresh_presets()
-        self._restore_layout()
+        panels = self._layout.restore(self, self._splitter)
+        self.set_sidebar_visible(panels.sidebar)
+        self.set_panel_visible(panels.panel)
+        self.set_tokens_view(panels.tokens)
         if self.interrupted_at_start:
             n = self.interrupted_at_start
             self.statusBar().showMessage(
@@ -485,11 +492,6 @@ class MainWindow(QMainWindow):
         """Add the chats of a Hearth JSON file (on a background job; opens the first)."""
         self._files.import_chats(path)
 
-    def export_chats(self, path: Path, ids: list[int] | None, *, markdown: bool = False) -> None:
-        """Write chats (None: all) to `path` (on a background job)."""
-        self._before_export()
-        self._files.export_chats(path, ids, markdown=markdown)
-
     def _before_export(self) -> None:
         self._replies.flush()
         self._conversations.save_settings()
@@ -551,32 +553,16 @@ class MainWindow(QMainWindow):
         self._panel.setVisible(visible)
         self._toggle_panel_action.setChecked(visible)
 
+    @Slot(bool)
+    def set_tokens_view(self, on: bool) -> None:
+        """Draw replies as their tokens (on) or as Markdown (off)."""
+        self._chat.set_tokens_default(on)
+        self._tokens_action.setChecked(on)
+
     @Slot()
     def _hide_panel(self) -> None:
         self.set_panel_visible(False)
         self._composer.focus_input()
-
-    def _layout_settings(self) -> QSettings:
-        return QSettings(str(self._paths.config / "window.ini"), QSettings.Format.IniFormat)
-
-    def _restore_layout(self) -> None:
-        settings = self._layout_settings()
-        geometry = settings.value("geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        state = settings.value("splitter")
-        if state is not None:
-            self._splitter.restoreState(state)
-        self.set_sidebar_visible(settings.value("sidebar", "true") != "false")
-        self.set_panel_visible(settings.value("panel", "true") != "false")
-
-    def _save_layout(self) -> None:
-        settings = self._layout_settings()
-        settings.setValue("geometry", self.saveGeometry())
-        settings.setValue("splitter", self._splitter.saveState())
-        settings.setValue("sidebar", "true" if self._sidebar.isVisibleTo(self) else "false")
-        settings.setValue("panel", "true" if self._panel.isVisibleTo(self) else "false")
-        settings.sync()
 
     # ----- shutdown -----
 
@@ -593,7 +579,12 @@ class MainWindow(QMainWindow):
         self._models.shutdown(SHUTDOWN_TIMEOUT_MS)
         self._files.wait(SHUTDOWN_TIMEOUT_MS)
         try:
-            self._save_layout()
+            panels = Panels(
+                self._sidebar.isVisibleTo(self),
+                self._panel.isVisibleTo(self),
+                self._chat.tokens_default,
+            )
+            self._layout.save(self, self._splitter, panels)
         except Exception:  # a layout that cannot be saved must not block closing
             log.exception("could not save the window layout")
         self._store.close()

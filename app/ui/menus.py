@@ -25,6 +25,7 @@ class WindowSlots:
     show_panel: Callable[[bool], None]
     focus_search: Callable[[], None]
     stop_reply: Callable[[], None]
+    show_tokens: Callable[[bool], None]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Menus:
     load_options: QAction
     toggle_sidebar: QAction
     toggle_panel: QAction
+    tokens: QAction
     stop: QShortcut
 
 
@@ -60,7 +62,8 @@ def build_menus(
     """File, View, Model and Help menus, and Esc to stop a reply.
 
     Action names: newChatAction, openModelAction, importAction, exportChatAction,
-    exportAllAction, quitAction, toggleSidebarAction, toggleSettingsAction, searchAction,
+    exportAllAction, quitAction, toggleSidebarAction, toggleSettingsAction, tokensViewAction,
+    searchAction,
     modelManagerAction, loadOptionsAction, aboutMachineAction; shortcut stopAction.
     """
     bar = window.menuBar()
@@ -107,6 +110,12 @@ def build_menus(
     view_menu = bar.addMenu("&View")
     view_menu.setObjectName("viewMenu")
     view_menu.addActions([toggle_sidebar, toggle_panel])
+    tokens = _action(
+        window, "Replies as &tokens", "tokensViewAction", slots.show_tokens, "Ctrl+Shift+T"
+    )
+    tokens.setCheckable(True)
+    tokens.setToolTip("Draw replies as their tokens, tinted by the model's probability")
+    view_menu.addAction(tokens)
     view_menu.addSeparator()
     view_menu.addAction(
         _action(window, "&Search chats", "searchAction", slots.focus_search, "Ctrl+K")
@@ -136,4 +145,4 @@ def build_menus(
     stop.setContext(Qt.ShortcutContext.WindowShortcut)
     stop.activated.connect(slots.stop_reply)
     stop.setEnabled(False)
-    return Menus(export_chat, load_options, toggle_sidebar, toggle_panel, stop)
+    return Menus(export_chat, load_options, toggle_sidebar, toggle_panel, tokens, stop)

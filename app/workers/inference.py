@@ -237,15 +237,21 @@ class InferenceWorker(ThreadWorker):
         if had_model and engine.loaded is None:
             self.unloaded.emit()
 
-    @Slot(int, object, object, int)
+    @Slot(int, object, object, int, object)
     def generate(
-        self, request_id: int, messages: object, settings: object = None, top_n: int = TOP_N
+        self,
+        request_id: int,
+        messages: object,
+        settings: object = None,
+        top_n: int = TOP_N,
+        continue_with: object = (),
     ) -> None:
         """Stream the reply to `messages` (a tuple of `Message`) as signals.
 
         `settings` is a `SettingsHolder` (read at every token, so the GUI can steer the
         reply), a `SamplingSettings`, or None for the defaults. `top_n` (0 to 20) is how
-        many alternatives each token's record keeps.
+        many alternatives each token's record keeps. `continue_with` (token ids) is the
+        start of the reply, already decided: generation goes on after it.
         """
         with self._lock:
             for stale in [rid for rid in self._cancels if rid < request_id]:
@@ -255,7 +261,10 @@ class InferenceWorker(ThreadWorker):
                 cancel.set()
         chat: tuple[Message, ...] = tuple(messages) if isinstance(messages, Sequence) else ()
         try:
-            self._generate(request_id, chat, settings, cancel, top_n)
+            forced = (
+                tuple(int(t) for t in continue_with) if isinstance(continue_with, tuple) else ()
+            )
+            self._generate(request_id, chat, settings, cancel, top_n, forced)
         finally:
             with self._lock:
                 self._cancels.pop(request_id, None)
@@ -267,6 +276,7 @@ class InferenceWorker(ThreadWorker):
         settings: object,
         cancel: threading.Event,
         top_n: int = TOP_N,
+        continue_with: tuple[int, ...] = (),
     ) -> None:
         engine = self._engine
         if self._closed or engine is None or engine.loaded is None:
@@ -287,7 +297,14 @@ class InferenceWorker(ThreadWorker):
             pending.clear()
 
         try:
-            events = engine.generate(chat, holder, cancel=cancel, policy=self._policy, top_n=top_n)
+            events = engine.generate(
+                chat,
+                holder,
+                cancel=cancel,
+                policy=self._policy,
+                top_n=top_n,
+                continue_with=continue_with,
+            )
             for event in events:
                 if isinstance(event, TokenEvent):
                     pending.append(event)
@@ -355,7 +372,7 @@ class InferenceThread(WorkerHost):
     """
 
     _loadRequested = Signal(str, object)
-    _generateRequested = Signal(int, object, object, int)
+    _generateRequested = Signal(int, object, object, int, object)
     _unloadRequested = Signal()
 
     def __init__(
@@ -395,14 +412,19 @@ class InferenceThread(WorkerHost):
         messages: Sequence[Message],
         settings: SettingsHolder | SamplingSettings | None = None,
         top_n: int = TOP_N,
+        continue_with: Sequence[int] = (),
     ) -> None:
         """Queue a reply to a snapshot of `messages`; events carry `request_id`.
 
         `top_n` (0 to 20): alternatives kept per token in the `tokenData` records.
+        `continue_with`: token ids the reply starts with (a branch); generation goes on
+        after them and the events cover only what follows.
         """
         if not self.is_running:
             return
-        self._generateRequested.emit(request_id, tuple(messages), settings, top_n)
+        self._generateRequested.emit(
+            request_id, tuple(messages), settings, top_n, tuple(continue_with)
+        )
 
     def unload(self) -> None:
         """Queue freeing the model."""

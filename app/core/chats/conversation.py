@@ -268,6 +268,16 @@ def reply_summary(message: StoredMessage) -> str:
     placement = stats.get("placement")
     if tokens is not None:
         parts.append(f"{tokens:.0f} tokens")
+    prompt, cached = _number(stats, "prompt_tokens"), _number(stats, "cached_tokens")
+    if prompt is not None:
+        read = prompt - (cached or 0)
+        parts.append(f"prompt {prompt:.0f} tokens ({cached or 0:.0f} cached, {read:.0f} read)")
+    branched = stats.get("branched_at")
+    if isinstance(branched, int):
+        parts.append(
+            f"branched at token {branched}: {stats.get('branched_from', '')!r} → "
+            f"{stats.get('branched_to', '')!r}"
+        )
     if isinstance(placement, str) and placement:
         parts.append(placement)
         if prefill:  # 0: the whole prompt came from the cache

@@ -44,6 +44,7 @@ class ReplyWriter:
         self._records: list[TokenRecord] = []
         self._keeps_tokens = False
         self._saved_tokens = 0
+        self._prefix = ""
 
     @property
     def records(self) -> Sequence[TokenRecord]:
@@ -56,6 +57,12 @@ class ReplyWriter:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
+
+    def start_with(self, text: str, records: Sequence[TokenRecord]) -> None:
+        """The reply begins with `text` and its `records`, decided before generation (a
+        branch at a chosen token); the generation's own text follows them."""
+        self._prefix = text
+        self.append(text, records)
 
     def append(self, delta: str, records: Sequence[TokenRecord] | None = None) -> None:
         """Add text and the token records it came with (a reply given records at least
@@ -124,7 +131,7 @@ class ReplyWriter:
             stats = {**done.stats.to_dict(), **extra_stats}
         return self.finish(
             reply_end(done.stats),
-            text=done.text,
+            text=self._prefix + done.text,
             seed=done.stats.seed,
             settings=settings,
             stats=stats,

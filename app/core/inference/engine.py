@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -304,10 +305,14 @@ class Engine:
         cancel: threading.Event | None = None,
         policy: OverflowPolicy = OverflowPolicy.STOP,
         top_n: int = TOP_N,
+        continue_with: Sequence[int] = (),
     ) -> Iterator[GenerationEvent]:
         """Stream the assistant's reply to `messages` as events, ending with `GenerationDone`.
 
         Each `TokenEvent` carries the `top_n` (0 to 20) most likely alternatives.
+        `continue_with` are token ids the reply starts with, already decided (a branch at
+        a chosen token): they are read like the prompt (from the KV cache where it holds
+        them) and the events and the reply text cover only what follows.
 
         Raises (before any event): ContextOverflowError, ChatTemplateError, EngineStateError,
         InvalidSettingError (top_n out of range).
@@ -323,6 +328,8 @@ class Engine:
         cancel = cancel or threading.Event()
         first = holder.get()
         plan = self.plan(messages, first.max_tokens, policy)
+        if continue_with:
+            plan = replace(plan, tokens=plan.tokens + tuple(int(t) for t in continue_with))
         return self._run(plan, holder, cancel)
 
     def _run(

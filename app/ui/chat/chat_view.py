@@ -38,6 +38,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.chats.conversation import MessageTree, StoredMessage
+from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_data import TokenRecord
 from app.ui.chat.message_block import LEVEL_COLOURS, MessageBlock, is_dark
 from app.ui.widgets import named as _named
 
@@ -66,6 +68,10 @@ class ChatView(QWidget):
             version.
         deleteRequested(int): A message's id.
         copied(str): Text put on the clipboard (a message, or a code block).
+        tokenDataRequested(int): A reply's tokens view opened: answer with
+            `set_token_data` (at once or later).
+        branchRequested(int, int, int): A reply's id, a token index and a rival token's
+            id: make a new version that has the rival there and goes on from it.
     """
 
     editRequested = Signal(int, str)
@@ -73,6 +79,8 @@ class ChatView(QWidget):
     siblingRequested = Signal(int, int)
     deleteRequested = Signal(int)
     copied = Signal(str)
+    tokenDataRequested = Signal(int)
+    branchRequested = Signal(int, int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -86,6 +94,7 @@ class ChatView(QWidget):
         self._following = True
         self._anchor_from_bottom: int | None = None
         self._scrolling = False
+        self._tokens_default = False
 
         self._scroll = QScrollArea(self)
         _named(self._scroll, "chatScrollArea", "Messages")
@@ -294,6 +303,8 @@ class ChatView(QWidget):
     def _make_block(self, message: StoredMessage) -> MessageBlock:
         block = MessageBlock(self, message, self.tree_position(message.id), self._dark)
         block.setParent(self._content)
+        if self._tokens_default and message.is_reply:
+            block.set_tokens_mode(True)
         return block
 
     def _build_older(self, count: int) -> None:
@@ -349,6 +360,44 @@ class ChatView(QWidget):
 
     def request_delete(self, message_id: int) -> None:
         self.deleteRequested.emit(message_id)
+
+    def request_token_data(self, message_id: int) -> None:
+        self.tokenDataRequested.emit(message_id)
+
+    def request_branch(self, message_id: int, index: int, token_id: int) -> None:
+        self.branchRequested.emit(message_id, index, token_id)
+
+    # ----- tokens -----
+
+    @property
+    def tokens_default(self) -> bool:
+        """True when replies open drawn as their tokens."""
+        return self._tokens_default
+
+    def set_tokens_default(self, on: bool) -> None:
+        """Draw every reply as its tokens (on) or as Markdown (off), now and when built."""
+        self._tokens_default = on
+        for block in list(self._blocks.values()):
+            if block.message.is_reply:
+                block.set_tokens_mode(on)
+
+    def set_token_data(
+        self,
+        message_id: int,
+        records: Sequence[TokenRecord] | None,
+        changes: Sequence[tuple[int, SamplingSettings]] = (),
+        note: str = "",
+    ) -> None:
+        """A reply's token data (None: it has none, and `note` says why)."""
+        block = self._blocks.get(message_id)
+        if block is not None:
+            block.set_token_data(records, changes, note)
+
+    def append_token_records(self, message_id: int, records: Sequence[TokenRecord]) -> None:
+        """Tokens of the reply being written (shown if its tokens view is open)."""
+        block = self._blocks.get(message_id)
+        if block is not None:
+            block.append_token_records(records)
 
     # ----- scrolling -----
 

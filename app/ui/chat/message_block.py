@@ -8,21 +8,19 @@ of a long reply as at its start. The Markdown is rendered once, when the reply f
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from typing import Protocol
 
-from PySide6.QtCore import QEvent, QSize, QSizeF, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QColor,
     QDesktopServices,
-    QFontDatabase,
     QKeyEvent,
     QPainter,
     QPaintEvent,
     QPalette,
     QResizeEvent,
     QTextCursor,
-    QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QFrame,
@@ -31,14 +29,17 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core.chats.conversation import StoredMessage, reply_summary, settings_summary
-from app.ui.chat.markdown_render import COPY_SCHEME, document_style_sheet, render_markdown
+from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_data import TokenRecord
+from app.ui.chat.markdown_render import COPY_SCHEME, render_markdown
+from app.ui.chat.message_text import MessageText
+from app.ui.chat.token_view import TokenPanel
 from app.ui.widgets import named as _named
 
 
@@ -74,6 +75,14 @@ class BlockHost(Protocol):
         """The person asked to delete a message."""
         ...
 
+    def request_token_data(self, message_id: int) -> None:
+        """A reply's tokens view opened and needs the reply's token data."""
+        ...
+
+    def request_branch(self, message_id: int, index: int, token_id: int) -> None:
+        """The person picked a rival of token `index`: branch the reply there."""
+        ...
+
 
 SEGMENT_CHARS = 1500
 """A streaming reply goes on in a new text segment at the next line break once its
@@ -99,77 +108,6 @@ LEVEL_COLOURS = {  # (light, dark)
 def is_dark(palette: QPalette) -> bool:
     """True when text sits on a dark background in this palette."""
     return palette.color(QPalette.ColorRole.Base).lightness() < 128
-
-
-class MessageText(QTextBrowser):
-    """A message's text: read-only, selectable, as tall as its content (no scroll bar).
-
-    Links arrive through `QTextBrowser.anchorClicked` (it never follows them itself).
-    """
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        _named(self, "messageText", "Message text")
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setOpenLinks(False)
-        self.setUndoRedoEnabled(False)
-        self.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextBrowserInteraction
-            | Qt.TextInteractionFlag.TextSelectableByKeyboard
-        )
-        self.viewport().setAutoFillBackground(False)
-        palette = self.palette()
-        palette.setColor(QPalette.ColorRole.Base, QColor(Qt.GlobalColor.transparent))
-        self.setPalette(palette)
-        document = self.document()
-        document.setDocumentMargin(2)
-        fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-        document.setDefaultStyleSheet(document_style_sheet(fixed.family()))
-        layout = document.documentLayout()
-        layout.documentSizeChanged.connect(self._fit_height)
-        self._cursor: QTextCursor | None = None
-
-    def sizeHint(self) -> QSize:
-        return QSize(super().sizeHint().width(), self.height())
-
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        event.ignore()  # the chat scrolls, not the message
-
-    @Slot(QSizeF)
-    def _fit_height(self, size: QSizeF) -> None:
-        height = math.ceil(size.height()) + 2 * self.frameWidth()
-        if height != self.height():
-            self.setFixedHeight(height)
-
-    def show_html(self, html: str) -> None:
-        """Replace the text with rendered HTML."""
-        self._cursor = None
-        self.setHtml(html)
-
-    def start_plain(self, text: str, *, continued: bool = False) -> None:
-        """Replace the text with plain text that `append_plain` will extend.
-
-        `continued`: this text goes on from the segment above (no top margin).
-        """
-        self.setPlainText(text)
-        if continued:
-            frame = self.document().rootFrame()
-            frame_format = frame.frameFormat()
-            frame_format.setTopMargin(0)
-            frame.setFrameFormat(frame_format)
-        cursor = QTextCursor(self.document())
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        self._cursor = cursor
-
-    def append_plain(self, text: str) -> None:
-        """Add plain text at the end (only the last paragraph is laid out again)."""
-        if self._cursor is None:
-            self.start_plain(self.toPlainText())
-        assert self._cursor is not None
-        self._cursor.insertText(text)
 
 
 class MessageBlock(QFrame):
@@ -214,6 +152,7 @@ class MessageBlock(QFrame):
         self._body.setSpacing(0)
         self._body.addWidget(self.text)
         layout.addLayout(self._body)
+        self._tokens: TokenPanel | None = None
         self._status: QLabel | None = None
         self._stats: QLabel | None = None
         self._with_settings: QPushButton | None = None
@@ -253,6 +192,7 @@ class MessageBlock(QFrame):
             row.addWidget(self.next_button)
         self.copy_button = self._tool_button("Copy", "copyButton", "Copy message", self._on_copy)
         row.addWidget(self.copy_button)
+        self.tokens_button: QToolButton | None = None
         if self._message.role == "user":
             self.edit_button: QToolButton | None = self._tool_button(
                 "Edit", "editButton", "Edit message", self.start_edit
@@ -264,6 +204,11 @@ class MessageBlock(QFrame):
             self.regenerate_button = self._tool_button(
                 "Regenerate", "regenerateButton", "Regenerate reply", self._on_regenerate
             )
+            self.tokens_button = self._tool_button(
+                "Tokens", "tokensButton", "Show this reply as tokens", self._on_tokens_toggled
+            )
+            self.tokens_button.setCheckable(True)
+            row.addWidget(self.tokens_button)
             row.addWidget(self.regenerate_button)
         self.delete_button = self._tool_button(
             "Delete", "deleteButton", "Delete message", self._on_delete
@@ -417,6 +362,7 @@ class MessageBlock(QFrame):
         segment = MessageText(self)
         segment.start_plain(tail, continued=True)
         self._body.addWidget(segment)
+        segment.setVisible(not self.tokens_shown)
         self._segments.append(segment)
         self._segment_chars = 0
         self._paragraph_chars = 0
@@ -474,6 +420,61 @@ class MessageBlock(QFrame):
             segment.hide()
             segment.deleteLater()
         self._segments = []
+
+    # ----- tokens mode (replies) -----
+
+    @property
+    def tokens_shown(self) -> bool:
+        """True while the reply is drawn as its tokens."""
+        return self._tokens is not None and not self._tokens.isHidden()
+
+    @property
+    def token_panel(self) -> TokenPanel | None:
+        """The tokens view, once it was opened."""
+        return self._tokens
+
+    def set_tokens_mode(self, on: bool) -> None:
+        """Draw the reply as its tokens (on) or as Markdown (off)."""
+        if self.tokens_button is None:
+            return
+        self.tokens_button.setChecked(on)
+        if on and self._tokens is None:
+            self._tokens = TokenPanel(self)
+            self._tokens.branchRequested.connect(self._on_branch)
+            self._body.addWidget(self._tokens)
+            self._tokens.hide()
+            self._view.request_token_data(self._message.id)
+        if self._tokens is not None:
+            self._tokens.setVisible(on)
+        for segment in (self.text, *self._segments):
+            segment.setVisible(not on)
+
+    def set_token_data(
+        self,
+        records: Sequence[TokenRecord] | None,
+        changes: Sequence[tuple[int, SamplingSettings]] = (),
+        note: str = "",
+    ) -> None:
+        """The reply's tokens (None: it has none, `note` says why), and where the settings
+        changed along it."""
+        if self._tokens is not None:
+            self._tokens.set_data(records, note)
+            if changes:
+                self._tokens.set_settings_changes(changes)
+
+    def append_token_records(self, records: Sequence[TokenRecord]) -> None:
+        """Tokens of the reply being written, in order."""
+        if self._tokens is not None:
+            self._tokens.append_records(records)
+
+    @Slot(bool)
+    def _on_tokens_toggled(self, on: bool) -> None:
+        self.set_tokens_mode(on)
+
+    @Slot(int, int)
+    def _on_branch(self, index: int, token_id: int) -> None:
+        if not self._view.is_streaming:
+            self._view.request_branch(self._message.id, index, token_id)
 
     # ----- editing (user messages) -----
 

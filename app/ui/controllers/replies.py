@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal, Slot
 
@@ -31,12 +31,24 @@ from app.core.chats.store import ConversationSnapshot, Store
 from app.core.errors import HearthError
 from app.core.inference.events import GenerationDone, PrefillStarted
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.token_data import TokenRecord
 from app.ui.chat.chat_view import ChatView
 from app.ui.controllers.state import ActiveReply, ChatState
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The start of a reply decided before generation: the tokens kept from a reply and the
+    rival chosen at the branch point, their text, and the stats that label the version."""
+
+    records: tuple[TokenRecord, ...]
+    text: str
+    stats: dict[str, object]
+
 
 SAVE_INTERVAL_S = 0.5
 """A streaming reply is saved at least this often while tokens arrive."""
@@ -99,6 +111,7 @@ class ReplyController(QObject):
         worker = inference.worker
         worker.prefillStarted.connect(self._on_prefill_started)
         worker.prefillProgress.connect(self._on_prefill_progress)
+        worker.tokenData.connect(self._on_token_data)
         worker.tokens.connect(self._on_tokens)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -106,6 +119,8 @@ class ReplyController(QObject):
         chat.regenerateRequested.connect(self.regenerate)
         chat.siblingRequested.connect(self.show_sibling)
         chat.deleteRequested.connect(self.delete_message)
+        chat.tokenDataRequested.connect(self.show_token_data)
+        chat.branchRequested.connect(self.branch)
 
     @property
     def in_flight(self) -> int:
@@ -133,8 +148,14 @@ class ReplyController(QObject):
         self._start_reply(user.id)
         return True
 
-    def _start_reply(self, parent_id: int, settings: SamplingSettings | None = None) -> None:
-        """Create a streaming reply to `parent_id` and ask the worker for it."""
+    def _start_reply(
+        self,
+        parent_id: int,
+        settings: SamplingSettings | None = None,
+        branch: Branch | None = None,
+    ) -> None:
+        """Create a streaming reply to `parent_id` and ask the worker for it (`branch`:
+        starting with tokens already chosen)."""
         conversation = self._state.conversation
         if conversation is None:
             return
@@ -169,6 +190,8 @@ class ReplyController(QObject):
             holder=SettingsHolder(settings),
             placement=self._state.placement.to_stats() if self._state.placement else {},
         )
+        if branch is not None:
+            record.placement.update(branch.stats)
         self._replies[request_id] = record
         self._state.active = record
         if appended:
@@ -177,9 +200,15 @@ class ReplyController(QObject):
         else:
             self._chat.set_conversation(path, tree)
             self._chat.begin_reply(reply)
+        forced: tuple[int, ...] = ()
+        if branch is not None:
+            forced = tuple(r.token_id for r in branch.records)
+            record.writer.start_with(branch.text, branch.records)
+            self._chat.append_reply_text(reply.id, branch.text)
+            self._chat.append_token_records(reply.id, branch.records)
         self._flush_timer.start()
         self._snapshots.claim(conversation.id)
-        self._inference.generate(request_id, messages, record.holder)
+        self._inference.generate(request_id, messages, record.holder, continue_with=forced)
         self.changed.emit()
         self.replyStarted.emit(request_id, reply.id)
 
@@ -215,6 +244,54 @@ class ReplyController(QObject):
             self.notice.emit(exc.message, False)
             return
         self._start_reply(edited.id)
+
+    @Slot(int, int, int)
+    def branch(self, reply_id: int, index: int, token_id: int) -> None:
+        """A new version of a reply: its tokens up to `index`, then `token_id` there, then
+        whatever the model writes next with the current settings."""
+        if self._state.active is not None or not self._state.can_send(ignore_busy=True):
+            return
+        try:
+            reply = self._store.message(reply_id)
+            data = self._store.token_data(reply_id)
+        except HearthError as exc:
+            self.notice.emit(exc.message, False)
+            return
+        if reply.parent_id is None or data is None or not 0 <= index < len(data.records):
+            self.notice.emit("This reply has no token data to branch from.", False)
+            return
+        chosen = data.records[index]
+        rival = next((alt for alt in chosen.top if alt.token_id == token_id), None)
+        if rival is None or rival.token_id < 0:
+            return
+        forced = TokenRecord(rival.token_id, rival.piece, rival.logprob, chosen.top)
+        records = (*data.records[:index], forced)
+        text = b"".join(r.piece for r in records).decode("utf-8", errors="replace")
+        stats = {"branched_at": index + 1, "branched_from": chosen.text, "branched_to": rival.text}
+        self._start_reply(reply.parent_id, None, Branch(records, text, stats))
+
+    @Slot(int)
+    def show_token_data(self, message_id: int) -> None:
+        """Give the chat view a reply's token data (from the writer while it streams)."""
+        for record in self._replies.values():
+            if record.message.id == message_id:
+                self._chat.set_token_data(message_id, list(record.writer.records))
+                return
+        try:
+            data = self._store.token_data(message_id)
+        except HearthError as exc:
+            self._chat.set_token_data(message_id, None, note=exc.message)
+            return
+        if data is None:
+            self._chat.set_token_data(
+                message_id,
+                None,
+                note="This reply has no token data: it was made before Hearth kept it, or "
+                "imported without it.",
+            )
+            return
+        changes = [(change.index, change.settings) for change in data.changes]
+        self._chat.set_token_data(message_id, data.records, changes)
 
     # ----- stopping -----
 
@@ -301,6 +378,15 @@ class ReplyController(QObject):
     def _on_prefill_progress(self, request_id: int, done: int, total: int) -> None:
         if self._is_active(request_id) and total >= _PREFILL_STATUS_MIN_TOKENS:
             self.status.emit(f"Reading the prompt: {done:,} of {total:,} tokens", 3000)
+
+    @Slot(int, object)
+    def _on_token_data(self, request_id: int, records: object) -> None:
+        record = self._replies.get(request_id)
+        if record is None or not isinstance(records, tuple) or not records:
+            return
+        record.writer.append("", records)
+        if record is self._state.active:
+            self._chat.append_token_records(record.message.id, records)
 
     @Slot(int, str, int)
     def _on_tokens(self, request_id: int, text: str, _count: int) -> None:

@@ -162,7 +162,8 @@ def test_reply_summary_names_tokens_speed_first_token_stop_seed_and_settings() -
         settings=SamplingSettings(temperature=0.3, presence_penalty=0.5),
     )
     assert reply_summary(reply) == (
-        "42 tokens · 42.0 tokens/s · first token 123 ms · stop: end of turn · seed 7 · "
+        "42 tokens · prompt 20 tokens (0 cached, 20 read) · 42.0 tokens/s · first token 123 ms · "
+        "stop: end of turn · seed 7 · "
         "temperature 0.3, top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1, "
         "presence penalty 0.5, max tokens 1024"
     )
@@ -172,13 +173,19 @@ def test_reply_summary_shows_where_it_ran_with_prefill_and_decode_speed() -> Non
     where = {"placement": "GPU 16/33 + CPU", "n_gpu_layers": 16, "n_layers_total": 33}
     reply = msg(2, 1, "assistant", stats={**stats().to_dict(), **where}, seed=7)
     assert reply_summary(reply) == (
-        "42 tokens · GPU 16/33 + CPU · prefill 2000.0 tokens/s · decode 42.0 tokens/s · "
-        "first token 123 ms · stop: end of turn · seed 7"
+        "42 tokens · prompt 20 tokens (0 cached, 20 read) · GPU 16/33 + CPU · "
+        "prefill 2000.0 tokens/s · decode 42.0 tokens/s · first token 123 ms · "
+        "stop: end of turn · seed 7"
     )
     cached = {**stats().to_dict(), "prefill_tps": 0.0, "placement": "CPU · 2 threads"}
     assert reply_summary(msg(2, 1, "assistant", stats=cached)) == (
-        "42 tokens · CPU · 2 threads · decode 42.0 tokens/s · first token 123 ms · "
-        "stop: end of turn"
+        "42 tokens · prompt 20 tokens (0 cached, 20 read) · CPU · 2 threads · "
+        "decode 42.0 tokens/s · first token 123 ms · stop: end of turn"
+    )
+    branched = {**stats().to_dict(), "cached_tokens": 19}
+    branched |= {"branched_at": 3, "branched_from": " cat", "branched_to": " dog"}
+    assert reply_summary(msg(2, 1, "assistant", stats=branched)).startswith(
+        "42 tokens · prompt 20 tokens (19 cached, 1 read) · branched at token 3: ' cat' → ' dog' · "
     )
 
 

@@ -1,0 +1,83 @@
+"""A message's text: a read-only, selectable text browser as tall as its content."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QSize, QSizeF, Qt, Slot
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QWheelEvent
+from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QWidget
+
+from app.ui.chat.markdown_render import document_style_sheet
+from app.ui.widgets import named as _named
+
+
+class MessageText(QTextBrowser):
+    """A message's text: read-only, selectable, as tall as its content (no scroll bar).
+
+    Links arrive through `QTextBrowser.anchorClicked` (it never follows them itself).
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        _named(self, "messageText", "Message text")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setOpenLinks(False)
+        self.setUndoRedoEnabled(False)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextBrowserInteraction
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.viewport().setAutoFillBackground(False)
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Base, QColor(Qt.GlobalColor.transparent))
+        self.setPalette(palette)
+        document = self.document()
+        document.setDocumentMargin(2)
+        fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        document.setDefaultStyleSheet(document_style_sheet(fixed.family()))
+        layout = document.documentLayout()
+        layout.documentSizeChanged.connect(self._fit_height)
+        self._cursor: QTextCursor | None = None
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.height())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()  # the chat scrolls, not the message
+
+    @Slot(QSizeF)
+    def _fit_height(self, size: QSizeF) -> None:
+        height = math.ceil(size.height()) + 2 * self.frameWidth()
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def show_html(self, html: str) -> None:
+        """Replace the text with rendered HTML."""
+        self._cursor = None
+        self.setHtml(html)
+
+    def start_plain(self, text: str, *, continued: bool = False) -> None:
+        """Replace the text with plain text that `append_plain` will extend.
+
+        `continued`: this text goes on from the segment above (no top margin).
+        """
+        self.setPlainText(text)
+        if continued:
+            frame = self.document().rootFrame()
+            frame_format = frame.frameFormat()
+            frame_format.setTopMargin(0)
+            frame.setFrameFormat(frame_format)
+        cursor = QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        self._cursor = cursor
+
+    def append_plain(self, text: str) -> None:
+        """Add plain text at the end (only the last paragraph is laid out again)."""
+        if self._cursor is None:
+            self.start_plain(self.toPlainText())
+        assert self._cursor is not None
+        self._cursor.insertText(text)
