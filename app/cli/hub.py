@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
-from app.cli.common import data_dir_options, open_paths
+from app.cli.common import bounded_int, data_dir_options, open_paths
 
 if TYPE_CHECKING:
     from app.core.models.download import DownloadProgress
@@ -36,7 +36,9 @@ def register(sub: Any) -> None:
         default="downloads",
         help="order of the results (default: downloads)",
     )
-    search.add_argument("--limit", type=int, default=20, metavar="N", help="at most N results")
+    search.add_argument(
+        "--limit", type=bounded_int(1, 1000), default=20, metavar="N", help="at most N results"
+    )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     search.set_defaults(handler=run_search)
 

@@ -155,7 +155,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         for name, func in list(self.filters.items()):
             self.filters[name] = _counted(func)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """A call from the template: counted, with integer arguments bounded."""
         _budget().step()
         _check_arguments(args, kwargs)

@@ -13,10 +13,10 @@ from typing import Any
 
 import llama_cpp
 
-from app.core.logs import route_llama_log
 from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate
 from app.core.inference.prompt_tokens import ControlTokens, encode_prompt
+from app.core.logs import route_llama_log
 
 _ATTR_UNKNOWN = int(llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
 _ATTR_CONTROL = int(llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)

@@ -51,7 +51,7 @@ def test_template_is_sandboxed() -> None:
 
 
 def test_broken_template_is_a_clear_error() -> None:
-    with pytest.raises(ChatTemplateError, match="chat template of .* is broken"):
+    with pytest.raises(ChatTemplateError, match=r"chat template of .* is broken"):
         ChatTemplate("{% for m in messages %}")
 
 

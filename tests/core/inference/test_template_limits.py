@@ -100,11 +100,15 @@ def test_real_templates_render_long_chats_within_the_limits() -> None:
         chat += [Message("user", f"question {i} " * 20), Message("assistant", f"answer {i}")]
     text = ChatTemplate(CHATML, model="m").render(chat)
     assert text.count("<|im_start|>") == len(chat) + 1
-    assert ChatTemplate(CHATML).render(HI) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        ChatTemplate(CHATML).render(HI) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_range_still_behaves_like_range() -> None:
-    source = "{{ range(3)|list }} {{ range(5)|length }} {{ range(4)[1] }} {{ range(3)|reverse|list }}"
+    source = (
+        "{{ range(3)|list }} {{ range(5)|length }} {{ range(4)[1] }} {{ range(3)|reverse|list }}"
+    )
     assert ChatTemplate(source).render(HI) == "[0, 1, 2] 5 1 [2, 1, 0]"
 
 
