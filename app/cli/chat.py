@@ -209,8 +209,8 @@ def _fallback_hint(exc: Exception) -> str:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from app.core.inference.messages import Message
     from app.core.errors import ChatTemplateError, ContextOverflowError
+    from app.core.inference.messages import Message
 
     tolerant_output()
     cleaner = TextCleaner()

@@ -52,8 +52,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan, show the plan, quantize with a progress bar, print the sizes."""
     from app.core.models.library import resolve_model
-    from app.core.units import format_bytes
     from app.core.models.quantize import plan_quantize, run_quantize
+    from app.core.units import format_bytes
 
     paths = open_paths(args)
     source = resolve_model(args.model, paths)

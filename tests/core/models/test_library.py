@@ -30,7 +30,7 @@ from app.core.models.model_sources import source_roots
 from app.core.paths import AppPaths, app_paths
 from app.core.models.provenance import Origin, read_origins, record_origin
 from app.core.models.starter import STARTER
-from tests.core.test_model_sources import add_hf_cache_file, add_ollama_model
+from tests.core.models.test_model_sources import add_hf_cache_file, add_ollama_model
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf, write_truncated_copy
 
 GiB = 2**30
