@@ -250,8 +250,8 @@ def _read_open_file(path: Path, stream: BinaryIO, file_size: int) -> GGUFInfo:
         ) from exc
     except (_DamagedHeader, ValueError, struct.error, IndexError, OverflowError, KeyError) as exc:
         raise ModelFileError(
-            f"'{path.name}' has a damaged header ({shown(str(exc), 300)}): it is not a valid GGUF file. "
-            "Download it again or pick another file.",
+            f"'{path.name}' has a damaged header ({shown(str(exc), 300)}): it is not a valid "
+            "GGUF file. Download it again or pick another file.",
             path=path,
         ) from exc
     _check_complete(path, file_size, data_offset, tensors)
