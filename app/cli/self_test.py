@@ -174,8 +174,8 @@ def _check_model(test: SelfTest, model: str | None, paths: Any) -> str:
 
 
 def _check_generate(test: SelfTest) -> str:
-    from app.core.inference.events import GenerationDone
     from app.core.inference.messages import Message
+    from app.core.inference.events import GenerationDone
     from app.core.inference.sampling import SamplingSettings
 
     engine = test.context.get("engine")
