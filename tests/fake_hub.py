@@ -13,8 +13,9 @@ It serves what huggingface_hub 2.4 parses (read from its sources: `hf_raise_for_
 - GET /cdn/{sha256}: the bytes behind a redirect, on another origin (http://localhost:PORT)
   like the real Hub's CDN, so the Authorization header does not follow.
 
-Fault knobs (`FakeHub.faults`): drop the connection after N body bytes (once), corrupt a
-byte (same size), ignore Range, redirect resolve to the CDN, throttle. Every request is
+Fault knobs (`FakeHub.faults`): drop the connection after N body bytes (once, or one
+response after another), stall (send N bytes, then nothing), corrupt a byte (same size),
+ignore Range, redirect resolve to the CDN, throttle. Every request is
 logged in `FakeHub.requests`.
 
     python -m tests.fake_hub --size-mb 150   # serve one repo with a random file; prints its URL
@@ -23,6 +24,7 @@ logged in `FakeHub.requests`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -131,6 +133,9 @@ class Faults:
     """Fault injection, read on every request; set fields from the test."""
 
     drop_after: int | None = None  # close the connection after this many body bytes (once)
+    drops: list[int] = field(default_factory=list)  # drop_after for the next responses, in turn
+    stall_after: int | None = None  # send this many body bytes then go silent (once)
+    stall_s: float = 60.0  # how long a stall lasts before the server closes the connection
     corrupt: bool = False  # flip one byte in the middle of every file body
     ignore_range: bool = False  # answer 200 with the whole file even when asked for a Range
     redirect: bool = False  # resolve -> 302 to the CDN origin (http://localhost:PORT/cdn/...)
@@ -159,6 +164,7 @@ class FakeHub:
         self.faults = Faults()
         self.requests: list[RequestLog] = []
         self._lock = threading.Lock()
+        self.stopping = threading.Event()  # ends stalls when the hub stops
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -199,6 +205,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -224,7 +231,14 @@ class FakeHub:
     def take_drop(self) -> int | None:
         with self._lock:
             drop, self.faults.drop_after = self.faults.drop_after, None
+            if drop is None and self.faults.drops:
+                drop = self.faults.drops.pop(0)
             return drop
+
+    def take_stall(self) -> int | None:
+        with self._lock:
+            stall, self.faults.stall_after = self.faults.stall_after, None
+            return stall
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -425,6 +439,10 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return
         drop = self.hub.take_drop()
+        stall = self.hub.take_stall() if drop is None else None
+        if stall is not None:
+            self._stall(memoryview(data), stall)
+            return
         faults = self.hub.faults
         if file.source is not None and drop is None and not (faults.throttle_bps or faults.corrupt):
             with open(file.source, "rb") as source:
@@ -432,6 +450,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.entry.body_bytes = sent
             return
         self._write_body(memoryview(data), drop)
+
+    def _stall(self, body: memoryview, after: int) -> None:
+        """Send `after` bytes, then nothing until `stall_s` passes or the hub stops."""
+        sent = min(after, len(body))
+        self.wfile.write(body[:sent])
+        self.wfile.flush()
+        self.entry.body_bytes = sent
+        self.hub.stopping.wait(self.hub.faults.stall_s)
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
 
     def _write_body(self, body: memoryview, drop: int | None) -> None:
         limit = len(body) if drop is None else min(drop, len(body))

@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from app.cli.common import Parser, data_dir_options, model_options, open_paths
+from app.cli.text_input import TextCleaner, tolerant_output, tolerant_stdin
 
 log = logging.getLogger("hearth.cli")
 
@@ -64,6 +65,11 @@ def register(sub: Any) -> None:
     gen.add_argument(
         "--json", action="store_true", help="after each reply print one JSON line of stats"
     )
+    gen.add_argument(
+        "--plain-template",
+        action="store_true",
+        help="format the chat as a plain 'User:/Assistant:' transcript, not the model's template",
+    )
     parents = [data_dir_options(), model_options(), gen]
     ask = sub.add_parser("ask", parents=parents, help="one reply, streamed to stdout")
     ask.add_argument("prompt", metavar="PROMPT")
@@ -92,12 +98,14 @@ def _load_engine(args: argparse.Namespace) -> Any:
     options = LoadOptions(
         n_ctx=args.ctx if args.ctx is not None else 4096,
         n_gpu_layers=args.gpu_layers,
-        n_threads=args.threads,
+        n_threads=args.threads or None,
     )
     path = resolve_model(args.model, paths)
     engine = Engine()
     loaded = engine.load(path, options)
-    if loaded.template_is_fallback:
+    if args.plain_template and not loaded.template_is_fallback:
+        engine.template = engine.template.fallback()
+    elif loaded.template_is_fallback:
         from app.core.inference.prompt import FALLBACK_NOTICE
 
         print(f"hearth: note: {FALLBACK_NOTICE}", file=sys.stderr)
@@ -163,26 +171,53 @@ def _reply(
     return ""
 
 
+def _clean_arguments(args: argparse.Namespace, cleaner: TextCleaner) -> None:
+    """Make the text flags valid Unicode (before anything is loaded)."""
+    args.prompt = cleaner.clean(getattr(args, "prompt", ""), "the prompt")
+    if args.system:
+        args.system = cleaner.clean(args.system, "--system")
+    args.stop = [cleaner.clean(s, "--stop") for s in args.stop]
+
+
 def _ask(args: argparse.Namespace) -> int:
+    from app.core.errors import ChatTemplateError
     from app.core.inference.messages import Message
 
+    tolerant_output()
+    _clean_arguments(args, TextCleaner())
     engine, settings = _load_engine(args)
     try:
         messages = ([Message("system", args.system)] if args.system else []) + [
             Message("user", args.prompt)
         ]
         _reply(engine, messages, settings, args, sys.stdout)
+    except ChatTemplateError as exc:
+        print(f"hearth: error: {exc}{_fallback_hint(exc)}", file=sys.stderr)
+        return 1
     finally:
         engine.close()
     return 0
 
 
+def _fallback_hint(exc: Exception) -> str:
+    """How to switch to the plain transcript when the model's template failed."""
+    from app.core.errors import ChatTemplateError
+
+    if isinstance(exc, ChatTemplateError) and exc.fallback_helps:
+        return " Run again with --plain-template to use it."
+    return ""
+
+
 def _chat(args: argparse.Namespace) -> int:
-    from app.core.errors import ContextOverflowError
+    from app.core.errors import ChatTemplateError, ContextOverflowError
     from app.core.inference.messages import Message
 
+    tolerant_output()
+    cleaner = TextCleaner()
+    _clean_arguments(args, cleaner)
+    stdin = tolerant_stdin()
     engine, settings = _load_engine(args)
-    interactive = sys.stdin.isatty()
+    interactive = stdin.isatty()
     history: list[Message] = [Message("system", args.system)] if args.system else []
     if interactive:
         print(
@@ -193,7 +228,7 @@ def _chat(args: argparse.Namespace) -> int:
         while True:
             if interactive:
                 print("> ", end="", file=sys.stderr, flush=True)
-            line = sys.stdin.readline()
+            line = cleaner.clean(stdin.readline(), "the input")
             if not line or line.strip() in ("/quit", "/exit"):
                 return 0
             text = line.rstrip("\n")
@@ -202,8 +237,8 @@ def _chat(args: argparse.Namespace) -> int:
             history.append(Message("user", text))
             try:
                 reply = _reply(engine, history, settings, args, sys.stdout)
-            except ContextOverflowError as exc:
-                print(f"hearth: error: {exc}", file=sys.stderr)
+            except (ContextOverflowError, ChatTemplateError) as exc:
+                print(f"hearth: error: {exc}{_fallback_hint(exc)}", file=sys.stderr)
                 history.pop()
                 continue
             history.append(Message("assistant", reply))

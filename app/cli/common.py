@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
 from typing import NoReturn
 
 from app.core.paths import AppPaths
@@ -48,12 +50,55 @@ def model_options() -> Parser:
     )
     parent.add_argument(
         "--ctx",
-        type=int,
+        type=bounded_int(0, 2**31 - 1, "0 = the model's own"),
         metavar="N",
         help="context length in tokens (default 4096; 0 = the model's own)",
     )
     parent.add_argument(
-        "--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)"
+        "--gpu-layers",
+        type=bounded_int(-1, 2**31 - 1, "-1 = all"),
+        metavar="N",
+        help="layers to offload to the GPU (-1 = all)",
     )
-    parent.add_argument("--threads", type=int, metavar="N", help="CPU threads")
+    parent.add_argument(
+        "--threads", type=thread_count, metavar="N", help="CPU threads (0 = a default)"
+    )
     return parent
+
+
+# llama.cpp's GGML_MAX_N_THREADS: more threads than this overflow its thread pool.
+GGML_MAX_N_THREADS = 512
+# The largest id or count a flag can name (SQLite's integers are 64-bit).
+MAX_FLAG_INT = 2**63 - 1
+
+
+def bounded_int(low: int, high: int, what: str = "") -> Callable[[str], int]:
+    """An argparse `type` for a whole number in [low, high], with a one-line message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            hint = f" ({what})" if what else ""
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}{hint}")
+        return value
+
+    return parse
+
+
+def machine_threads() -> int:
+    """The most CPU threads a flag may ask for here: twice the CPUs, at most llama.cpp's 512.
+
+    Twice, not once, so a test or a benchmark may oversubscribe a small machine; far more
+    threads than CPUs hang llama.cpp's thread pool, and more than 512 crash it.
+    """
+    return max(1, min(GGML_MAX_N_THREADS, 2 * (os.cpu_count() or 1)))
+
+
+def thread_count(text: str) -> int:
+    """`--threads`: 0 (a default) up to `machine_threads()`."""
+    cpus = os.cpu_count() or 1
+    high = machine_threads()
+    return bounded_int(0, high, f"this machine has {cpus} CPU threads; 0 picks a default")(text)

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
-from app.cli.common import data_dir_options, open_paths
+from app.cli.common import bounded_int, data_dir_options, open_paths
 
 if TYPE_CHECKING:
     from app.core.models.download import DownloadProgress
@@ -36,7 +36,9 @@ def register(sub: Any) -> None:
         default="downloads",
         help="order of the results (default: downloads)",
     )
-    search.add_argument("--limit", type=int, default=20, metavar="N", help="at most N results")
+    search.add_argument(
+        "--limit", type=bounded_int(1, 1000), default=20, metavar="N", help="at most N results"
+    )
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     search.set_defaults(handler=run_search)
 
@@ -120,15 +122,20 @@ class ProgressBar:
 
         now = time.monotonic()
         if not self._interactive:
-            if progress.phase == self._last_phase and now - self._last_line < _PIPE_INTERVAL_S:
+            retrying = progress.phase == "retrying"
+            same = progress.phase == self._last_phase and not retrying
+            if same and now - self._last_line < _PIPE_INTERVAL_S:
                 return
             self._last_phase, self._last_line = progress.phase, now
         total = max(progress.total_bytes, 1)
         fraction = min(progress.done_bytes / total, 1.0)
         filled = int(fraction * _BAR_WIDTH)
         eta = _duration(progress.eta_seconds) if progress.eta_seconds is not None else "--:--"
+        label = str(progress.phase)
+        if progress.phase == "retrying":
+            label = f"retrying ({progress.retry}/{progress.retries})"
         line = (
-            f"{progress.phase:<11} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] "
+            f"{label:<15} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] "
             f"{fraction * 100:5.1f}%  {format_bytes(progress.done_bytes)}/"
             f"{format_bytes(progress.total_bytes)}  "
             f"{format_bytes(int(progress.bytes_per_second))}/s  ETA {eta}  "

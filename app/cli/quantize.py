@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from app.cli.common import UsageError, data_dir_options, open_paths
+from app.cli.common import data_dir_options, open_paths, thread_count
 
 if TYPE_CHECKING:
     from app.core.models.quantize import QuantizeProgress
@@ -43,7 +43,9 @@ def register(sub: Any) -> None:
         action="store_true",
         help="quantize a model that is already quantized (loses more quality)",
     )
-    cmd.add_argument("--threads", type=int, metavar="N", help="quantizer threads (default: all)")
+    cmd.add_argument(
+        "--threads", type=thread_count, metavar="N", help="quantizer threads (0 = all)"
+    )
     cmd.set_defaults(handler=run)
 
 
@@ -53,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from app.core.models.quantize import plan_quantize, run_quantize
     from app.core.units import format_bytes
 
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, not {args.threads}")
     paths = open_paths(args)
     source = resolve_model(args.model, paths)
     plan = plan_quantize(
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {plan.warning}", file=sys.stderr)
     bar = ProgressBar(sys.stderr)
     try:
-        result = run_quantize(plan, progress=bar.update, threads=args.threads)
+        result = run_quantize(plan, progress=bar.update, threads=args.threads or None)
     finally:
         bar.finish()
     change = result.size_bytes / plan.source_size if plan.source_size else 0.0

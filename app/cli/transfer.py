@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import data_dir_options, open_paths
+from app.cli.common import MAX_FLAG_INT, bounded_int, data_dir_options, open_paths
 
 
 def register(sub: Any) -> None:
@@ -25,7 +25,12 @@ def register(sub: Any) -> None:
         help="file format (default: from the -o suffix, else json)",
     )
     which = export.add_mutually_exclusive_group()
-    which.add_argument("--conversation", type=int, metavar="ID", help="only this conversation")
+    which.add_argument(
+        "--conversation",
+        type=bounded_int(1, MAX_FLAG_INT),
+        metavar="ID",
+        help="only this conversation",
+    )
     which.add_argument(
         "--all", action="store_true", help="every conversation not in the bin (the default)"
     )

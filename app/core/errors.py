@@ -66,7 +66,20 @@ class StarterModelError(HearthError):
 
 
 class ChatTemplateError(HearthError):
-    """The model's own chat template failed to render these messages."""
+    """The model's own chat template failed to render these messages.
+
+    `model` names the model; `fallback_helps` is True when the plain transcript format
+    (`ChatTemplate.fallback()`) would render these messages instead.
+    """
+
+    def __init__(self, message: str, *, model: str = "", fallback_helps: bool = True) -> None:
+        super().__init__(message)
+        self.model = model
+        self.fallback_helps = fallback_helps
+
+
+class PromptCancelled(HearthError):
+    """The reply was stopped while its prompt was still being prepared."""
 
 
 class StoreError(HearthError):

@@ -173,6 +173,18 @@ def read_gguf_info(path: Path | str) -> GGUFInfo:
         ) from exc
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """Text from a file, safe to print in one line: control and unprintable characters
+    escaped (\\n, \\x00, \\ufffd...), at most `limit` characters then an ellipsis."""
+    out: list[str] = []
+    for char in text[:limit]:
+        if char.isprintable() and char != "\ufffd":
+            out.append(char)
+        else:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+    return "".join(out) + ("\u2026" if len(text) > limit else "")
+
+
 def _check_regular_file(path: Path) -> int:
     """Return the logical size of a regular file, or raise the error that explains why not."""
     try:
@@ -232,14 +244,14 @@ def _read_open_file(path: Path, stream: BinaryIO, file_size: int) -> GGUFInfo:
         ) from exc
     except _UnknownTensorType as exc:
         raise UnsupportedModelError(
-            f"'{path.name}': tensor '{exc.tensor}' uses ggml type {exc.type_id}, which this "
+            f"'{path.name}': tensor '{shown(exc.tensor)}' uses ggml type {exc.type_id}, which this "
             "version of Hearth does not know: update Hearth or pick another quantization.",
             path=path,
         ) from exc
     except (_DamagedHeader, ValueError, struct.error, IndexError, OverflowError, KeyError) as exc:
         raise ModelFileError(
-            f"'{path.name}' has a damaged header ({exc}): it is not a valid GGUF file. "
-            "Download it again or pick another file.",
+            f"'{path.name}' has a damaged header ({shown(str(exc), 300)}): it is not a valid "
+            "GGUF file. Download it again or pick another file.",
             path=path,
         ) from exc
     _check_complete(path, file_size, data_offset, tensors)
@@ -370,17 +382,19 @@ def _parse_header(
     for _ in range(n_keys):
         key = parser.string()
         if key in metadata:
-            raise _DamagedHeader(f"metadata key '{key}' appears twice")
+            raise _DamagedHeader(f"metadata key '{shown(key)}' appears twice")
         metadata[key] = parser.value(parser.u32())
     tensors = [_read_tensor_info(parser) for _ in range(n_tensors)]
     if len({tensor.name for tensor in tensors}) != len(tensors):
         raise _DamagedHeader("two tensors share a name")
     alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise _DamagedHeader(f"general.alignment {alignment!r} is not a power of two")
+        raise _DamagedHeader(f"general.alignment {shown(repr(alignment))} is not a power of two")
     for tensor in tensors:
         if tensor.offset % alignment:
-            raise _DamagedHeader(f"tensor '{tensor.name}' is not aligned to {alignment} bytes")
+            raise _DamagedHeader(
+                f"tensor '{shown(tensor.name)}' is not aligned to {alignment} bytes"
+            )
     data_offset = -(-parser.offset // alignment) * alignment
     return metadata, tensors, data_offset
 
@@ -389,7 +403,7 @@ def _read_tensor_info(parser: _HeaderParser) -> _TensorInfo:
     name = parser.string()
     n_dims = parser.u32()
     if n_dims > _MAX_DIMS:
-        raise _DamagedHeader(f"tensor '{name}' has {n_dims} dimensions")
+        raise _DamagedHeader(f"tensor '{shown(name)}' has {n_dims} dimensions")
     dims = parser.unpack(f"{n_dims}Q")
     type_id = parser.u32()
     offset = parser.u64()
@@ -399,11 +413,13 @@ def _read_tensor_info(parser: _HeaderParser) -> _TensorInfo:
         raise _UnknownTensorType(name, type_id) from None
     block_size, type_size = GGML_QUANT_SIZES[ggml_type]
     if dims and dims[0] % block_size:
-        raise _DamagedHeader(f"tensor '{name}' rows do not fit whole {ggml_type.name} blocks")
+        raise _DamagedHeader(
+            f"tensor '{shown(name)}' rows do not fit whole {ggml_type.name} blocks"
+        )
     n_elements = prod(dims)
     n_bytes = n_elements // block_size * type_size
     if n_bytes > _MAX_TENSOR_BYTES:
-        raise _DamagedHeader(f"tensor '{name}' claims {n_bytes:,} bytes")
+        raise _DamagedHeader(f"tensor '{shown(name)}' claims {n_bytes:,} bytes")
     return _TensorInfo(name, ggml_type, n_elements, n_bytes, offset, tuple(dims))
 
 
@@ -444,7 +460,7 @@ def _check_architecture(path: Path, metadata: dict[str, MetadataValue]) -> str:
         )
     if architecture not in known_architectures():
         raise UnsupportedModelError(
-            f"'{path.name}': '{architecture}' is not an architecture this version of "
+            f"'{path.name}': '{shown(architecture)}' is not an architecture this version of "
             "llama.cpp knows; update Hearth or pick another model.",
             path=path,
         )

@@ -26,6 +26,7 @@ from app.core.models.library import resolve_model
 from app.core.paths import AppPaths, app_paths
 from app.ui.gui_gc import GuiThreadGarbageCollector
 from app.ui.main_window import MainWindow
+from app.ui.single_instance import SingleInstance
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,9 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
         app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
         collector = GuiThreadGarbageCollector(app)
         configure_application(app)
+        instance = claim_data_folder(paths)
+        if instance is None:
+            return 0
         try:
             window = MainWindow(paths)
         except HearthError as exc:  # e.g. a database that cannot be opened: say which and why
@@ -156,6 +160,7 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
                 window.show_missing_model(exc.message)
         window.show()
         window.focus_composer()
+        instance.show_window_on_request(window)
     except Exception as exc:  # an unexpected failure to start: log it, show where
         if window is not None:
             with _suppress_all():
@@ -171,8 +176,31 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
         logging.shutdown()
         os._exit(status or 1)
     collector.uninstall()  # the worker threads have ended; collect here one last time
+    instance.release()
     log.info("the app exited with status %d", status)
     return int(status)
+
+
+def claim_data_folder(paths: AppPaths) -> SingleInstance | None:
+    """Make this the one app on its data folder; None if another app has it (that app was
+    asked to bring its window forward, and the person is told)."""
+    instance = SingleInstance(paths.data)
+    if instance.claim():
+        return instance
+    if instance.unresponsive:
+        message = (
+            f"Hearth is already running with the data folder {paths.data}, but it does not "
+            f"answer. Close it (or end it), or delete {instance.lock_path} if no Hearth is "
+            "running."
+        )
+    else:
+        message = (
+            f"Hearth is already running with the data folder {paths.data}; "
+            "its window was brought forward."
+        )
+    log.info("%s", message)
+    print(f"hearth: {message}", file=sys.stderr)
+    return None
 
 
 @contextmanager

@@ -6,7 +6,9 @@ whole history. `KVSnapshotKeeper` lives on the inference thread, beside the work
 slots run between generations (never during one) and may touch the worker's engine:
 `save` copies the cache of the chat being left, `restore` loads the snapshot of the chat
 being opened. Snapshots stay in memory, least recently used first out, within a byte
-budget; a new model makes them all useless, so loading one clears them.
+budget sized from the machine's free RAM (`snapshot_budget`); a new model makes them all
+useless, so loading one clears them. The space they use is reported (`usageChanged`) so
+settings can show it, with a button that clears them.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.errors import HearthError
 from app.core.inference.engine import Engine
-from app.core.inference.kv_snapshot import KVSnapshot
+from app.core.inference.kv_snapshot import KVSnapshot, snapshot_budget
 from app.workers.inference import InferenceThread, InferenceWorker
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUDGET_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_SNAPSHOTS = 16
 
 
@@ -39,22 +40,25 @@ class KVSnapshotKeeper(QObject):
         saved(int, int): Conversation id and the snapshot's size in bytes.
         restored(int, int): Conversation id and how many tokens the cache now holds for it
             (0: no snapshot, or one that did not fit this model).
+        usageChanged(object, object): Bytes the snapshots take now, and the budget.
     """
 
     saved = Signal(int, int)
     restored = Signal(int, int)
+    usageChanged = Signal(object, object)
 
     def __init__(
         self,
         worker: InferenceWorker,
         *,
-        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        budget_bytes: int | None = None,
         max_snapshots: int = DEFAULT_MAX_SNAPSHOTS,
     ) -> None:
         super().__init__()
         self._worker = worker
-        self._budget = budget_bytes
+        self.budget_bytes = budget_bytes if budget_bytes is not None else snapshot_budget()
         self._max = max_snapshots
+        self._used = 0
         self._snapshots: OrderedDict[int, KVSnapshot] = OrderedDict()
         self._owner: int | None = None
         self._home_thread = QThread.currentThread()
@@ -81,11 +85,12 @@ class KVSnapshotKeeper(QObject):
             return
         size = len(snapshot.state)
         self._snapshots.pop(conversation_id, None)
-        if size > self._budget:
+        if size > self.budget_bytes:
             log.info("KV snapshot of %d bytes exceeds the budget; not kept", size)
             return
         self._snapshots[conversation_id] = snapshot
         self._evict()
+        self._report()
         self.saved.emit(conversation_id, size)
 
     @Slot(int)
@@ -112,19 +117,22 @@ class KVSnapshotKeeper(QObject):
         else:
             self._snapshots.pop(conversation_id, None)
             self._owner = None  # a failed restore leaves the cache empty
+            self._report()
         self.restored.emit(conversation_id, len(snapshot.tokens) if ok else 0)
 
     @Slot(int)
     def forget(self, conversation_id: int) -> None:
         """Drop a conversation's snapshot (deleted, or its history rewritten)."""
         self._snapshots.pop(conversation_id, None)
+        self._report()
 
     @Slot()
     @Slot(object)
     def clear(self, _model: object = None) -> None:
-        """Drop every snapshot (a model was loaded or unloaded)."""
+        """Drop every snapshot (a model was loaded or unloaded, or the person asked)."""
         self._snapshots.clear()
         self._owner = None
+        self._report()
 
     @Slot()
     def release(self) -> None:
@@ -135,6 +143,11 @@ class KVSnapshotKeeper(QObject):
             self.moveToThread(self._home_thread)
 
     # ----- helpers -----
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes the snapshots take (read on its thread, or after `usageChanged`)."""
+        return self._used
 
     @property
     def snapshot_ids(self) -> tuple[int, ...]:
@@ -150,9 +163,15 @@ class KVSnapshotKeeper(QObject):
 
     def _evict(self) -> None:
         total = sum(len(s.state) for s in self._snapshots.values())
-        while self._snapshots and (total > self._budget or len(self._snapshots) > self._max):
+        while self._snapshots and (total > self.budget_bytes or len(self._snapshots) > self._max):
             _, dropped = self._snapshots.popitem(last=False)
             total -= len(dropped.state)
+
+    def _report(self) -> None:
+        used = sum(len(s.state) for s in self._snapshots.values())
+        if used != self._used:
+            self._used = used
+            self.usageChanged.emit(used, self.budget_bytes)
 
 
 class KVSnapshots(QObject):
@@ -160,12 +179,17 @@ class KVSnapshots(QObject):
 
     Create it on the GUI thread before or after `inference.start()`; call `release()`
     before `inference.stop()`. Calls are queued behind the generations already sent.
+
+    Signals:
+        usageChanged(object, object): Bytes the snapshots take now, and the budget.
     """
 
+    usageChanged = Signal(object, object)
     _claimRequested = Signal(int)
     _saveRequested = Signal(int)
     _restoreRequested = Signal(int)
     _forgetRequested = Signal(int)
+    _clearRequested = Signal()
     _releaseRequested = Signal()
 
     def __init__(
@@ -173,11 +197,12 @@ class KVSnapshots(QObject):
         inference: InferenceThread,
         parent: QObject | None = None,
         *,
-        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        budget_bytes: int | None = None,
         max_snapshots: int = DEFAULT_MAX_SNAPSHOTS,
     ) -> None:
         super().__init__(parent)
         self._inference = inference
+        self._used = 0
         self.keeper = KVSnapshotKeeper(
             inference.worker, budget_bytes=budget_bytes, max_snapshots=max_snapshots
         )
@@ -186,8 +211,26 @@ class KVSnapshots(QObject):
         self._saveRequested.connect(self.keeper.save)
         self._restoreRequested.connect(self.keeper.restore)
         self._forgetRequested.connect(self.keeper.forget)
+        self._clearRequested.connect(self.keeper.clear)
         self._releaseRequested.connect(self.keeper.release)
+        self.budget_bytes = self.keeper.budget_bytes
+        self.keeper.usageChanged.connect(self._on_usage)
         self._released = False
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes the snapshots take, as last reported (for the settings page)."""
+        return self._used
+
+    def clear(self) -> None:
+        """Drop every snapshot (the settings page's clear button)."""
+        if not self._released:
+            self._clearRequested.emit()
+
+    @Slot(object, object)
+    def _on_usage(self, used: object, budget: object) -> None:
+        self._used = int(used)  # type: ignore[call-overload]
+        self.usageChanged.emit(used, budget)
 
     def claim(self, conversation_id: int) -> None:
         """Call just before sending a generation for `conversation_id`."""

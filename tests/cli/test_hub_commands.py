@@ -120,7 +120,7 @@ def test_pull_failures_end_with_one_clear_line(hub: FakeHub, dirs: dict[str, Pat
     hub.faults.corrupt = False
 
     hub.faults.drop_after = 100_000
-    line = one_error_line(hearth("pull", REPO, hub=hub, **dirs))
+    line = one_error_line(hearth("pull", REPO, hub=hub, **dirs, HEARTH_DOWNLOAD_RETRIES="0"))
     assert "connection dropped" in line and "resume" in line
     assert hearth("pull", REPO, hub=hub, **dirs).returncode == 0  # resumes
 
@@ -143,3 +143,18 @@ def test_pull_uses_the_token_in_hf_home_for_a_gated_repo(
     done = hearth("pull", REPO, hub=hub, **dirs)
     assert done.returncode == 0, done.stderr
     assert any(r.authorization == "Bearer hf_cli_token" for r in hub.requests)
+
+
+def test_pull_rides_out_drops_and_a_stall_by_itself(hub: FakeHub, dirs: dict[str, Path]) -> None:
+    hub.faults.drops = [20_000, 20_000, 20_000]
+    hub.faults.stall_after = 10_000
+    hub.faults.stall_s = 60
+    fast = {"HEARTH_DOWNLOAD_STALL_S": "0.5", "HEARTH_DOWNLOAD_BACKOFF_S": "0.01"}
+    result = hearth("pull", f"{REPO}:Q4_K_M", hub=hub, **dirs, **fast)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("Tiny-Q4_K_M.gguf")
+    for n in (1, 2, 3, 4):
+        assert f"retrying ({n}/5)" in result.stderr
+    assert "Traceback" not in result.stderr and "error" not in result.stderr
+    ranges = [r.range for r in hub.downloads_of("Tiny-Q4_K_M.gguf")]
+    assert ranges == [None, "bytes=20000-", "bytes=40000-", "bytes=60000-", "bytes=70000-"]

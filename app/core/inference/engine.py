@@ -28,6 +28,7 @@ from app.core.errors import (
     InvalidSettingError,
     LoadCancelled,
     ModelLoadError,
+    PromptCancelled,
 )
 from app.core.gguf_file import read_gguf_info
 from app.core.inference.backend import LOCAL_LLAMA_CPP, Capabilities
@@ -117,9 +118,14 @@ class Engine:
 
     @property
     def template(self) -> ChatTemplate:
-        """The chat template in use."""
+        """The chat template in use (set it to `template.fallback()` to use plain text)."""
         self._require()
         return self._template
+
+    @template.setter
+    def template(self, template: ChatTemplate) -> None:
+        self._require()
+        self._template = template
 
     def load(
         self,
@@ -217,7 +223,9 @@ class Engine:
             )
 
         self._model, self._ctx = model, ctx
-        self._vocab = Vocabulary(llama_cpp.llama_model_get_vocab(model), info.chat_template)
+        self._vocab = Vocabulary(
+            llama_cpp.llama_model_get_vocab(model), info.chat_template, model=path.name
+        )
         self._n_vocab = self._vocab.n_tokens
         self._probs = ProbabilityReader(self._n_vocab)
         self._template = self._vocab.template
@@ -288,11 +296,20 @@ class Engine:
         messages: Sequence[Message],
         max_tokens: int | None = None,
         policy: OverflowPolicy = OverflowPolicy.STOP,
+        *,
+        cancel: threading.Event | None = None,
     ) -> PromptPlan:
-        """Render, count and fit `messages` without generating (for counters and meters)."""
-        self._require()
+        """Render, count and fit `messages` without generating (for counters and meters).
+
+        Only the template's own markers become control tokens; `cancel` stops the render.
+        """
+        vocab = self._vocabulary()
         return plan_prompt(
-            messages, self._template, self.tokenize_prompt, self.n_ctx, max_tokens, policy
+            messages,
+            lambda chosen: vocab.encode_prompt(chosen, self._template, cancel=cancel),
+            self.n_ctx,
+            max_tokens,
+            policy,
         )
 
     # ----- generation -----
@@ -327,7 +344,10 @@ class Engine:
         holder = settings if isinstance(settings, SettingsHolder) else SettingsHolder(settings)
         cancel = cancel or threading.Event()
         first = holder.get()
-        plan = self.plan(messages, first.max_tokens, policy)
+        try:
+            plan = self.plan(messages, first.max_tokens, policy, cancel=cancel)
+        except PromptCancelled:
+            return iter((GenerationDone.cancelled_before_prompt(),))
         if continue_with:
             plan = replace(plan, tokens=plan.tokens + tuple(int(t) for t in continue_with))
         return self._run(plan, holder, cancel)

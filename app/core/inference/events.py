@@ -104,5 +104,11 @@ class GenerationDone:
     tokens: tuple[int, ...]
     stats: GenerationStats
 
+    @classmethod
+    def cancelled_before_prompt(cls) -> GenerationDone:
+        """The end of a reply stopped while its prompt was being prepared (nothing read)."""
+        stats = GenerationStats(0, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, StopReason.CANCELLED, 0)
+        return cls(text="", tail="", tokens=(), stats=stats)
+
 
 GenerationEvent = PrefillStarted | PrefillProgress | TokenEvent | GenerationDone

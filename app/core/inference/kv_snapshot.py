@@ -75,3 +75,23 @@ class KVSnapshot:
             )
         except (OSError, ValueError, KeyError, struct.error):
             return None
+
+
+MiB = 1 << 20
+MIN_SNAPSHOT_BUDGET = 64 * MiB
+MAX_SNAPSHOT_BUDGET = 2048 * MiB
+
+
+def snapshot_budget(available_ram: int | None = None) -> int:
+    """Bytes of RAM the in-memory KV snapshots may take on this machine.
+
+    A quarter of the RAM available now, at most 2 GiB and at least 64 MiB.
+
+    Args:
+        available_ram: Bytes of available RAM; None to measure it now.
+    """
+    if available_ram is None:
+        from app.core.machine.hardware import available_memory
+
+        available_ram = available_memory()
+    return max(MIN_SNAPSHOT_BUDGET, min(MAX_SNAPSHOT_BUDGET, available_ram // 4))

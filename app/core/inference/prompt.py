@@ -8,20 +8,34 @@ gets a plain transcript format, and callers are told so.
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 import jinja2
 import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from app.core.errors import ChatTemplateError, ContextOverflowError, InvalidSettingError
+from app.core.errors import (
+    ChatTemplateError,
+    ContextOverflowError,
+    InvalidSettingError,
+    PromptCancelled,
+)
 from app.core.inference.messages import Message
+from app.core.inference.template_sandbox import (
+    BoundedEnvironment,
+    RenderBudget,
+    RenderCancelled,
+    RenderStopped,
+    render_bounded,
+)
 
-Tokenizer = Callable[[str], list[int]]
+# The tokens of the prompt for some messages (rendered and tokenized).
+PromptEncoder = Callable[[Sequence[Message]], list[int]]
 
 FALLBACK_NOTICE = (
     "This model has no chat template (it may be a base model); Hearth uses a plain "
@@ -56,36 +70,62 @@ def _tojson(
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys)
 
 
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+FALLBACK_OFFER = (
+    "Hearth can use a plain 'User:/Assistant:' transcript instead (replies may be weaker)."
+)
+
+
 class ChatTemplate:
     """A chat template that renders messages into prompt text.
+
+    Rendering is bounded (`RenderBudget`: time, steps, output size) and stops when the
+    caller's cancel event is set. Every failure is a `ChatTemplateError` naming the model.
 
     Args:
         source: Jinja template text from `tokenizer.chat_template`, or None for the fallback.
         bos_token: Text of the model's BOS token, passed to the template.
         eos_token: Text of the model's EOS token, passed to the template.
+        model: The model's name, for messages.
+        limits: The budget each render starts from (its cancel is replaced per render).
     """
 
-    def __init__(self, source: str | None, bos_token: str = "", eos_token: str = "") -> None:
+    def __init__(
+        self,
+        source: str | None,
+        bos_token: str = "",
+        eos_token: str = "",
+        *,
+        model: str = "",
+        limits: RenderBudget | None = None,
+    ) -> None:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
+        self.model = model or "this model"
+        self.limits = limits or RenderBudget()
         self._template: jinja2.Template | None = None
         if source:
-            env = ImmutableSandboxedEnvironment(
+            env = BoundedEnvironment(
                 loader=jinja2.BaseLoader(),
                 trim_blocks=True,
                 lstrip_blocks=True,
                 extensions=[_IgnoreGenerationTag, jinja2.ext.loopcontrols],
             )
             env.filters["tojson"] = _tojson
+            env.wrap_filters()
             env.globals["raise_exception"] = _raise_exception
-            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            env.globals["strftime_now"] = _strftime_now
             try:
                 self._template = env.from_string(source)
-            except jinja2.TemplateError as exc:
+            except (jinja2.TemplateError, RecursionError, MemoryError) as exc:
                 raise ChatTemplateError(
-                    f"The model's chat template is broken ({exc}); Hearth cannot format "
-                    "a conversation for it. Pick another build of this model."
+                    f"The chat template of {self.model} is broken ({_describe(exc)}); Hearth "
+                    f"cannot format a conversation with it. {FALLBACK_OFFER}",
+                    model=self.model,
                 ) from exc
 
     @property
@@ -98,27 +138,93 @@ class ChatTemplate:
         """Stop strings the format itself needs (the fallback's next-turn marker)."""
         return ("\nUser:",) if self.is_fallback else ()
 
-    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
-        """The prompt text for these messages, ending where the assistant's reply begins."""
+    def fallback(self) -> ChatTemplate:
+        """The plain transcript format for the same model (what to switch to on failure)."""
+        return ChatTemplate(None, self.bos_token, self.eos_token, model=self.model)
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        add_generation_prompt: bool = True,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """The prompt text for these messages, ending where the assistant's reply begins.
+
+        Raises:
+            ChatTemplateError: The template failed, ran past its limits, rendered nothing,
+                or a message is not valid text.
+            PromptCancelled: `cancel` was set while rendering.
+        """
+        self._check_text(messages)
         if self._template is None:
             return self._render_fallback(messages, add_generation_prompt)
+        budget = replace(self.limits, cancel=cancel)
+        context = {
+            "messages": [m.as_dict() for m in messages],
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "add_generation_prompt": add_generation_prompt,
+        }
         try:
-            return self._template.render(
-                messages=[m.as_dict() for m in messages],
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-                add_generation_prompt=add_generation_prompt,
-            )
+            text = render_bounded(self._template, context, budget)
+        except RenderCancelled:
+            raise PromptCancelled("Stopped while the prompt was being prepared.") from None
+        except RenderStopped as exc:
+            raise self._error(f"was stopped: {exc.reason}") from None
         except jinja2.TemplateError as exc:
-            raise ChatTemplateError(
-                f"The model's chat template rejected this conversation: {exc}"
-            ) from exc
+            raise self._error(f"rejected this conversation: {_describe(exc)}") from exc
+        except RecursionError:
+            raise self._error("recursed too deeply (a macro that calls itself?)") from None
+        except MemoryError:
+            raise self._error("ran out of memory") from None
+        except Exception as exc:  # a template is code: any Python error can come out of it
+            raise self._error(f"failed: {_describe(exc)}") from exc
+        if not text.strip():
+            raise self._error("rendered nothing for this conversation")
+        bad = _lone_surrogate(text)
+        if bad is not None:
+            raise self._error(f"wrote a lone surrogate (U+{ord(text[bad]):04X}), which is not text")
+        return text
+
+    def _error(self, problem: str) -> ChatTemplateError:
+        return ChatTemplateError(
+            f"The chat template of {self.model} {problem}. {FALLBACK_OFFER}", model=self.model
+        )
+
+    def _check_text(self, messages: Sequence[Message]) -> None:
+        for i, message in enumerate(messages):
+            bad = _lone_surrogate(message.content)
+            if bad is not None:
+                raise ChatTemplateError(
+                    f"Message {i + 1} ({message.role}) for {self.model} holds a lone surrogate "
+                    f"(U+{ord(message.content[bad]):04X} at character {bad + 1}), which is not "
+                    "text and cannot be given to the model; edit or delete that message.",
+                    model=self.model,
+                    fallback_helps=False,
+                )
 
     @staticmethod
     def _render_fallback(messages: Sequence[Message], add_generation_prompt: bool) -> str:
         names = {"system": "System", "user": "User", "assistant": "Assistant"}
         text = "".join(f"{names[m.role]}: {m.content}\n" for m in messages)
         return text + ("Assistant:" if add_generation_prompt else "")
+
+
+def _describe(exc: BaseException) -> str:
+    said = str(exc).strip().splitlines()
+    first = said[0] if said else ""
+    name = type(exc).__name__
+    return f"{first} ({name})" if first else name
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in `text`, or None."""
+    found = _SURROGATE.search(text)
+    return found.start() if found else None
 
 
 @dataclass(frozen=True)
@@ -203,13 +309,13 @@ def droppable_turns(messages: Sequence[Message]) -> list[set[int]]:
 
 def plan_prompt(
     messages: Sequence[Message],
-    template: ChatTemplate,
-    tokenize: Tokenizer,
+    tokens_of: PromptEncoder,
     n_ctx: int,
     max_tokens: int | None,
     policy: OverflowPolicy,
 ) -> PromptPlan:
-    """Render and tokenize, applying the overflow policy until prompt + budget fits.
+    """Render and tokenize (`tokens_of`), applying the overflow policy until prompt +
+    budget fits.
 
     Raises:
         ContextOverflowError: The policy is STOP and it does not fit, or even the system
@@ -218,10 +324,6 @@ def plan_prompt(
     if not messages:
         raise InvalidSettingError("a conversation needs at least one message")
     budget = reply_budget(max_tokens, n_ctx)
-
-    def tokens_of(chosen: Sequence[Message]) -> list[int]:
-        return tokenize(template.render(chosen))
-
     if policy is OverflowPolicy.STOP:
         tokens = tokens_of(messages)
         if len(tokens) + budget > n_ctx:

@@ -84,7 +84,9 @@ class VocabTokenizer:
         self._vocab: Vocabulary | None = None
         try:
             self._vocab = Vocabulary(
-                llama_cpp.llama_model_get_vocab(model), self.info.chat_template
+                llama_cpp.llama_model_get_vocab(model),
+                self.info.chat_template,
+                model=self.path.name,
             )
         except Exception:
             self.close()
@@ -145,7 +147,8 @@ class VocabTokenizer:
         budget = reply_budget(max_tokens, n_ctx) if n_ctx > 0 else 0
         if not messages:
             return PromptCount(0, budget, n_ctx, ())
+        vocab = self._require()
         fit = fit_messages(
-            messages, lambda chosen: self.tokenize_prompt(chat.render(chosen)), budget, n_ctx
+            messages, lambda chosen: vocab.encode_prompt(chosen, chat), budget, n_ctx
         )
         return PromptCount(len(fit.all_tokens), budget, n_ctx, fit.dropped)

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import llama_cpp
 
+from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate
+from app.core.inference.prompt_tokens import ControlTokens, encode_prompt
 from app.core.logs import route_llama_log
+
+_ATTR_UNKNOWN = int(llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
+_ATTR_CONTROL = int(llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
+_ATTR_LSTRIP = int(llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP)
+_ATTR_RSTRIP = int(llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP)
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -35,15 +43,18 @@ class Vocabulary:
     Args:
         vocab: The `llama_vocab` pointer of a loaded model.
         chat_template: The GGUF's `tokenizer.chat_template`, or None for the fallback.
+        model: The model's name, for messages.
     """
 
-    def __init__(self, vocab: Any, chat_template: str | None) -> None:
+    def __init__(self, vocab: Any, chat_template: str | None, *, model: str = "") -> None:
         self.pointer = vocab
         self.n_tokens = int(llama_cpp.llama_vocab_n_tokens(vocab))
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
         self._bos_text = self.special_text(llama_cpp.llama_vocab_bos(vocab))
         eos_text = self.special_text(llama_cpp.llama_vocab_eos(vocab))
-        self.template = ChatTemplate(chat_template, self._bos_text, eos_text)
+        self._bos = int(llama_cpp.llama_vocab_bos(vocab))
+        self.template = ChatTemplate(chat_template, self._bos_text, eos_text, model=model)
+        self._controls: ControlTokens | None = None
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
 
@@ -70,6 +81,50 @@ class Vocabulary:
         the template has not written it already."""
         add = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return self.tokenize(text, add_special=add, parse_special=True)
+
+    @property
+    def controls(self) -> ControlTokens:
+        """The spellings of the control tokens (what `parse_special` turns into ids)."""
+        if self._controls is None:
+            ids: dict[str, int] = {}
+            lstrip: set[str] = set()
+            rstrip: set[str] = set()
+            for token in range(self.n_tokens):
+                attr = int(llama_cpp.llama_vocab_get_attr(self.pointer, token))
+                if not attr & (_ATTR_CONTROL | _ATTR_UNKNOWN):
+                    continue
+                text = self.special_text(token)
+                if text and text not in ids:
+                    ids[text] = token
+                    if attr & _ATTR_LSTRIP:
+                        lstrip.add(text)
+                    if attr & _ATTR_RSTRIP:
+                        rstrip.add(text)
+            self._controls = ControlTokens(ids, frozenset(lstrip), frozenset(rstrip))
+        return self._controls
+
+    def encode_prompt(
+        self,
+        messages: Sequence[Message],
+        template: ChatTemplate | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> list[int]:
+        """Prompt tokens for `messages`: the template's markers are control tokens and the
+        messages' text is plain text, whatever it spells; BOS as `tokenize_prompt` adds it.
+
+        Raises:
+            ChatTemplateError: The template failed.
+            PromptCancelled: `cancel` was set while rendering.
+        """
+        return encode_prompt(
+            template or self.template,
+            messages,
+            self.controls,
+            lambda text: self.tokenize(text, parse_special=False),
+            self._bos if self._add_bos and self._bos >= 0 else None,
+            cancel=cancel,
+        )
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes one token stands for (special tokens render as nothing); cached."""

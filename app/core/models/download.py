@@ -41,10 +41,12 @@ from huggingface_hub import (
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # public, lazily exported
 
 from app.core.errors import HearthError
+from app.core.models.download_retry import RetryPolicy
 from app.core.models.hub import (
     HubClient,
     HubError,
     HubFileNotFoundError,
+    HubOfflineError,
     QuantOption,
     RepoFiles,
     hub_errors,
@@ -62,14 +64,12 @@ DISK_MARGIN = 64 << 20
 PROGRESS_INTERVAL_S = 0.1
 SPEED_WINDOW_S = 5.0
 CONNECT_TIMEOUT_S = 15.0
-READ_TIMEOUT_S = 20.0
-"""A stalled connection fails after this long (so pause and cancel are never stuck)."""
 HUB_FOLDER = "hub"
 PARTIAL_FOLDER = ".partial"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _WRITE_QUEUE_CHUNKS = 8
 
-Phase = Literal["checking", "downloading", "verifying", "done"]
+Phase = Literal["checking", "downloading", "retrying", "verifying", "done"]
 DiskFree = Callable[[Path], int]
 """Free bytes on the disk holding a folder (default: `shutil.disk_usage(...).free`)."""
 PartOpener = Callable[[Path], BinaryIO]
@@ -131,7 +131,11 @@ class DownloadRequest:
 
 @dataclass(frozen=True)
 class DownloadProgress:
-    """Where a download stands (reported at most ~10 times a second)."""
+    """Where a download stands (reported at most ~10 times a second).
+
+    `retry` counts the automatic reconnections so far (0 on the first try), out of at most
+    `retries`; phase "retrying" is the wait before the next one ("retrying (2/5)").
+    """
 
     filename: str
     done_bytes: int
@@ -139,6 +143,8 @@ class DownloadProgress:
     bytes_per_second: float
     eta_seconds: float | None
     phase: Phase
+    retry: int = 0
+    retries: int = 0
 
 
 class DownloadControl:
@@ -147,17 +153,24 @@ class DownloadControl:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stop: Literal["pause", "cancel"] | None = None
+        self._stopped = threading.Event()
 
     def pause(self) -> None:
         """Stop soon and keep the partial file: the download raises `DownloadPaused`."""
         with self._lock:
             if self._stop is None:
                 self._stop = "pause"
+        self._stopped.set()
 
     def cancel(self) -> None:
         """Stop soon and delete the partial file: the download raises `DownloadCancelled`."""
         with self._lock:
             self._stop = "cancel"
+        self._stopped.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking at once when pause or cancel is asked for."""
+        self._stopped.wait(seconds)
 
     @property
     def stopping(self) -> bool:
@@ -198,8 +211,12 @@ def download_model_file(
     control: DownloadControl | None = None,
     disk_free: DiskFree | None = None,
     open_part: PartOpener | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Path:
     """Download one file (resuming a partial one), verify it and move it into place.
+
+    A connection that drops or stalls mid-file reconnects by itself (`retry`, default
+    `RetryPolicy.from_env()`), resuming with a Range request.
 
     Args:
         paths: The app's folders.
@@ -208,6 +225,7 @@ def download_model_file(
         control: Pause or cancel from another thread.
         disk_free: Free bytes of a folder's disk (injectable for tests).
         open_part: Opens the `.part` file for appending (injectable for tests).
+        retry: Automatic retries of a dropped or stalled transfer.
 
     Returns:
         The verified file in the models folder.
@@ -217,7 +235,8 @@ def download_model_file(
         DiskFullError: Not enough room before starting, or the disk filled up (the
             partial file is kept).
         ChecksumMismatchError: Wrong sha256 or size; the bad file is deleted.
-        ConnectionDroppedError: The connection broke mid-file; the partial file is kept.
+        ConnectionDroppedError: The connection broke mid-file more often than `retry`
+            allows; the partial file is kept.
         HubError: Offline, repo or file not found, gated repo, token refused.
     """
     control = control or DownloadControl()
@@ -234,7 +253,16 @@ def download_model_file(
     with _exclusive(part):
         try:
             return _download(
-                paths, request, remote, part, final, meter, control, disk_free, open_part
+                paths,
+                request,
+                remote,
+                part,
+                final,
+                meter,
+                control,
+                disk_free,
+                open_part,
+                retry or RetryPolicy.from_env(),
             )
         except DownloadCancelled:
             _remove_partial(part)
@@ -252,6 +280,7 @@ def download_option(
     control: DownloadControl | None = None,
     disk_free: DiskFree | None = None,
     open_part: PartOpener | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Path:
     """Download every file of a quant option (all shards, in order); return the first.
 
@@ -290,6 +319,7 @@ def download_option(
             control=control,
             disk_free=disk_free,
             open_part=open_part,
+            retry=retry,
         )
         first = first or path
         done_before += request.size or path.stat().st_size
@@ -306,6 +336,7 @@ def pull(
     token: str | None = None,
     progress: ProgressCallback | None = None,
     control: DownloadControl | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Path:
     """Download "owner/repo" (the recommended quant) or "owner/repo:Q4_K_M"; return its path."""
     repo_id, _, quant = spec.strip().partition(":")
@@ -324,7 +355,14 @@ def pull(
             f"{repo_id} has no {quant.upper() or 'chat model'} file; it has: {quants or 'none'}."
         )
     return download_option(
-        paths, repo, option, endpoint=endpoint, token=token, progress=progress, control=control
+        paths,
+        repo,
+        option,
+        endpoint=endpoint,
+        token=token,
+        progress=progress,
+        control=control,
+        retry=retry,
     )
 
 
@@ -431,6 +469,7 @@ def _download(
     control: DownloadControl,
     disk_free: DiskFree | None,
     open_part: PartOpener | None,
+    retry: RetryPolicy,
 ) -> Path:
     offset = _resumable_offset(part, remote)
     _check_disk(paths, remote.size - offset, disk_free, what=request.filename)
@@ -441,7 +480,9 @@ def _download(
         log.info("resuming %s/%s at byte %d", remote.repo_id, remote.filename, offset)
         _hash_existing(part, offset, digest, meter, control, remote.size)
     if offset < remote.size or remote.size == 0:
-        offset, digest = _transfer(remote, part, offset, digest, meter, control, open_part)
+        offset, digest = _transfer_with_retries(
+            remote, part, offset, digest, meter, control, open_part, retry
+        )
     meter.report("verifying", offset, remote.size, force=True)
     _verify(part, remote, offset, digest.hexdigest())
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -471,17 +512,22 @@ def _transfer(
     meter: _Meter,
     control: DownloadControl,
     open_part: PartOpener | None,
+    stall_s: float,
 ) -> tuple[int, hashlib._Hash]:
     """GET the file from `offset` on, appending to `part`.
 
     Returns:
         The bytes now in `part` and the sha256 of all of them.
+
+    Raises:
+        _Dropped: The connection broke or stalled (no byte for `stall_s`); every byte
+            that arrived is in `part`.
     """
     headers = build_hf_headers(token=remote.token)
     headers["Accept-Encoding"] = "identity"
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    timeout = httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    timeout = httpx2.Timeout(stall_s, connect=CONNECT_TIMEOUT_S)
     errors = hub_errors(
         remote.endpoint, repo_id=remote.repo_id, filename=remote.filename, revision=remote.commit
     )
@@ -498,8 +544,8 @@ def _transfer(
         if offset and response.status_code == 206:
             start = _content_range_start(response.headers.get("Content-Range"))
             if start != offset:
-                raise ConnectionDroppedError(
-                    f"The server sent {remote.filename} from byte {start}, not {offset}; try again."
+                raise _Dropped(
+                    offset, digest, f"the server sent it from byte {start}, not {offset}"
                 )
         elif offset:
             log.info(
@@ -542,11 +588,9 @@ def _transfer(
                 sink.close()
             except OSError as write_exc:
                 raise _write_error(write_exc, part, remote.size - done) from write_exc
-            raise ConnectionDroppedError(
-                f"The connection dropped while downloading {remote.filename} "
-                f"({format_bytes(done)} of {format_bytes(remote.size)} kept; {_reason(exc)}). "
-                "Try again to resume where it stopped."
-            ) from exc
+            stalled = isinstance(exc, httpx2.ReadTimeout)
+            why = f"no data for {stall_s:g} s" if stalled else _reason(exc)
+            raise _Dropped(done, digest, why) from exc
         except BaseException:
             with contextlib.suppress(OSError):
                 sink.close()
@@ -556,6 +600,65 @@ def _transfer(
         except OSError as exc:
             raise _write_error(exc, part, remote.size - done) from exc
     return done, digest
+
+
+class _Dropped(Exception):
+    """A transfer broke after `done` bytes (all in the part file, hashed in `digest`)."""
+
+    def __init__(self, done: int, digest: hashlib._Hash, reason: str) -> None:
+        super().__init__(reason)
+        self.done = done
+        self.digest = digest
+        self.reason = reason
+
+
+def _transfer_with_retries(
+    remote: _RemoteFile,
+    part: Path,
+    offset: int,
+    digest: hashlib._Hash,
+    meter: _Meter,
+    control: DownloadControl,
+    open_part: PartOpener | None,
+    policy: RetryPolicy,
+) -> tuple[int, hashlib._Hash]:
+    """`_transfer`, reconnecting after a drop or a stall with exponential backoff."""
+    retry = 0
+    while True:
+        meter.retry = (retry, policy.retries)
+        try:
+            return _transfer(
+                remote, part, offset, digest, meter, control, open_part, policy.stall_s
+            )
+        except _Dropped as exc:
+            offset, digest, reason = exc.done, exc.digest, exc.reason
+            failure: Exception = exc
+        except HubOfflineError as exc:  # reconnecting failed: the Hub answered moments ago
+            reason, failure = _reason(exc), exc
+        if retry >= policy.retries:
+            if isinstance(failure, HubOfflineError):
+                raise failure
+            tried = f" after {retry} automatic retries" if retry else ""
+            raise ConnectionDroppedError(
+                f"The connection dropped while downloading {remote.filename}{tried} "
+                f"({format_bytes(offset)} of {format_bytes(remote.size)} kept; {reason}). "
+                "Try again to resume where it stopped."
+            ) from failure
+        retry += 1
+        delay = policy.delay(retry)
+        log.warning(
+            "download of %s broke at byte %d (%s); retry %d of %d in %.1f s",
+            remote.filename,
+            offset,
+            reason,
+            retry,
+            policy.retries,
+            delay,
+        )
+        meter.retry = (retry, policy.retries)
+        meter.report("retrying", offset, remote.size, force=True)
+        control.wait(delay)
+        control.check(remote.filename)
 
 
 def _verify(part: Path, remote: _RemoteFile, done: int, sha256: str) -> None:
@@ -717,6 +820,7 @@ class _Meter:
         self._callback = callback
         self._last = 0.0
         self._samples: deque[tuple[float, int]] = deque()
+        self.retry = (0, 0)  # (retries so far, at most)
 
     def report(self, phase: Phase, done: int, total: int, *, force: bool = False) -> None:
         if self._callback is None:
@@ -733,7 +837,9 @@ class _Meter:
         then, done_then = self._samples[0]
         speed = (done - done_then) / (now - then) if now > then else 0.0
         eta = (total - done) / speed if speed > 0 and total >= done else None
-        self._callback(DownloadProgress(self._filename, done, total, speed, eta, phase))
+        self._callback(
+            DownloadProgress(self._filename, done, total, speed, eta, phase, *self.retry)
+        )
 
 
 @dataclass

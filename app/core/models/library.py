@@ -263,7 +263,7 @@ def delete_model(paths: AppPaths, model: LibraryModel) -> None:
     starter = starter_path(paths.models).resolve()
     targets: list[Path] = []
     for file in model.files:
-        real = file.resolve()
+        real = _real(file)
         if not real.is_relative_to(root):
             raise LibraryError(
                 f"{file} is outside Hearth's models folder ({paths.models}); Hearth deletes "
@@ -375,7 +375,7 @@ def _unique(candidates: Iterable[ModelCandidate]) -> list[ModelCandidate]:
     seen: set[Path] = set()
     unique: list[ModelCandidate] = []
     for candidate in candidates:
-        real = candidate.path.resolve()
+        real = _real(candidate.path)
         if real not in seen:
             seen.add(real)
             unique.append(candidate)
@@ -433,7 +433,9 @@ def _describe(
     first = ordered[0]
     files = tuple(c.path for c in ordered)
     sizes = [_size(path) for path in files]
-    if 1 in group.shards:
+    if first.problem is not None:  # not a regular file: never open it (a FIFO would block)
+        facts = _HeaderFacts(problem=first.problem)
+    elif 1 in group.shards:
         facts = cache.facts(first.path)
     else:
         facts = _HeaderFacts(
@@ -457,7 +459,7 @@ def _describe(
         n_params = round(n_params * (facts.tensor_bytes + extra) / facts.tensor_bytes)
     memory = facts.memory_needed + extra if facts.memory_needed and not is_projector else 0
     fit = "unknown" if problem or is_projector else fit_verdict(memory, *_machine(machine))
-    origin_list = [origins.get(path.resolve()) for path in files]
+    origin_list = [origins.get(_real(path)) for path in files]
     is_starter = first.source == "starter"
     deletable = is_starter or (first.source == "hearth" and all(origin_list))
     repo_id = first.repo_id or next((o.repo_id for o in origin_list if o and o.repo_id), None)
@@ -479,6 +481,14 @@ def _describe(
         memory_needed=memory,
         problem=problem,
     )
+
+
+def _real(path: Path) -> Path:
+    """The path with links resolved; the path itself for a symlink loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return path.absolute()
 
 
 def _machine(machine: MachineMemory) -> tuple[int, tuple[int, ...]]:

@@ -9,9 +9,11 @@ fake home.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ class ModelCandidate:
         repo_id: The Hub repo, when the source knows it.
         name: A name the source gives the model (Ollama's "llama3.2:3b"), else None.
         is_projector: The source says it is a vision projector (Ollama's projector layer).
+        problem: Why this name is not a model file at all (a folder, a FIFO, a symlink
+            loop...), found without opening it; None for a regular file.
     """
 
     path: Path
@@ -47,6 +51,7 @@ class ModelCandidate:
     repo_id: str | None = None
     name: str | None = None
     is_projector: bool = False
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,18 +126,56 @@ def _user_data_dir(home: Path | None, platform: str) -> Path:
 
 
 def gguf_files_in(folder: Path, source: str) -> list[ModelCandidate]:
-    """Every .gguf file under `folder` (recursively, sorted); [] if the folder is missing."""
+    """Every .gguf name under `folder` (recursively, sorted); [] if the folder is missing.
+
+    Names that are not regular files (folders, FIFOs, devices, sockets, broken links and
+    symlink loops called `*.gguf`) are listed with `problem` set; they are never opened.
+    """
     if not folder.is_dir():
         return []
     found: list[ModelCandidate] = []
     for root, dirs, files in os.walk(folder, onerror=_log_walk_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.lower().endswith(GGUF_SUFFIX) and not name.startswith("."):
-                path = Path(root) / name
-                if path.is_file():
-                    found.append(ModelCandidate(path=path, source=source))
+        named = [n for n in (*dirs, *files) if n.lower().endswith(GGUF_SUFFIX)]
+        for name in sorted(n for n in named if not n.startswith(".")):
+            path = Path(root) / name
+            found.append(ModelCandidate(path=path, source=source, problem=not_a_file(path)))
     return found
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` is not a regular file that could be a model, or None if it is one.
+
+    Looks only at the file system's entries (stat, lstat, readlink); never opens the file,
+    so a FIFO cannot block the caller.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        try:
+            is_link = stat.S_ISLNK(path.lstat().st_mode)
+        except OSError:
+            is_link = False
+        if is_link and exc.errno == errno.ELOOP:
+            return f"'{path.name}' is a symbolic link that leads back to itself (a loop)."
+        if is_link:
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"'{path.name}' is a link to '{target}', which does not exist."
+        return f"'{path.name}' cannot be looked at ({exc.strerror or exc})."
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder, not a model file"),
+        (stat.S_ISFIFO, "a named pipe (FIFO), not a model file; Hearth does not read it"),
+        (stat.S_ISCHR, "a device, not a model file"),
+        (stat.S_ISBLK, "a device, not a model file"),
+        (stat.S_ISSOCK, "a socket, not a model file"),
+    )
+    what = next((text for test, text in kinds if test(mode)), "not a regular file")
+    return f"'{path.name}' is {what}."
 
 
 def _log_walk_error(error: OSError) -> None:

@@ -48,12 +48,19 @@ def progress_text(progress: DownloadProgress) -> str:
         return "Checking the SHA-256 checksum…"
     if progress.phase == "checking":
         return "Checking free disk space and the server…"
+    if progress.phase == "retrying":
+        return (
+            f"Connection lost at {format_bytes(progress.done_bytes)}; "
+            f"retrying ({progress.retry}/{progress.retries})…"
+        )
     parts = [f"{format_bytes(progress.done_bytes)} of {format_bytes(progress.total_bytes)}"]
     if progress.bytes_per_second > 0:
         parts.append(f"{format_bytes(int(progress.bytes_per_second))}/s")
     eta = format_eta(progress.eta_seconds)
     if eta:
         parts.append(eta)
+    if progress.retry:
+        parts.append(f"retry {progress.retry}/{progress.retries}")
     return " · ".join(parts)
 
 

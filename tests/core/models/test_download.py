@@ -65,6 +65,8 @@ def gguf_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    # These tests look at one drop at a time; test_download_retry.py covers the retries.
+    monkeypatch.setenv("HEARTH_DOWNLOAD_RETRIES", "0")
     yield from serving_hub(monkeypatch, tmp_path)
 
 

@@ -277,3 +277,21 @@ def test_a_gated_repo_asks_for_a_token_then_downloads(
     with qtbot.waitSignal(queue.completed, timeout=TIMEOUT_MS):
         hub_manager.hub.download_selected()
     assert queue.items()[-1].state == "done"
+
+
+def test_a_dropped_download_shows_retrying_then_finishes(
+    qtbot: QtBot, hub_manager: ModelManager, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEARTH_DOWNLOAD_BACKOFF_S", "1.5")
+    search_and_open(qtbot, hub_manager, "tiny")
+    hub.faults.drops = [300_000, 300_000]
+    hub_manager.hub.download_selected()
+    queue = hub_manager.queue
+    key = queue.items()[0].key
+    row = hub_manager.downloads.row(key)
+    assert row is not None
+    qtbot.waitUntil(lambda: "retrying (1/5)" in row.status.text(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "retrying (2/5)" in row.status.text(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "Done" in row.status.text(), timeout=TIMEOUT_MS)
+    ranges = [r.range for r in hub.downloads_of("Tiny-Chat-Q4_K_M.gguf")]
+    assert ranges == [None, "bytes=300000-", "bytes=600000-"]
