@@ -91,7 +91,7 @@ def make_backup(db_path: Path, *, keep: int = KEEP, now: float | None = None) ->
             partial file is left).
         DatabaseDamagedError: the copy is not intact (it is not kept).
     """
-    now = time.time() if now is None else now
+    now = float(int(time.time() if now is None else now))  # the name keeps whole seconds
     folder = backup_folder(db_path)
     final = folder / f"{PREFIX}{time.strftime(_STAMP, time.localtime(now))}{SUFFIX}"
     partial = folder / f".{final.name}.partial"
