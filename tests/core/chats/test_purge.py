@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from app.core.chats import purge
@@ -64,8 +66,8 @@ def test_purge_vacuums_when_much_of_the_file_is_free(tmp_path: Path) -> None:
         ids = [fill(store, f"{MARKER}{n}", replies=4, repeat=400) for n in range(20)]
         for chat in ids:
             store.delete_conversation(chat)
-        with store._lock:  # noqa: SLF001 (everything into the main file first)
-            store._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001
+        with closing(sqlite3.connect(db)) as other:  # everything into the main file first
+            other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         before = db.stat().st_size
         assert before > 1024 * 1024
         store.purge_deleted()
@@ -75,12 +77,11 @@ def test_purge_vacuums_when_much_of_the_file_is_free(tmp_path: Path) -> None:
 
 
 def test_compact_leaves_a_mostly_full_file_alone(tmp_path: Path) -> None:
-    with Store(tmp_path / DB_FILE_NAME) as store:
+    db = tmp_path / DB_FILE_NAME
+    with Store(db) as store:
         fill(store, KEPT)
-        with store.transaction(write=False):
-            pass
-        with store._lock:  # noqa: SLF001 (the store's own connection, outside a transaction)
-            assert purge.compact(store._connection()) is False  # noqa: SLF001
+        with closing(sqlite3.connect(db)) as other:
+            assert purge.compact(other) is False
 
 
 def test_opening_the_store_erases_what_was_binned_before_the_undo_grace(tmp_path: Path) -> None:
