@@ -98,8 +98,10 @@ class QuietFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def current_log_file() -> Path | None:
-    """The file the root logger writes to (set up by `setup_logging`), if any."""
-    for handler in logging.getLogger().handlers:
+    """The file the root logger writes to: Hearth's own (`setup_logging`), else any."""
+    handlers = logging.getLogger().handlers
+    ours = [h for h in handlers if isinstance(h, QuietFileHandler)]
+    for handler in [*ours, *handlers]:
         name = getattr(handler, "baseFilename", None)
         if name:
             return Path(name)
