@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from app.core.inference.messages import Message
 from app.core.inference.events import GenerationStats, StopReason
+from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
 
 MessageRole = Literal["user", "assistant"]

@@ -33,9 +33,9 @@ from app.core.chats.conversation import (
     StoredMessage,
     reply_summary,
 )
+from app.core.chats.store import Store
 from app.core.errors import HearthError, InvalidSettingError
 from app.core.inference.sampling import SamplingSettings
-from app.core.chats.store import Store
 
 FORMAT = "hearth.conversations"
 VERSION = 1

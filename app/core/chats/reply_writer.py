@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.core.chats.conversation import ReplyEnd, StoredMessage, reply_end
+from app.core.chats.store import Clock, Store
 from app.core.inference.events import GenerationDone, GenerationStats
 from app.core.inference.sampling import SamplingSettings
-from app.core.chats.store import Clock, Store
 
 
 class ReplyWriter:

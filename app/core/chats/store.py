@@ -44,7 +44,8 @@ from app.core.chats.conversation import (
     StoredMessage,
 )
 from app.core.chats.faults import open_fault, sqlite_fault
-from app.core.chats.schema import MIGRATIONS, migrate, schema_version
+from app.core.chats.read_only import open_read_only
+from app.core.chats.schema import migrate, schema_version
 from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SEARCH_LIMIT, SearchHit, fts_query
 from app.core.errors import HearthError, InvalidPresetNameError, RecordNotFoundError, StoreError
 from app.core.inference.events import GenerationStats
@@ -114,7 +115,9 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         if read_only:
-            self._conn: sqlite3.Connection | None = _open_read_only(self.path)
+            self._conn: sqlite3.Connection | None = open_read_only(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000
+            )
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -822,52 +825,3 @@ def _conversation(row: Sequence[Any]) -> Conversation:
         system_prompt=row[6],
         active_leaf_id=row[7],
     )
-
-
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    """Open without writing anything: `mode=ro`, else `immutable` (no WAL index needed).
-
-    `immutable` is only used when the WAL holds nothing, since it would not see the WAL.
-    """
-    if not path.is_file():
-        raise StoreError(f"There is no database at {path} yet: nothing to read.", path=path)
-    wal = path.with_name(path.name + "-wal")
-    queries = ["mode=ro"]
-    if not wal.exists() or wal.stat().st_size == 0:
-        queries.append("mode=ro&immutable=1")
-    failure: sqlite3.Error | None = None
-    for query in queries:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?{query}",
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
-        )
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            version = schema_version(conn)  # the first read: a missing WAL index fails here
-        except sqlite3.Error as exc:
-            conn.close()
-            failure = failure or exc
-            if str(getattr(exc, "sqlite_errorname", "")).startswith(
-                ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-            ):
-                break
-            continue
-        if version != len(MIGRATIONS):
-            conn.close()
-            newer = version > len(MIGRATIONS)
-            raise StoreError(
-                f"The database {path} has schema version {version}; this Hearth reads "
-                f"version {len(MIGRATIONS)}. "
-                + (
-                    "Update Hearth to read it."
-                    if newer
-                    else "Open it once with write access (e.g. start the app) to upgrade it."
-                ),
-                path=path,
-            )
-        return conn
-    assert failure is not None
-    raise open_fault(failure, path) from failure
