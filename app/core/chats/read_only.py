@@ -15,10 +15,17 @@ from app.core.chats.schema import MIGRATIONS, schema_version
 from app.core.errors import StoreError
 
 
-def open_read_only(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+def open_read_only(
+    path: Path, *, timeout: float = 5.0, check_version: bool = True
+) -> sqlite3.Connection:
     """Open without writing anything: `mode=ro`, else `immutable` (no WAL index needed).
 
     `immutable` is only used when the WAL holds nothing, since it would not see the WAL.
+    `check_version=False` opens a database of any schema version (to check or repair it).
+
+    Raises:
+        DatabaseDamagedError, StorageFullError, ReadOnlyStorageError, StoreError: as
+            `faults.open_fault` says.
     """
     if not path.is_file():
         raise StoreError(f"There is no database at {path} yet: nothing to read.", path=path)
@@ -46,7 +53,7 @@ def open_read_only(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
             ):
                 break
             continue
-        if version != len(MIGRATIONS):
+        if check_version and version != len(MIGRATIONS):
             conn.close()
             newer = version > len(MIGRATIONS)
             raise StoreError(

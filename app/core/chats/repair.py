@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from app.core.chats.faults import sqlite_fault
+from app.core.chats.read_only import open_read_only
 from app.core.chats.schema import MIGRATIONS, migrate, schema_version
-from app.core.errors import StoreError
+from app.core.errors import DatabaseDamagedError, StoreError
 from app.core.storage import os_error_fault
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def check_database(path: Path) -> list[str]:
     try:
         with closing(_open_source(path)) as conn:
             rows = conn.execute("PRAGMA integrity_check").fetchall()
+    except DatabaseDamagedError as exc:
+        return [str(exc.__cause__ or exc)]
     except sqlite3.Error as exc:
         return [str(exc)]
     found = [str(row[0]) for row in rows]
@@ -150,7 +153,7 @@ def _rebuild(source_path: Path, fresh: Path) -> tuple[list[TableRecovery], int]:
         tables: list[TableRecovery] = []
         try:
             source = _open_source(source_path)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, DatabaseDamagedError) as exc:
             log.warning("the damaged database cannot be opened at all: %s", exc)
             source = None
         with closing(source) if source is not None else nullcontext():
@@ -166,7 +169,8 @@ def _rebuild(source_path: Path, fresh: Path) -> tuple[list[TableRecovery], int]:
 
 
 def _open_source(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    """The damaged file, read-only (on a read-only disk too), text decoded leniently."""
+    conn = open_read_only(path, check_version=False)
     conn.text_factory = _lenient_text
     return conn
 
