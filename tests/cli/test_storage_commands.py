@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,7 +167,7 @@ def test_repair_recovers_a_damaged_database_and_export_works_again(tmp_path: Pat
     assert f"{db} is damaged" in done.stdout
     assert "conversations: 6 recovered" in done.stdout
     assert "messages: 23 recovered, 1 lost" in done.stdout
-    kept = next(p for p in db.parent.iterdir() if ".damaged-" in p.name)
+    kept = next(p for p in db.parent.iterdir() if re.search(r"\.damaged-[0-9-]+$", p.name))
     assert f"The damaged file was kept as {kept}." in done.stdout
 
     again = hearth("repair", home=home)
