@@ -13,10 +13,12 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.chats import purge
 from app.core.chats.faults import backup_folder, sqlite_fault
 from app.core.errors import DatabaseDamagedError, StoreError
 from app.core.storage import os_error_fault
@@ -35,6 +37,7 @@ __all__ = [
     "Backup",
     "backup_folder",
     "backup_if_due",
+    "erase_from_backups",
     "list_backups",
     "make_backup",
     "total_size",
@@ -118,6 +121,37 @@ def make_backup(db_path: Path, *, keep: int = KEEP, now: float | None = None) ->
             old.path.unlink()
     log.info("backed up the database to %s", final)
     return Backup(final, final.stat().st_size, now)
+
+
+def erase_from_backups(db_path: Path, conversation_ids: Sequence[int]) -> int:
+    """Erase conversations from every backup too, as `Store.purge_deleted` does live.
+
+    Delete means delete: a conversation erased from the database must not live on for days
+    in the backups taken before. Returns how many backups held any of them; a backup that
+    cannot be changed is logged and left.
+    """
+    if not conversation_ids:
+        return 0
+    marks = ", ".join("?" * len(conversation_ids))
+    changed = 0
+    for backup in list_backups(backup_folder(db_path)):
+        try:
+            with closing(sqlite3.connect(backup.path, isolation_level=None)) as conn:
+                conn.execute("PRAGMA secure_delete = ON")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("BEGIN IMMEDIATE")
+                cur = conn.execute(
+                    f"DELETE FROM conversations WHERE id IN ({marks})", tuple(conversation_ids)
+                )
+                if cur.rowcount:
+                    purge.drop_index_traces(conn)
+                conn.execute("COMMIT")
+                if cur.rowcount:
+                    changed += 1
+                    purge.compact(conn)
+        except sqlite3.Error as exc:
+            log.warning("cannot erase deleted conversations from %s: %s", backup.path, exc)
+    return changed
 
 
 def _copy(db_path: Path, target: Path) -> None:

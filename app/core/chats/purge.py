@@ -50,6 +50,6 @@ def compact(
         vacuumed = True
         log.info("vacuumed the database: %d of %d pages were free", free, pages)
     busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
+    if busy == 1:
         log.info("the WAL could not be emptied now (another reader); it will be later")
     return vacuumed

@@ -165,8 +165,8 @@ class Store:
         store = cls(paths.data / DB_FILE_NAME, read_only=read_only)
         if not read_only:
             try:
-                backups.backup_if_due(store.path)
                 store.purge_deleted(deleted_before=time.time() - PURGE_AFTER_S)
+                backups.backup_if_due(store.path)
             except HearthError as exc:
                 log.warning("start-up care of the database skipped: %s", exc)
         return store
@@ -344,22 +344,24 @@ class Store:
         Their messages go with them, and no trace of their text stays in the file: deleted
         pages are zeroed (`secure_delete`), the full-text index is rebuilt without them,
         the WAL is emptied and the file vacuumed when much of it is free (see `purge`).
-        Returns how many conversations were erased; KV snapshots of them are the caller's.
+        They are erased from the rolling backups too. Returns how many conversations were
+        erased; KV snapshots of them are the caller's.
         """
+        where = "deleted_at IS NOT NULL" if deleted_before is None else "deleted_at < ?"
+        params = () if deleted_before is None else (deleted_before,)
         with self.transaction() as conn:
-            if deleted_before is None:
-                cur = conn.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL")
-            else:
-                cur = conn.execute(
-                    "DELETE FROM conversations WHERE deleted_at < ?", (deleted_before,)
-                )
-            count = cur.rowcount
-            if count:
+            ids = [
+                row[0]
+                for row in conn.execute(f"SELECT id FROM conversations WHERE {where}", params)
+            ]
+            conn.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
+            if ids:
                 purge.drop_index_traces(conn)
-        if count:
+        if ids:
             with self._lock, self._faults():
                 purge.compact(self._connection())
-        return count
+            backups.erase_from_backups(self.path, ids)
+        return len(ids)
 
     def _update_conversation(
         self, conversation_id: int, assignment: str, values: tuple[Any, ...]

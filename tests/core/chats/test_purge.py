@@ -47,6 +47,7 @@ def test_a_purged_conversation_leaves_no_trace_in_the_database_or_its_wal(tmp_pa
         gone = fill(store, MARKER)
         store.set_system_prompt(gone, f"Speak of {MARKER}.")
         assert store.search(MARKER)
+        backup = store.backup_now()  # yesterday's backup, taken before the delete
         store.delete_conversation(gone)
         assert traces(tmp_path, MARKER), "the bin only hides a conversation; it is still there"
 
@@ -57,6 +58,8 @@ def test_a_purged_conversation_leaves_no_trace_in_the_database_or_its_wal(tmp_pa
         assert store.search(KEPT)  # the kept conversation is still searchable
     assert traces(tmp_path, MARKER) == []
     assert traces(tmp_path, KEPT) != []
+    assert traces(backup.path.parent, MARKER) == []  # erased from the backups too
+    assert traces(backup.path.parent, KEPT) == [backup.path.name]
 
 
 def test_purge_vacuums_when_much_of_the_file_is_free(tmp_path: Path) -> None:
