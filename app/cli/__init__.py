@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import chat, doctor, hub, models, quantize, self_test, starter, transfer
+from app.cli import chat, doctor, hub, models, quantize, repair, self_test, starter, transfer
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, starter, transfer, doctor, models, quantize, hub)
+COMMANDS = (chat, starter, transfer, doctor, models, quantize, hub, repair)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if isinstance(exc, ValueError) else 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a full or read-only disk is the person's to fix: no traceback
+        fault = _storage_fault(exc)
+        if fault is None:
+            raise
+        print(f"hearth: error: {fault}", file=sys.stderr)
+        return 1
+
+
+def _storage_fault(exc: OSError) -> Exception | None:
+    from app.core.storage import os_error_fault
+
+    return os_error_fault(exc, what="Hearth cannot save its files there")
 
 
 def _run_gui(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from typing import NoReturn
 
 from app.core.paths import AppPaths
@@ -31,11 +32,15 @@ def data_dir_options() -> Parser:
 
 
 def open_paths(args: argparse.Namespace) -> AppPaths:
-    """The app's folders (created) for these arguments, with logging to the log folder."""
+    """The app's folders (created if possible) for these arguments, with logging set up."""
     from app.core.logs import setup_logging
     from app.core.paths import app_paths
 
-    paths = app_paths(args.data_dir).ensure()
+    paths = app_paths(args.data_dir)
+    # A read-only (or full) data folder: commands that only read still work; one that
+    # writes fails later with a message naming the folder (see `app.cli.main`).
+    with suppress(OSError):
+        paths.ensure()
     setup_logging(paths.logs)
     return paths
 

@@ -51,12 +51,14 @@ def register(sub: Any) -> None:
 def run_export(args: argparse.Namespace) -> int:
     """Write the export to the output file or stdout."""
     from app.core.chats.export_import import export_json, export_markdown, write_text
-    from app.core.chats.store import Store
+    from app.core.chats.store import DB_FILE_NAME, Store
     from app.core.errors import HearthError, RecordNotFoundError
 
     output: Path | None = args.output
     fmt = args.format or ("md" if output is not None and output.suffix == ".md" else "json")
-    with Store.open(open_paths(args)) as store:
+    paths = open_paths(args)
+    existing = (paths.data / DB_FILE_NAME).is_file()
+    with Store.open(paths, read_only=existing) as store:  # reads on a read-only disk too
         ids = None
         if args.conversation is not None:
             try:

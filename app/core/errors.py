@@ -92,3 +92,21 @@ class RecordNotFoundError(StoreError, LookupError):
 
 class InvalidPresetNameError(StoreError, ValueError):
     """A preset name that is empty or taken by a built-in preset."""
+
+
+class StorageFullError(HearthError):
+    """The disk (or the quota) holding a Hearth folder is full: nothing more can be saved.
+
+    Whatever failed to save is still with the caller; `path` names the full folder.
+    """
+
+
+class DatabaseDamagedError(StoreError):
+    """The database file is damaged (a bad page, not SQLite): `hearth repair` recovers it."""
+
+
+class ReadOnlyStorageError(HearthError):
+    """A Hearth folder or file cannot be written (read-only disk or no permission).
+
+    Reading still works: open the store with `read_only=True`.
+    """

@@ -5,8 +5,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import logging.handlers
+import os
+import sys
+import tempfile
 import threading
 from collections import deque
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +29,36 @@ _GGML_CONT = 5
 
 
 def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path:
-    """Log to `log_dir/hearth.log` (rotating, 3 x 2 MiB) and return the file's path."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    """Log to `log_dir/hearth.log` (rotating, 3 x 2 MiB) and return the file's path.
+
+    A log folder that cannot be written (read-only, or no permission) must not stop a
+    command that only reads: the log then goes to a `hearth-logs` folder in the temporary
+    folder. Writes that fail later (a full disk) are reported once on stderr, never as
+    logging tracebacks, and retried with each new record.
+    """
     path = log_dir / LOG_FILE_NAME
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return _add_file_handler(path, level)
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / f"hearth-logs-{_user_tag()}" / LOG_FILE_NAME
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        _add_file_handler(fallback, level)
+        logging.getLogger(__name__).warning(
+            "cannot write the log in %s (%s); logging to %s instead", log_dir, exc, fallback
+        )
+        return fallback
+
+
+def _user_tag() -> str:
+    getuid = getattr(os, "getuid", None)
+    return str(getuid()) if getuid is not None else "user"
+
+
+def _add_file_handler(path: Path, level: int) -> Path:
     root = logging.getLogger()
     if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
-        handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=2 * 1024 * 1024, backupCount=3, encoding="utf-8"
-        )
+        handler = QuietFileHandler(path, maxBytes=2 * 1024 * 1024, backupCount=3, encoding="utf-8")
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
         )
@@ -41,9 +67,41 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path:
     return path
 
 
+class QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file that never floods stderr when it cannot write.
+
+    The standard handler prints a traceback for every record it fails to write (a full
+    disk gave `hearth chat` over a hundred). This one says so once, in one line, then
+    drops records quietly, reopening the file with each new record so logging resumes
+    when there is room again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Count the failure, say it once, and close the stream so the next record retries."""
+        self.failures += 1
+        error = sys.exc_info()[1]
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            with suppress(Exception):
+                stream.close()  # may fail again flushing what did not fit
+        if self.failures == 1 and sys.stderr is not None:
+            reason = getattr(error, "strerror", None) or error or "unknown error"
+            with suppress(Exception):
+                sys.stderr.write(
+                    f"hearth: note: cannot write the log {self.baseFilename} ({reason}); "
+                    "going on without it\n"
+                )
+
+
 def current_log_file() -> Path | None:
-    """The file the root logger writes to (set up by `setup_logging`), if any."""
-    for handler in logging.getLogger().handlers:
+    """The file the root logger writes to: Hearth's own (`setup_logging`), else any."""
+    handlers = logging.getLogger().handlers
+    ours = [h for h in handlers if isinstance(h, QuietFileHandler)]
+    for handler in [*ours, *handlers]:
         name = getattr(handler, "baseFilename", None)
         if name:
             return Path(name)

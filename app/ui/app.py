@@ -7,12 +7,13 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QIcon
@@ -24,8 +25,10 @@ from app.core.errors import HearthError
 from app.core.logs import current_log_file, setup_logging
 from app.core.models.library import resolve_model
 from app.core.paths import AppPaths, app_paths
+from app.core.storage import os_error_fault
 from app.ui.gui_gc import GuiThreadGarbageCollector
 from app.ui.main_window import MainWindow
+from app.ui.notices import notice_bridge
 from app.ui.single_instance import SingleInstance
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,10 @@ def run_app(data_dir: str | None = None, model: str | None = None) -> int:
     try:
         paths = app_paths(data_dir).ensure()
         log_path = setup_logging(paths.logs)
+    except OSError as exc:  # a read-only or full disk: say so, not just the errno
+        return report_startup_failure(
+            os_error_fault(exc, what="Hearth cannot create its folders there") or exc
+        )
     except Exception as exc:  # no log folder: report_startup_failure writes a temporary one
         return report_startup_failure(exc)
     log.info("starting Hearth %s (log: %s)", __version__, log_path)
@@ -167,7 +174,7 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
                 window.shutdown()
         return report_startup_failure(exc, log_path)
 
-    with _close_on_terminate(window):
+    with _close_on_terminate(window), route_exceptions():
         status = app.exec()
 
     if not window.shutdown():
@@ -201,6 +208,59 @@ def claim_data_folder(paths: AppPaths) -> SingleInstance | None:
     log.info("%s", message)
     print(f"hearth: {message}", file=sys.stderr)
     return None
+
+
+def report_unexpected_error(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """Log an exception no handler caught, and tell the person in one line, with the log.
+
+    Qt calls Python slots from its event loop, where an exception has no caller to go
+    to: PySide prints it through `sys.excepthook`, which `route_exceptions` points here.
+    The line goes to the notice bridge (the main window's notice bar) and to stderr.
+    """
+    log.error("unexpected error in an event handler", exc_info=(exc_type, exc, tb))
+    where = current_log_file()
+    if isinstance(exc, HearthError):
+        text = exc.message
+    else:
+        summary = str(exc) or exc_type.__name__
+        details = f" Details are in the log: {where}" if where else ""
+        text = f"Something went wrong ({exc_type.__name__}: {summary}).{details}"
+    with _suppress_all():
+        notice_bridge().post(text)
+    if sys.stderr is not None:
+        with _suppress_all():
+            print(f"hearth: error: {text}", file=sys.stderr)
+
+
+def _thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        report_unexpected_error(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+@contextmanager
+def route_exceptions() -> Iterator[None]:
+    """Send exceptions from event handlers and threads to the log and the notice bar.
+
+    Without it they only reach stderr, which a windowed app does not show.
+    """
+    previous_hook, previous_thread_hook = sys.excepthook, threading.excepthook
+    notice_bridge()  # created here, on the GUI thread
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            previous_hook(exc_type, exc, tb)
+            return
+        report_unexpected_error(exc_type, exc, tb)
+
+    sys.excepthook = hook
+    threading.excepthook = _thread_exception
+    try:
+        yield
+    finally:
+        sys.excepthook = previous_hook
+        threading.excepthook = previous_thread_hook
 
 
 @contextmanager

@@ -13,13 +13,10 @@ from pytestqt.qtbot import QtBot
 
 from app.ui.chat.message_block import MessageBlock
 from app.ui.chat.token_view import TokenPanel, probability_bin
-from tests.ui.test_main_window import (  # noqa: F401 - the fixture is used by name
-    TIMEOUT_MS,
-    MakeWindow,
-    make_window,
-    send,
-    wait_reply_done,
-)
+from tests.ui import test_main_window
+from tests.ui.test_main_window import TIMEOUT_MS, MakeWindow, send, wait_reply_done
+
+make_window = test_main_window.make_window  # the window fixture, shared
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 

@@ -19,6 +19,7 @@ when they finish or are marked interrupted), so streaming updates stay cheap.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -29,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from app.core.chats import backups, purge
 from app.core.chats.conversation import (
     DEFAULT_TITLE,
     MESSAGE_ROLES,
@@ -41,6 +43,8 @@ from app.core.chats.conversation import (
     ReplyEnd,
     StoredMessage,
 )
+from app.core.chats.faults import open_fault, sqlite_fault
+from app.core.chats.read_only import open_read_only
 from app.core.chats.schema import migrate, schema_version
 from app.core.chats.search import HIGHLIGHT_END, HIGHLIGHT_START, SEARCH_LIMIT, SearchHit, fts_query
 from app.core.chats.token_store import (
@@ -50,16 +54,22 @@ from app.core.chats.token_store import (
     read_token_data,
     replace_chunks,
 )
-from app.core.errors import InvalidPresetNameError, RecordNotFoundError, StoreError
+from app.core.errors import HearthError, InvalidPresetNameError, RecordNotFoundError, StoreError
 from app.core.inference.events import GenerationStats
 from app.core.inference.sampling import PRESETS, SamplingSettings
 from app.core.inference.token_data import TokenData
 from app.core.paths import AppPaths
+from app.core.storage import os_error_fault
 
 DB_FILE_NAME = "hearth.sqlite3"
 BUSY_TIMEOUT_MS = 5000
+PURGE_AFTER_S = 60.0
+"""Conversations binned longer ago than this are erased when the store opens (the GUI's
+Undo lasts seconds, so this only spares a chat another window may still offer to undo)."""
+NOT_SAVED = "the last change was not saved"
 
 Clock = Callable[[], float]
+log = logging.getLogger(__name__)
 
 
 # --- values -------------------------------------------------------------------------------
@@ -93,44 +103,94 @@ class Store:
     take an id raise `RecordNotFoundError` when it is unknown.
     """
 
-    def __init__(self, path: Path | str, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self, path: Path | str, *, clock: Clock = time.time, read_only: bool = False
+    ) -> None:
+        """Open (and create or upgrade) the database at `path`.
+
+        `read_only=True` never writes (not even the WAL index when the folder is read-only)
+        and refuses a database whose schema this Hearth would have to upgrade.
+
+        Raises:
+            StorageFullError: the disk is full (the database itself is fine).
+            ReadOnlyStorageError: the folder or file cannot be written.
+            DatabaseDamagedError: the file is damaged; `hearth repair` recovers it.
+            StoreError: any other reason it cannot be opened.
+        """
         self.path = Path(path)
+        self.read_only = read_only
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        if read_only:
+            self._conn: sqlite3.Connection | None = open_read_only(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fault = os_error_fault(exc, what="the database cannot be created", path=self.path)
+            raise fault or StoreError(
+                f"Cannot create the folder {self.path.parent}: {exc}", path=self.path
+            ) from exc
+        try:
             conn = sqlite3.connect(
                 self.path,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=BUSY_TIMEOUT_MS / 1000,
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(
-                f"Cannot open the database {self.path}: {exc}", path=self.path
-            ) from exc
+        except sqlite3.Error as exc:
+            raise open_fault(exc, self.path) from exc
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")  # deleted text is zeroed, not left behind
             migrate(conn)
         except StoreError as exc:
             conn.close()
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.Error):
+                fault = sqlite_fault(cause, self.path, what="the database cannot be upgraded")
+                if fault is not None:
+                    raise fault from cause
             raise StoreError(f"{self.path}: {exc}", path=self.path) from exc
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(
-                f"The database {self.path} is unreadable ({exc}); move it aside to start "
-                "afresh, or restore a backup.",
-                path=self.path,
-            ) from exc
-        self._conn: sqlite3.Connection | None = conn
+            raise open_fault(exc, self.path) from exc
+        self._conn = conn
 
     @classmethod
-    def open(cls, paths: AppPaths) -> Store:
-        """The store in the app's data folder."""
-        return cls(paths.data / DB_FILE_NAME)
+    def open(cls, paths: AppPaths, *, read_only: bool = False) -> Store:
+        """The store in the app's data folder, with start-up care when writable.
+
+        Writable, it first takes a rolling backup if the last is over a day old and erases
+        conversations binned more than `PURGE_AFTER_S` ago; neither failing stops the open
+        (they are logged). Read-only (for commands that only read), it does neither.
+        """
+        store = cls(paths.data / DB_FILE_NAME, read_only=read_only)
+        if not read_only:
+            try:
+                store.purge_deleted(deleted_before=time.time() - PURGE_AFTER_S)
+                backups.backup_if_due(store.path)
+            except HearthError as exc:
+                log.warning("start-up care of the database skipped: %s", exc)
+        return store
+
+    def backup_now(self) -> backups.Backup:
+        """Take a backup now into `backups.backup_folder(path)`, dropping the oldest extra.
+
+        Raises:
+            StorageFullError: no room for it (nothing is left half-written).
+            DatabaseDamagedError: the copy failed its integrity check (it is not kept).
+        """
+        return backups.make_backup(self.path)
+
+    def backups(self) -> tuple[backups.Backup, ...]:
+        """The rolling backups, newest first, each with its size (for the settings view)."""
+        return backups.list_backups(backups.backup_folder(self.path))
 
     def close(self) -> None:
         """Close the connection (idempotent). A reply still streaming stays "streaming"."""
@@ -154,12 +214,23 @@ class Store:
             return schema_version(self._connection())
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
+        with self._lock, self._faults():
             return self._connection().execute(sql, params).fetchall()
 
     def _row(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        with self._lock:
+        with self._lock, self._faults():
             return self._connection().execute(sql, params).fetchone()
+
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Full disk, read-only file and damaged pages become typed errors."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            fault = sqlite_fault(exc, self.path, what=NOT_SAVED)
+            if fault is None:
+                raise
+            raise fault from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -173,7 +244,7 @@ class Store:
         Nested use becomes a savepoint of the outer transaction. `write=False` starts a
         deferred (read) transaction: a consistent view of several queries.
         """
-        with self._lock:
+        with self._lock, self._faults():
             conn = self._connection()
             if self._depth:
                 name = f"nested_{self._depth}"
@@ -182,23 +253,25 @@ class Store:
                 try:
                     yield conn
                 except BaseException:
-                    conn.execute(f"ROLLBACK TO {name}")
-                    conn.execute(f"RELEASE {name}")
+                    if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                        conn.execute(f"ROLLBACK TO {name}")
+                        conn.execute(f"RELEASE {name}")
                     raise
                 else:
                     conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
                 return
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            conn.execute("BEGIN IMMEDIATE" if write and not self.read_only else "BEGIN")
             self._depth = 1
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
                 conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # a failed COMMIT (disk full) may leave it open, or not
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
             finally:
                 self._depth = 0
 
@@ -274,18 +347,29 @@ class Store:
         return self._update_conversation(conversation_id, "deleted_at = NULL", ())
 
     def purge_deleted(self, *, deleted_before: float | None = None) -> int:
-        """Remove binned conversations for good (those binned before a time, if given).
+        """Erase binned conversations for good (those binned before a time, if given).
 
-        Returns how many were removed.
+        Their messages go with them, and no trace of their text stays in the file: deleted
+        pages are zeroed (`secure_delete`), the full-text index is rebuilt without them,
+        the WAL is emptied and the file vacuumed when much of it is free (see `purge`).
+        They are erased from the rolling backups too. Returns how many conversations were
+        erased; KV snapshots of them are the caller's.
         """
+        where = "deleted_at IS NOT NULL" if deleted_before is None else "deleted_at < ?"
+        params = () if deleted_before is None else (deleted_before,)
         with self.transaction() as conn:
-            if deleted_before is None:
-                cur = conn.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL")
-            else:
-                cur = conn.execute(
-                    "DELETE FROM conversations WHERE deleted_at < ?", (deleted_before,)
-                )
-            return cur.rowcount
+            ids = [
+                row[0]
+                for row in conn.execute(f"SELECT id FROM conversations WHERE {where}", params)
+            ]
+            conn.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
+            if ids:
+                purge.drop_index_traces(conn)
+        if ids:
+            with self._lock, self._faults():
+                purge.compact(self._connection())
+            backups.erase_from_backups(self.path, ids)
+        return len(ids)
 
     def _update_conversation(
         self, conversation_id: int, assignment: str, values: tuple[Any, ...]
@@ -333,7 +417,14 @@ class Store:
         return self.snapshot(conversation_id).path
 
     def add_user_message(self, conversation_id: int, content: str) -> StoredMessage:
-        """Append a user message to the end of the branch on show; it becomes the leaf."""
+        """Append a user message to the end of the branch on show; it becomes the leaf.
+
+        Contract: the message is stored when this returns, and only then. If it raises
+        (`StorageFullError` on a full disk, `ReadOnlyStorageError`, ...) nothing was
+        written and the caller still holds the only copy of `content`: keep it (on screen,
+        in the composer, in memory) and offer to try again or save it elsewhere; never
+        clear it before this returns.
+        """
         with self.transaction() as conn:
             parent = self.conversation(conversation_id).active_leaf_id
             has_children = parent is not None and self._row(
@@ -403,7 +494,7 @@ class Store:
         Returns False when the reply is no longer streaming (finished, or deleted meanwhile).
         """
         if tokens is None:
-            with self._lock:
+            with self._lock, self._faults():
                 cur = self._connection().execute(
                     "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'",
                     (content, message_id),
