@@ -1,18 +1,8 @@
 """The main window: a shell that lays out conversations | chat | model and settings, builds
-the menus and status bar, and composes the controllers that do the work.
-
-- `ModelController` (controllers/models.py): loading, the starter, load options, the
-  machine report, the model manager.
-- `ConversationController` (controllers/conversations.py): the chat on show, its settings
-  and presets, KV caches kept per chat.
-- `ReplyController` (controllers/replies.py): send, stop, regenerate, edit, versions, the
-  worker's events and saving streamed text.
-- `DraftCounter` (controllers/draft_counter.py): the composer's token count and meter.
-- `ChatFiles` (controllers/chat_files.py): import and export on background jobs.
-
-They share a `ChatState` and never call each other: this window connects their signals.
-Closing the window cancels replies, stops the worker thread in order and saves partial
-replies before the store closes.
+the menus and status bar, and composes the controllers (app/ui/controllers/: models,
+conversations, replies, draft counter, chat files). They share a `ChatState` and never call
+each other: this window connects their signals. Closing the window cancels replies, stops
+the worker thread in order and saves partial replies before the store closes.
 """
 
 from __future__ import annotations
@@ -50,6 +40,7 @@ from app.ui.menus import WindowSlots, build_menus
 from app.ui.models.load_options_dialog import LoadOptionsDialog
 from app.ui.models.machine_dialog import MachineReportDialog
 from app.ui.notice_bar import NoticeBar
+from app.ui.notices import notice_bridge
 from app.ui.sampling.sampling_panel import SamplingPanel
 from app.ui.status_bar import StatusWidgets, process_memory
 from app.ui.welcome_panel import WelcomePanel
@@ -231,6 +222,7 @@ class MainWindow(QMainWindow):
         self._files.failed.connect(self.show_notice)
         self._files.imported.connect(self._on_imported)
         self._sidebar.errorOccurred.connect(self.show_notice)
+        notice_bridge().notice.connect(self.show_notice)
         self._sidebar.newChatRequested.connect(self._composer.focus_input)
         self._notices.openModelRequested.connect(models.open_model_dialog)
         self._welcome.loadStarterRequested.connect(models.load_starter)
@@ -578,6 +570,7 @@ class MainWindow(QMainWindow):
         self._counter.stop()
         self._models.shutdown(SHUTDOWN_TIMEOUT_MS)
         self._files.wait(SHUTDOWN_TIMEOUT_MS)
+        self._sidebar.wait_for_jobs(SHUTDOWN_TIMEOUT_MS)
         try:
             panels = Panels(
                 self._sidebar.isVisibleTo(self),

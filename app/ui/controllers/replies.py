@@ -384,16 +384,32 @@ class ReplyController(QObject):
         record = self._replies.get(request_id)
         if record is None or not isinstance(records, tuple) or not records:
             return
-        record.writer.append("", records)
+        self._save(record, "", records)
         if record is self._state.active:
             self._chat.append_token_records(record.message.id, records)
+
+    def _save(
+        self, record: ActiveReply, text: str, records: tuple[TokenRecord, ...] | None = None
+    ) -> None:
+        """Hand streamed text to the reply's writer. If the disk is full (or the folder
+        read-only) the text stays in memory and on screen, and the next save tries again;
+        the person is told once."""
+        try:
+            record.writer.append(text, records)
+        except HearthError as exc:
+            if not record.save_failed:
+                record.save_failed = True
+                self.notice.emit(
+                    f"{exc.message} The reply is kept on screen and saved when space returns.",
+                    False,
+                )
 
     @Slot(int, str, int)
     def _on_tokens(self, request_id: int, text: str, _count: int) -> None:
         record = self._replies.get(request_id)
         if record is None or not text:
             return
-        record.writer.append(text)
+        self._save(record, text)
         if record.writer.stale:
             self._inference.cancel(request_id)  # deleted meanwhile: stop making it
         if record is self._state.active:

@@ -25,6 +25,7 @@ class ActiveReply:
     writer: ReplyWriter
     holder: SettingsHolder
     cancelled: bool = False
+    save_failed: bool = False
     placement: dict[str, Any] = field(default_factory=dict)
 
 

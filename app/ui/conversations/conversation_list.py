@@ -50,6 +50,7 @@ from app.ui.conversations.conversation_models import (
     SearchResultsModel,
 )
 from app.ui.widgets import named as _named
+from app.workers.background import JobSet
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class ConversationList(QWidget):
         searchHitActivated(int, int): Conversation id and message id of a search hit picked.
         conversationDeleted(int): A conversation went to the bin.
         conversationRestored(int): A deleted conversation came back (undo).
+        purged(): Deleted conversations were erased from the database for good (after the
+            undo window).
         errorOccurred(str): A store operation failed; the text is for a person.
     """
 
@@ -106,6 +109,7 @@ class ConversationList(QWidget):
     searchHitActivated = Signal(int, int)
     conversationDeleted = Signal(int)
     conversationRestored = Signal(int)
+    purged = Signal()
     errorOccurred = Signal(str)
 
     def __init__(self, store: Store, parent: QWidget | None = None) -> None:
@@ -211,6 +215,12 @@ class ConversationList(QWidget):
         self._bar_timer.setObjectName("messageBarTimer")
         self._bar_timer.setSingleShot(True)
         self._bar_timer.timeout.connect(self.hide_message_bar)
+        self._purge_timer = QTimer(self)
+        self._purge_timer.setObjectName("purgeTimer")
+        self._purge_timer.setSingleShot(True)
+        self._purge_timer.setInterval(UNDO_SECONDS * 1000)
+        self._purge_timer.timeout.connect(self.purge_deleted)
+        self._jobs = JobSet(self)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 0, 6)
@@ -398,6 +408,7 @@ class ConversationList(QWidget):
             self.run_search()
         self._undo_id = conversation_id
         self.undo_action.setEnabled(True)
+        self._purge_timer.start()
         shown = title if title != DEFAULT_TITLE else "the new chat"
         self.show_message(f"Deleted “{shown}”.", undo=True)
         self.conversationDeleted.emit(conversation_id)
@@ -409,6 +420,7 @@ class ConversationList(QWidget):
         if conversation_id is None:
             return
         self._undo_id = None
+        self._purge_timer.stop()
         self.undo_action.setEnabled(False)
         self.hide_message_bar()
         try:
@@ -422,6 +434,27 @@ class ConversationList(QWidget):
             self.run_search()
         self.conversationRestored.emit(conversation_id)
         self.conversationSelected.emit(conversation_id)
+
+    @Slot()
+    def purge_deleted(self) -> None:
+        """The undo window is over: erase the deleted chats from the file for good (off the
+        GUI thread; no trace of their text stays, see `Store.purge_deleted`)."""
+        self._purge_timer.stop()
+        self._undo_id = None
+        self.undo_action.setEnabled(False)
+        store = self._store
+        job = self._jobs.start(store.purge_deleted, "hearth-purge")
+        job.succeeded.connect(self._on_purged)
+        job.failed.connect(self.errorOccurred)
+
+    @Slot(object)
+    def _on_purged(self, count: object) -> None:
+        log.info("erased %s deleted conversation(s) for good", count)
+        self.purged.emit()
+
+    def wait_for_jobs(self, timeout_ms: int) -> bool:
+        """Wait for a purge in progress (at shutdown)."""
+        return self._jobs.wait(timeout_ms)
 
     # ----- message bar -----
 
