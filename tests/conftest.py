@@ -15,6 +15,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / "tests" / ".cache" / "models"
+# Load-probe verdicts (app/core/inference/load_probe.py) are shared by the whole run, so a
+# model is tried in a child process once, not once per test's data folder. Subprocess
+# tests inherit this. Tests of the probe itself use their own folder.
+os.environ.setdefault("HEARTH_PROBE_CACHE", str(REPO / "tests" / ".cache" / "probe"))
 
 
 @pytest.fixture(scope="session")

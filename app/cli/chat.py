@@ -91,6 +91,8 @@ def _settings(args: argparse.Namespace) -> Any:
 def _load_engine(args: argparse.Namespace) -> Any:
     from app.core.inference.engine import Engine
     from app.core.inference.load_options import LoadOptions
+    from app.core.inference.load_probe import checked_options, probe_cache_dir
+    from app.core.machine.load_verdicts import LoadVerdicts
     from app.core.models.library import resolve_model
 
     settings = _settings(args)  # validate flags before the slow load
@@ -101,6 +103,10 @@ def _load_engine(args: argparse.Namespace) -> Any:
         n_threads=args.threads or None,
     )
     path = resolve_model(args.model, paths)
+    verdicts = LoadVerdicts(probe_cache_dir(paths.cache))
+    options, warnings = checked_options(path, options, verdicts)  # a crash ends a child only
+    for warning in warnings:
+        print(f"hearth: warning: {warning}", file=sys.stderr)
     engine = Engine()
     loaded = engine.load(path, options)
     if args.plain_template and not loaded.template_is_fallback:

@@ -26,6 +26,8 @@ from app.core.chats.store import Store
 from app.core.inference.gpu_fallback import Placement
 from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.load_probe import probe_cache_dir
+from app.core.machine.load_verdicts import LoadVerdicts
 from app.core.paths import AppPaths
 from app.ui.chat.chat_view import ChatView
 from app.ui.chat.composer import Composer
@@ -111,7 +113,10 @@ class MainWindow(QMainWindow):
         options_store = LoadOptionsStore(paths.config)
 
         self._build_widgets()
-        self._inference = inference or InferenceThread(model_settings=options_store)
+        self._inference = inference or InferenceThread(
+            model_settings=options_store,
+            verdicts=LoadVerdicts(probe_cache_dir(paths.cache)),
+        )
         self._snapshots = KVSnapshots(self._inference, self)
         self._snapshots.keeper.restored.connect(self._on_kv_restored)
         self._counter = token_counter or TokenCounter()

@@ -27,11 +27,13 @@ from app.core.inference.events import GenerationDone, PrefillProgress, PrefillSt
 from app.core.inference.gpu_fallback import Loader, load_with_fallback
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
+from app.core.inference.load_probe import checked_options
 from app.core.inference.messages import Message
 from app.core.inference.prompt import OverflowPolicy
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TOP_N, record_from_event
 from app.core.logs import current_log_file
+from app.core.machine.load_verdicts import LoadVerdicts
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class InferenceWorker(ThreadWorker):
     saved options (`model_settings`), else the defaults.
 
     Signals:
+        loadWarning(str): Something wrong with the model that loads anyway (outputs that
+            are NaN: damaged weights); sent before `loaded`.
         loadProgress(float): Fraction of the model loaded, 0 to 1 (in steps of ~1%; it
             starts again from 0 when a load is retried with fewer GPU layers).
         offloadOutcome(object): The `OffloadOutcome` of a load: where the layers went and
@@ -101,6 +105,7 @@ class InferenceWorker(ThreadWorker):
     """
 
     loadProgress = Signal(float)
+    loadWarning = Signal(str)
     offloadOutcome = Signal(object)
     loaded = Signal(object)
     loadFailed = Signal(str)
@@ -121,6 +126,7 @@ class InferenceWorker(ThreadWorker):
         check_memory: bool = True,
         model_settings: LoadOptionsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
+        verdicts: LoadVerdicts | None = None,
     ) -> None:
         super().__init__("hearth-inference")
         self._flush_interval_s = flush_interval_s
@@ -128,6 +134,7 @@ class InferenceWorker(ThreadWorker):
         self._check_memory = check_memory
         self._model_settings = model_settings
         self._gpu = gpu_stand_in or GpuStandIn()
+        self._verdicts = verdicts
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
@@ -203,6 +210,9 @@ class InferenceWorker(ThreadWorker):
                 raise LoadCancelled(f"Loading {Path(path).name} was cancelled.", path=path)
             if options is None and self._model_settings is not None:
                 options = self._model_settings.get(path)
+            warnings: list[str] = []
+            if self._verdicts is not None:
+                options, warnings = checked_options(path, options or LoadOptions(), self._verdicts)
             make_loader = self._gpu.make_loader
             outcome = load_with_fallback(
                 engine,
@@ -230,6 +240,8 @@ class InferenceWorker(ThreadWorker):
             self._report_unloaded(had_model, engine)
             self.loadFailed.emit(unexpected_error_message(exc))
         else:
+            for warning in warnings:
+                self.loadWarning.emit(warning)
             self.offloadOutcome.emit(outcome)
             self.loaded.emit(outcome.loaded)
 
@@ -384,6 +396,7 @@ class InferenceThread(WorkerHost):
         check_memory: bool = True,
         model_settings: LoadOptionsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
+        verdicts: LoadVerdicts | None = None,
     ) -> None:
         worker = InferenceWorker(
             flush_interval_s=flush_interval_s,
@@ -391,6 +404,7 @@ class InferenceThread(WorkerHost):
             check_memory=check_memory,
             model_settings=model_settings,
             gpu_stand_in=gpu_stand_in,
+            verdicts=verdicts,
         )
         super().__init__(worker, parent)
         self.worker = worker

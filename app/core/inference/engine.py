@@ -172,6 +172,7 @@ class Engine:
             (False, False): llama_cpp.LLAMA_LOAD_MODE_NONE,
         }[(options.use_mmap, options.use_mlock)]
         mparams.main_gpu = options.main_gpu
+        mparams.use_extra_bufts = options.use_extra_bufts
         split = (ctypes.c_float * llama_cpp.llama_max_devices())(*options.tensor_split)
         if options.tensor_split:
             mparams.tensor_split = split  # `split` outlives the load call below

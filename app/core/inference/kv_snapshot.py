@@ -6,6 +6,8 @@ from another build or model is discarded rather than loaded.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import struct
 from dataclasses import dataclass
@@ -16,9 +18,13 @@ import llama_cpp
 _MAGIC = b"HKV1"
 
 
+@functools.cache
 def llama_build_tag() -> str:
-    """Identifies the llama.cpp build whose state format a snapshot uses."""
-    return f"llama-cpp-python {llama_cpp.__version__}"
+    """Identifies this llama.cpp build: its version and what it was compiled for (two
+    builds of one version, with and without AMX say, are different builds)."""
+    features = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    digest = hashlib.sha256(features.encode()).hexdigest()[:12]
+    return f"llama-cpp-python {llama_cpp.__version__} ({digest})"
 
 
 def model_key(path: Path) -> str:

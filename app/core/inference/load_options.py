@@ -39,6 +39,7 @@ class LoadOptions:
     type_v: str = "f16"
     use_mmap: bool = True
     use_mlock: bool = False
+    use_extra_bufts: bool = True
     main_gpu: int = 0
     tensor_split: tuple[float, ...] = ()
 

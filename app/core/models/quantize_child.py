@@ -16,16 +16,15 @@ callback (a failed GGML_ASSERT) can still be quoted.
 from __future__ import annotations
 
 import ctypes
-import importlib
-import importlib.util
 import os
 import re
 import signal
 import sys
-import types
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+from app.core.llama_child import llama_capi, redirect_stderr
 
 TENSOR_LINE = re.compile(r"^\[\s*(\d+)\s*/\s*(\d+)\s*\]\s+(\S+)")
 """llama.cpp's per-tensor line: "[  12/ 272] blk.0.attn_q.weight - [...]"."""
@@ -99,7 +98,7 @@ def quantize_in_child(conn: Connection, job: ChildJob) -> None:
     # Ctrl+C reaches the whole process group: the parent decides, and stops the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if job.stderr_path:
-        _redirect_stderr(job.stderr_path)
+        redirect_stderr(job.stderr_path)
     try:
         status = _quantize(conn, job)
         conn.send(("done", status))
@@ -110,32 +109,8 @@ def quantize_in_child(conn: Connection, job: ChildJob) -> None:
     os._exit(0)
 
 
-def _llama_capi() -> Any:
-    """llama-cpp-python's C bindings (`llama_cpp.llama_cpp`), imported as lightly as possible.
-
-    The package's `__init__` also imports the high-level `Llama` class with numpy and
-    jinja2, about 0.15 s of start-up the quantizer does not need. The bindings module only
-    needs the package as a namespace for its siblings, so the child registers a bare package
-    module first; if that ever fails (another layout, a frozen bundle), the normal import is
-    used.
-    """
-    try:
-        spec = importlib.util.find_spec("llama_cpp")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("llama_cpp is not a package here")
-        package = types.ModuleType("llama_cpp")
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        sys.modules["llama_cpp"] = package
-        return importlib.import_module("llama_cpp.llama_cpp")
-    except Exception:  # any failure: take the ordinary way
-        for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
-            del sys.modules[name]
-        return importlib.import_module("llama_cpp").llama_cpp
-
-
 def _quantize(conn: Connection, job: ChildJob) -> int:
-    capi = _llama_capi()
+    capi = llama_capi()
 
     def send(message: tuple[Any, ...]) -> None:
         try:
@@ -159,11 +134,3 @@ def _quantize(conn: Connection, job: ChildJob) -> int:
     )
     parser.feed(GGML_LOG_CONT, "\n")  # flush a last line without a newline
     return int(status)
-
-
-def _redirect_stderr(path: str) -> None:
-    """Send file descriptor 2 (C and Python writes alike) to `path`."""
-    sys.stderr.flush()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(fd, 2)
-    os.close(fd)

@@ -124,6 +124,7 @@ class ModelController(QObject):
         self._manager: ModelManager | None = None
         worker = inference.worker
         worker.loadProgress.connect(self.loadProgress)
+        worker.loadWarning.connect(self._on_load_warning)
         worker.offloadOutcome.connect(self._on_offload_outcome)
         worker.loaded.connect(self._on_loaded)
         worker.loadFailed.connect(self._on_load_failed)
@@ -224,6 +225,10 @@ class ModelController(QObject):
         if not self._state.loads_pending:
             self.loadingHidden.emit()
         self.controlsChanged.emit()
+
+    @Slot(str)
+    def _on_load_warning(self, text: str) -> None:
+        self._load_notice = f"{self._load_notice}\n\n{text}" if self._load_notice else text
 
     @Slot(object)
     def _on_offload_outcome(self, outcome: object) -> None:
