@@ -6,9 +6,9 @@ is dropped, and a very long card is cut (a card is read, not archived).
 
 from __future__ import annotations
 
-from huggingface_hub import get_session, hf_hub_url
+from huggingface_hub import get_session, hf_hub_url, hf_raise_for_status
 from huggingface_hub.errors import EntryNotFoundError
-from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+from huggingface_hub.utils._headers import build_hf_headers
 
 from app.core.models.hub import HubClient, hub_errors
 

@@ -3,7 +3,6 @@ the fake Hub in tests/fake_hub.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -26,7 +25,6 @@ from app.core.models.hub import (
     save_token,
     stored_token,
 )
-from app.core.models.starter import STARTER
 from tests.fake_hub import FakeHub, serving_hub
 
 GB = 1_000_000_000
