@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -21,8 +21,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import __version__
 from app.core.data_files import resource_file
 from app.core.errors import HearthError
-from app.core.models.library import resolve_model
 from app.core.logs import current_log_file, setup_logging
+from app.core.machine.gui_readiness import GuiReadiness, check_gui
+from app.core.models.library import resolve_model
 from app.core.paths import AppPaths, app_paths
 from app.ui.gui_gc import GuiThreadGarbageCollector
 from app.ui.main_window import MainWindow
@@ -175,6 +176,18 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
     return int(status)
 
 
+def platform_plugin_help(
+    message: str, readiness: Callable[[], GuiReadiness] = check_gui
+) -> list[str]:
+    """When Qt says its platform plugin cannot load: the shared libraries it lacks and the
+    commands that install them (Qt's own message names only libxcb-cursor0). Empty when the
+    message is about something else or nothing is missing."""
+    if "platform plugin" not in message:
+        return []
+    result = readiness()
+    return [] if result.ready else result.lines()
+
+
 @contextmanager
 def qt_messages_to_log() -> Iterator[None]:
     """Send Qt's own messages to Hearth's log (logger `qt`) instead of stderr."""
@@ -189,6 +202,9 @@ def qt_messages_to_log() -> Iterator[None]:
             # Qt may abort right after this; the person must see why, and where the log is.
             log_file = current_log_file()
             print(f"hearth: Qt error: {message}", file=sys.stderr)
+            for line in platform_plugin_help(message):
+                log.error("%s", line)
+                print(f"hearth: {line}", file=sys.stderr)
             if log_file:
                 print(f"hearth: details in the log: {log_file}", file=sys.stderr)
 
