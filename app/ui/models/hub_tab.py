@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -207,13 +207,11 @@ class HubTab(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(files_side)
         right.addWidget(self.details)
-        right.setStretchFactor(0, 2)
-        right.setStretchFactor(1, 3)
+        right.setSizes([1000, 2000])  # scaled to the space the window gives
         splitter = QSplitter()
         splitter.addWidget(self._results)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([1100, 900])
 
         self._status = QLabel()
         named(self._status, "hubStatusLabel", "Search status")
@@ -240,7 +238,7 @@ class HubTab(QWidget):
             log.exception("cannot read the model catalog")
             self._status.setText(f"The list of recommended models could not be read: {exc}")
             entries = []
-        self._results.clear()
+        self._clear_results()
         self._show_hub_columns(False)
         for entry in entries:
             name = f"★ {entry.name}" + ("" if entry.verified else "  (unverified)")
@@ -274,7 +272,7 @@ class HubTab(QWidget):
     def _on_results(self, serial: int, models: object) -> None:
         if serial != self._search_serial or not isinstance(models, list):
             return
-        self._results.clear()
+        self._clear_results()
         self._show_hub_columns(True)
         for model in models:
             if not isinstance(model, HubModel):
@@ -298,6 +296,11 @@ class HubTab(QWidget):
         self._status.setText(
             f"{count} model{'s' if count != 1 else ''} found." if count else "No GGUF models match."
         )
+
+    def _clear_results(self) -> None:
+        # Else the selection walks through the rows being removed, opening each one.
+        with QSignalBlocker(self._results):
+            self._results.clear()
 
     def _show_hub_columns(self, shown: bool) -> None:
         for column in HUB_ONLY_COLUMNS:

@@ -85,11 +85,16 @@ def entry_markdown(entry: CatalogEntry) -> str:
     if entry.chat_template is not None:
         facts.append(f"**Chat template:** {'yes' if entry.chat_template else 'none'}")
     parts.append("  \n".join(facts))
-    if entry.sources:
-        checked = f" (checked {entry.checked})" if entry.checked else ""
-        listed = "\n".join(f"- {md_escape(s.fact)}: {md_escape(s.where)}" for s in entry.sources)
-        parts.append(f"**Sources{checked}:**\n\n{listed}")
     return "\n\n".join(parts)
+
+
+def sources_markdown(entry: CatalogEntry) -> str:
+    """Where each fact of a catalog entry came from, and when it was checked."""
+    if not entry.sources:
+        return ""
+    checked = f" (checked {entry.checked})" if entry.checked else ""
+    listed = "\n".join(f"- {md_escape(s.fact)}: {md_escape(s.where)}" for s in entry.sources)
+    return f"**Sources of these facts{checked}:**\n\n{listed}"
 
 
 def hub_model_markdown(model: HubModel) -> str:
@@ -118,11 +123,12 @@ class ModelDetails(QTextBrowser):
         self._facts = ""
         self._fit: FitFacts | None = None
         self._card = ""
+        self._footer = ""
         self._render()
 
     def show_entry(self, entry: CatalogEntry) -> None:
-        """Show a catalog entry (its card and fit arrive later)."""
-        self._show(entry_markdown(entry))
+        """Show a catalog entry (its card and fit arrive later; its sources go last)."""
+        self._show(entry_markdown(entry), sources_markdown(entry))
 
     def show_hub_model(self, model: HubModel) -> None:
         """Show a Hub search result (its card and fit arrive later)."""
@@ -148,8 +154,9 @@ class ModelDetails(QTextBrowser):
         """The memory math on show."""
         return self._fit
 
-    def _show(self, facts: str) -> None:
+    def _show(self, facts: str, footer: str = "") -> None:
         self._facts = facts
+        self._footer = footer
         self._fit = None
         self._card = ""
         self._render()
@@ -164,4 +171,7 @@ class ModelDetails(QTextBrowser):
         if self._card:
             parts.append("---")
             parts.append(self._card)
+        if self._footer:
+            parts.append("---")
+            parts.append(self._footer)
         self.setMarkdown("\n\n".join(parts))

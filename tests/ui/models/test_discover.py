@@ -39,7 +39,7 @@ def paths(tmp_path: Path) -> AppPaths:
 
 
 @pytest.fixture
-def manager(qtbot: QtBot, paths: AppPaths, hub: FakeHub) -> ModelManager:
+def manager(qtbot: QtBot, paths: AppPaths, hub: FakeHub) -> Iterator[ModelManager]:
     assert ENTRY.repo_id is not None
     repo = hub.add_repo(ENTRY.repo_id, downloads=77, likes=5, card_data={"license": "apache-2.0"})
     repo.add(ENTRY.file, b"GGUF" + bytes(4000))
@@ -50,7 +50,8 @@ def manager(qtbot: QtBot, paths: AppPaths, hub: FakeHub) -> ModelManager:
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: not window.library.is_scanning, timeout=TIMEOUT_MS)
-    return window
+    yield window
+    assert window.shutdown(TIMEOUT_MS)
 
 
 def _results(manager: ModelManager) -> QTreeWidget:
@@ -87,13 +88,14 @@ def test_selecting_a_catalog_model_fetches_its_card_and_shows_the_memory_math(
     assert "license: apache-2.0" not in text  # the card's YAML header is not shown
     assert "Memory math (Q4_K_M)" in text and "bits per weight" in text
     assert "Unverified" not in text
+    assert text.index("Memory math") < text.index("capable") < text.index("Sources of these")
     assert "capable" in details.toMarkdown()  # rendered from Markdown, not shown raw
     readme = [r for r in hub.requests if r.path.endswith("/README.md")]
     assert [r.path for r in readme] == [f"/{ENTRY.repo_id}/resolve/main/README.md"]
 
 
 def test_a_search_shows_hub_columns_and_the_models_card_line(
-    qtbot: QtBot, manager: ModelManager
+    qtbot: QtBot, manager: ModelManager, hub: FakeHub
 ) -> None:
     manager.hub.findChild(QLineEdit, "hubQuery").setText("tiny")
     manager.hub.search()
@@ -110,6 +112,24 @@ def test_a_search_shows_hub_columns_and_the_models_card_line(
     qtbot.waitUntil(lambda: details.fit is not None, timeout=TIMEOUT_MS)
     assert "someone/Qwen-Tiny-GGUF" in details.toPlainText()
     assert details.fit.label == "Q4_K_M" and details.fit.size_bytes == 2004
+    fetched = {r.path.split("/resolve/")[0] for r in hub.requests if "/resolve/" in r.path}
+    assert fetched == {"/someone/Qwen-Tiny-GGUF"}  # only the selected model's card
+
+
+def test_replacing_the_list_does_not_open_its_other_models(
+    qtbot: QtBot, manager: ModelManager, hub: FakeHub
+) -> None:
+    results = _results(manager)
+    results.setCurrentItem(results.topLevelItem(_row_of(results, ENTRY.name)))
+    details = manager.hub.findChild(QTextBrowser, "hubDetails")
+    qtbot.waitUntil(lambda: "capable" in details.toPlainText(), timeout=TIMEOUT_MS)
+    manager.hub.show_recommended()  # the same list again, as after clearing a search
+    manager.hub.findChild(QLineEdit, "hubQuery").setText("tiny")
+    manager.hub.search()
+    qtbot.waitUntil(lambda: "★" not in results.topLevelItem(0).text(0), timeout=TIMEOUT_MS)
+    assert manager.hub.wait_for_jobs(TIMEOUT_MS)
+    listed = {r.path for r in hub.requests if r.path.startswith("/api/models/")}
+    assert all(ENTRY.repo_id in path for path in listed), listed
 
 
 def test_an_unverified_entry_says_so(qtbot: QtBot, tmp_path: Path) -> None:
@@ -141,8 +161,10 @@ def test_the_model_manager_remembers_its_geometry(qtbot: QtBot, paths: AppPaths)
     first.resize(640, 480)
     qtbot.waitUntil(lambda: first.size() == QSize(640, 480))
     first.close()
+    assert first.shutdown(TIMEOUT_MS)
     assert (paths.config / GEOMETRY_FILE).is_file()
     second = ModelManager(paths, include_other_apps=False)
     qtbot.addWidget(second)
     qtbot.waitUntil(lambda: not second.library.is_scanning, timeout=TIMEOUT_MS)
     assert second.size() == QSize(640, 480)
+    assert second.shutdown(TIMEOUT_MS)

@@ -27,10 +27,15 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.core.inference.load_options import LoadOptions
 from app.core.errors import InvalidSettingError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
-from app.core.machine.hardware import DeviceInfo, MachineReport, gpu_offload_supported, machine_report
+from app.core.inference.load_options import LoadOptions
+from app.core.machine.hardware import (
+    DeviceInfo,
+    MachineReport,
+    gpu_offload_supported,
+    machine_report,
+)
 from app.ui.models.load_options_dialog import LoadOptionsDialog, parse_tensor_split
 
 pytestmark = [
