@@ -7,8 +7,9 @@ It serves what huggingface_hub 2.4 parses (read from its sources: `hf_raise_for_
 - GET /api/models/{repo}[/revision/{rev}][?blobs=true]
 - GET /api/models/{repo}/tree/{rev}[/{path}][?recursive=true]
 - GET /api/whoami-v2
-- HEAD/GET /{repo}/resolve/{rev}/{file}: X-Repo-Commit, ETag, X-Linked-Etag, X-Linked-Size,
-  Content-Length, Accept-Ranges, Range -> 206 + Content-Range; gated repos answer 401/403
+- HEAD/GET /{repo}/resolve/{rev}/{file} (README.md too: `FakeRepo.set_card`): X-Repo-Commit,
+  ETag, X-Linked-Etag, X-Linked-Size, Content-Length, Accept-Ranges, Range -> 206 +
+  Content-Range; gated repos answer 401/403
   with X-Error-Code GatedRepo; unknown repos/files 404 with RepoNotFound/EntryNotFound.
 - GET /cdn/{sha256}: the bytes behind a redirect, on another origin (http://localhost:PORT)
   like the real Hub's CDN, so the Authorization header does not follow.
@@ -95,6 +96,10 @@ class FakeRepo:
     def add(self, path: str, data: bytes, *, lfs: bool = True) -> FakeFile:
         self.files[path] = FakeFile(path, data, lfs)
         return self.files[path]
+
+    def set_card(self, markdown: str) -> FakeFile:
+        """Give the repo a model card: README.md (a plain git file), served by resolve."""
+        return self.add("README.md", markdown.encode("utf-8"), lfs=False)
 
     def summary(self, expand: list[str] | None, full: bool) -> dict[str, Any]:
         everything = {

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -23,6 +23,7 @@ from app import __version__
 from app.core.data_files import resource_file
 from app.core.errors import HearthError
 from app.core.logs import current_log_file, setup_logging
+from app.core.machine.gui_readiness import GuiReadiness, check_gui
 from app.core.models.library import resolve_model
 from app.core.paths import AppPaths, app_paths
 from app.core.storage import os_error_fault
@@ -263,6 +264,18 @@ def route_exceptions() -> Iterator[None]:
         threading.excepthook = previous_thread_hook
 
 
+def platform_plugin_help(
+    message: str, readiness: Callable[[], GuiReadiness] = check_gui
+) -> list[str]:
+    """When Qt says its platform plugin cannot load: the shared libraries it lacks and the
+    commands that install them (Qt's own message names only libxcb-cursor0). Empty when the
+    message is about something else or nothing is missing."""
+    if "platform plugin" not in message:
+        return []
+    result = readiness()
+    return [] if result.ready else result.lines()
+
+
 @contextmanager
 def qt_messages_to_log() -> Iterator[None]:
     """Send Qt's own messages to Hearth's log (logger `qt`) instead of stderr."""
@@ -277,6 +290,9 @@ def qt_messages_to_log() -> Iterator[None]:
             # Qt may abort right after this; the person must see why, and where the log is.
             log_file = current_log_file()
             print(f"hearth: Qt error: {message}", file=sys.stderr)
+            for line in platform_plugin_help(message):
+                log.error("%s", line)
+                print(f"hearth: {line}", file=sys.stderr)
             if log_file:
                 print(f"hearth: details in the log: {log_file}", file=sys.stderr)
 

@@ -31,6 +31,12 @@ def test_doctor_json_parses_and_describes_the_cpu_build(tmp_path: Path) -> None:
     assert report["cpu_features"]
     assert report["diagnosis"]["can_use_gpu"] is False
     assert "CPU-only" in report["diagnosis"]["summary"]
+    gui = report["gui"]
+    assert gui["ready"] == (gui["missing"] == [])
+    if sys.platform.startswith("linux"):
+        assert gui["checked"] and gui["plugin"].endswith("libqxcb.so")
+        for package in gui["debian_packages"]:
+            assert package in gui["commands"]["Debian/Ubuntu"]
 
 
 def test_doctor_plain_output_mentions_the_cpu(tmp_path: Path) -> None:
@@ -41,4 +47,8 @@ def test_doctor_plain_output_mentions_the_cpu(tmp_path: Path) -> None:
     assert "[CPU]" in out
     assert "GPU offload: no (CPU-only build)" in out
     assert "CPU features:" in out
+    gui_lines = [line for line in out.splitlines() if line.startswith("GUI:")]
+    assert len(gui_lines) == 1
+    if not gui_lines[0].startswith(("GUI: ready", "GUI: not checked")):
+        assert "missing libraries" in gui_lines[0] and "sudo apt install" in out
     assert "Traceback" not in result.stderr

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,8 @@ from PySide6.QtWidgets import QApplication
 
 import app.ui.app as app_module
 from app import __version__
+from app.core.machine.gui_readiness import PLUGIN, check_gui
+from app.ui.app import platform_plugin_help
 
 
 @pytest.fixture
@@ -88,3 +94,50 @@ def test_a_start_with_no_log_folder_keeps_the_traceback_in_a_temp_file(
     assert len(crash_files) == 1
     assert f"Details: {crash_files[0]}" in err
     assert "Traceback" in crash_files[0].read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ldd and xcb are Linux's")
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_a_platform_plugin_failure_names_the_missing_libraries(tmp_path: Path) -> None:
+    # A real plugin-shaped shared object whose dependency is removed, checked by real ldd.
+    (tmp_path / "gone.c").write_text("int gone(void) { return 1; }\n", encoding="utf-8")
+    (tmp_path / "plugin.c").write_text("int plugin(void) { return 1; }\n", encoding="utf-8")
+    gone = tmp_path / "libxcb-hearth-test.so.1"
+    compile_ = ["cc", "-shared", "-fPIC"]
+    subprocess.run(
+        [*compile_, "-Wl,-soname," + gone.name, "-o", str(gone), str(tmp_path / "gone.c")],
+        check=True,
+    )
+    plugin = tmp_path / "PySide6" / PLUGIN
+    plugin.parent.mkdir(parents=True)
+    subprocess.run(
+        [
+            *compile_,
+            "-o",
+            str(plugin),
+            str(tmp_path / "plugin.c"),
+            f"-L{tmp_path}",
+            "-Wl,--no-as-needed",
+            f"-l:{gone.name}",
+        ],
+        check=True,
+    )
+    gone.unlink()
+    qt_says = 'Could not load the Qt platform plugin "xcb" in "" even though it was found.'
+    lines = platform_plugin_help(qt_says, lambda: check_gui(tmp_path / "PySide6"))
+    assert lines and "libxcb-hearth-test.so.1" in lines[0] and "cannot load" in lines[0]
+    assert platform_plugin_help("some other Qt error", lambda: check_gui(tmp_path)) == []
+
+
+def test_the_window_without_a_display_fails_with_a_message_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "HEARTH_HOME": str(tmp_path), "QT_QPA_PLATFORM": "xcb"}
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "app"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode != 0
+    assert "hearth: Qt error:" in result.stderr and "platform plugin" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,11 +1,13 @@
 """What `hearth doctor` (and the "About this machine" panel) tells the person: whether
-this llama.cpp build can use the GPU the machine has, and what to reinstall if not."""
+this llama.cpp build can use the GPU the machine has, and what to reinstall if not; and
+whether the window can open (`gui_readiness`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from app.core.machine.gui_readiness import GuiReadiness
 from app.core.machine.hardware import MachineReport
 from app.core.units import format_bytes
 
@@ -102,8 +104,10 @@ def diagnose(report: MachineReport) -> Diagnosis:
     )
 
 
-def report_lines(report: MachineReport, diagnosis: Diagnosis) -> list[str]:
-    """The machine report and the verdict as lines of plain text."""
+def report_lines(
+    report: MachineReport, diagnosis: Diagnosis, gui: GuiReadiness | None = None
+) -> list[str]:
+    """The machine report, the verdict and (if given) the GUI's readiness as plain text."""
 
     def yes_no(value: bool | None) -> str:
         return "unknown" if value is None else "yes" if value else "no"
@@ -138,4 +142,6 @@ def report_lines(report: MachineReport, diagnosis: Diagnosis) -> list[str]:
     if diagnosis.reinstall:
         lines += ["Reinstall with:", f"  {diagnosis.reinstall}"]
     lines += list(diagnosis.notes)
+    if gui is not None:
+        lines += ["", *gui.lines()]
     return lines

@@ -1,9 +1,11 @@
 """The "Discover" tab: Hearth's recommended models first, then a search of the Hugging Face
 Hub for GGUF repos; a repo's files grouped by quantization with a fits / tight / too big
-badge, the recommended file preselected, and a Download button that queues it.
+badge, the recommended file preselected, and a Download button that queues it. The detail
+pane shows the selected model's facts, its memory math on this machine and its model card.
 
-Nothing here touches the network until the person searches or picks a repo. Gated repos
-explain themselves and take a token, stored where huggingface_hub keeps it.
+Nothing here touches the network until the person searches or picks a repo (the card
+too). Gated repos explain themselves and take a token, stored where huggingface_hub keeps
+it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -42,8 +44,10 @@ from app.core.models.hub import (
     gated_message,
     save_token,
 )
+from app.core.models.model_card import fetch_model_card
 from app.core.units import format_bytes, format_params
 from app.ui.models.library_tab import FIT_TEXT, FIT_TIPS
+from app.ui.models.model_details import FitFacts, ModelDetails
 from app.ui.widgets import named
 from app.workers.background import BackgroundJob, JobSet
 
@@ -60,6 +64,9 @@ PRIVACY_NOTE = (
     "leaves this computer, and chats never do."
 )
 _DATA_ROLE = Qt.ItemDataRole.UserRole
+RESULT_COLUMNS = ("Model", "Parameters", "Architecture", "Licence", "Downloads", "Likes")
+HUB_ONLY_COLUMNS = (4, 5)
+"""Downloads and Likes: the Hub's numbers, which catalog entries do not have."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class GatedRepo:
     message: str
 
 
+def machine_fit(size_bytes: int) -> str:
+    """This machine's fit badge for a file of `size_bytes` (measures memory: run on a job)."""
+    return fit_badge(size_bytes, available_memory(), gpu_free_memory())
+
+
 def list_repo(client: HubClient, repo_id: str) -> RepoListing | GatedRepo:
     """A repo's files and fit badges (runs on a background job)."""
     try:
@@ -94,7 +106,8 @@ class HubTab(QWidget):
     """Recommended models, Hub search, and a repo's downloadable files.
 
     Object names: hubQuery, hubSort, hubSearchButton, hubResults, hubFiles, hubStatusLabel,
-    downloadButton, gatedBox, gatedLabel, tokenField, saveTokenButton, privacyNote.
+    downloadButton, gatedBox, gatedLabel, tokenField, saveTokenButton, privacyNote,
+    hubDetails (see ModelDetails).
 
     Signals:
         downloadRequested(object, object): Queue this (`RepoFiles`, `QuantOption`).
@@ -117,6 +130,7 @@ class HubTab(QWidget):
         self._wanted_file: str | None = None
         self._search_serial = 0
         self._repo_serial = 0
+        self._parameters = 0  # of the model on show, for the memory math
 
         self._query = QLineEdit()
         named(self._query, "hubQuery", "Search the Hugging Face Hub")
@@ -137,20 +151,18 @@ class HubTab(QWidget):
 
         self._results = QTreeWidget()
         named(self._results, "hubResults", "Models")
-        self._results.setHeaderLabels(
-            ["Model", "Parameters", "Architecture", "Licence", "Downloads", "Likes"]
-        )
+        self._results.setHeaderLabels(list(RESULT_COLUMNS))
         self._results.setRootIsDecorated(False)
-        self._results.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self._results.header().setStretchLastSection(False)
+        self._results.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self._results.header().setStretchLastSection(True)
         self._results.itemSelectionChanged.connect(self._on_result_selected)
 
         self._files = QTreeWidget()
         named(self._files, "hubFiles", "Files of this model")
         self._files.setHeaderLabels(["Quantization", "Size", "Parts", "This machine"])
         self._files.setRootIsDecorated(False)
-        self._files.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self._files.itemSelectionChanged.connect(self._update_buttons)
+        self._files.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self._files.itemSelectionChanged.connect(self._on_file_selected)
         self._files.itemDoubleClicked.connect(lambda *_: self.download_selected())
         self._repo_label = QLabel("Pick a model to see its files.")
         self._repo_label.setObjectName("hubRepoLabel")
@@ -191,11 +203,15 @@ class HubTab(QWidget):
         files_box.addWidget(self._gated)
         files_box.addWidget(self._files, 1)
         files_box.addWidget(self._download, 0, Qt.AlignmentFlag.AlignRight)
+        self.details = ModelDetails()
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(files_side)
+        right.addWidget(self.details)
+        right.setSizes([1000, 2000])  # scaled to the space the window gives
         splitter = QSplitter()
         splitter.addWidget(self._results)
-        splitter.addWidget(files_side)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter.addWidget(right)
+        splitter.setSizes([1100, 900])
 
         self._status = QLabel()
         named(self._status, "hubStatusLabel", "Search status")
@@ -222,18 +238,12 @@ class HubTab(QWidget):
             log.exception("cannot read the model catalog")
             self._status.setText(f"The list of recommended models could not be read: {exc}")
             entries = []
-        self._results.clear()
+        self._clear_results()
+        self._show_hub_columns(False)
         for entry in entries:
-            item = QTreeWidgetItem(
-                [
-                    f"★ {entry.name}",
-                    format_params(entry.parameters),
-                    entry.architecture,
-                    entry.licence or "",
-                    "",
-                    "",
-                ]
-            )
+            name = f"★ {entry.name}" + ("" if entry.verified else "  (unverified)")
+            params = format_params(entry.parameters)
+            item = QTreeWidgetItem([name, params, entry.architecture, entry.licence, "", ""])
             item.setToolTip(0, entry.notes)
             item.setData(0, _DATA_ROLE, entry)
             self._results.addTopLevelItem(item)
@@ -262,7 +272,8 @@ class HubTab(QWidget):
     def _on_results(self, serial: int, models: object) -> None:
         if serial != self._search_serial or not isinstance(models, list):
             return
-        self._results.clear()
+        self._clear_results()
+        self._show_hub_columns(True)
         for model in models:
             if not isinstance(model, HubModel):
                 continue
@@ -281,12 +292,19 @@ class HubTab(QWidget):
                 item.setToolTip(0, "Gated: accept the licence on the Hub and add a token")
             item.setData(0, _DATA_ROLE, model)
             self._results.addTopLevelItem(item)
-        for column in range(1, 6):
-            self._results.resizeColumnToContents(column)
         count = self._results.topLevelItemCount()
         self._status.setText(
             f"{count} model{'s' if count != 1 else ''} found." if count else "No GGUF models match."
         )
+
+    def _clear_results(self) -> None:
+        # Else the selection walks through the rows being removed, opening each one.
+        with QSignalBlocker(self._results):
+            self._results.clear()
+
+    def _show_hub_columns(self, shown: bool) -> None:
+        for column in HUB_ONLY_COLUMNS:
+            self._results.setColumnHidden(column, not shown)
 
     def _on_search_failed(self, serial: int, message: str) -> None:
         if serial == self._search_serial:
@@ -301,18 +319,45 @@ class HubTab(QWidget):
             return
         data = items[0].data(0, _DATA_ROLE)
         if isinstance(data, CatalogEntry):
+            self.details.show_entry(data)
+            self._parameters = data.parameters
+            self._start_fit(data.quant, data.size_bytes)
             if not data.repo_id:
+                self._repo_serial += 1  # a listing or card still on its way is stale now
                 self._files.clear()
                 self._listing = None
                 self._repo_label.setText(
-                    f"<b>{html.escape(data.name)}</b><br>{html.escape(data.notes)}<br>"
+                    f"<b>{html.escape(data.name)}</b><br>"
                     "Hearth's starter model: run <code>hearth starter</code> to install it."
                 )
                 self._update_buttons()
                 return
             self.open_repo(data.repo_id, wanted_file=data.file)
         elif isinstance(data, HubModel):
+            self.details.show_hub_model(data)
+            self._parameters = data.n_params
             self.open_repo(data.repo_id)
+
+    def _start_fit(self, label: str, size_bytes: int) -> None:
+        """Measure this machine's fit for the file on a job; show the memory math after."""
+        serial = self._repo_serial
+        parameters = self._parameters
+        job = self._start(lambda: machine_fit(size_bytes), "hearth-hub-fit")
+        job.succeeded.connect(
+            lambda badge: self._show_fit(serial, FitFacts(label, size_bytes, parameters, badge))
+        )
+
+    def _show_fit(self, serial: int, fit: FitFacts) -> None:
+        if serial in (self._repo_serial, self._repo_serial - 1):  # before or after open_repo
+            self.details.set_fit(fit)
+
+    def _on_card(self, serial: int, card: object) -> None:
+        if serial == self._repo_serial and isinstance(card, str):
+            self.details.set_card(card or "*This repo has no model card.*")
+
+    def _on_card_failed(self, serial: int, message: str) -> None:
+        if serial == self._repo_serial:
+            self.details.set_card(f"*The model card could not be fetched: {message}*")
 
     def open_repo(self, repo_id: str, *, wanted_file: str | None = None) -> None:
         """List a repo's GGUF files (in the background)."""
@@ -328,6 +373,9 @@ class HubTab(QWidget):
         job = self._start(lambda: list_repo(client, repo_id), "hearth-hub-files")
         job.succeeded.connect(lambda listing: self._on_listing(serial, listing))
         job.failed.connect(lambda message: self._on_listing_failed(serial, message))
+        card = self._start(lambda: fetch_model_card(client, repo_id), "hearth-hub-card")
+        card.succeeded.connect(lambda text: self._on_card(serial, text))
+        card.failed.connect(lambda message: self._on_card_failed(serial, message))
 
     def _on_listing(self, serial: int, listing: object) -> None:
         if serial != self._repo_serial:
@@ -365,8 +413,6 @@ class HubTab(QWidget):
             self._files.addTopLevelItem(item)
             if option is preselect:
                 self._files.setCurrentItem(item)
-        for column in range(1, 4):
-            self._files.resizeColumnToContents(column)
         if not repo.options:
             self._repo_label.setText(f"{html.escape(repo.repo_id)} has no GGUF files.")
         if repo.gated:  # the Hub lists a gated repo's files but serves them only with a token
@@ -417,6 +463,16 @@ class HubTab(QWidget):
         if option is not None and self._listing is not None:
             self.downloadRequested.emit(self._listing.repo, option)
             self._status.setText(f"Queued {option.quant} of {self._listing.repo.repo_id}.")
+
+    @Slot()
+    def _on_file_selected(self) -> None:
+        option = self.selected_option()
+        items = self._files.selectedItems()
+        if option is not None and self._listing is not None and items:
+            index = self._files.indexOfTopLevelItem(items[0])
+            badge = self._listing.badges[index]
+            self.details.set_fit(FitFacts(option.quant, option.size_bytes, self._parameters, badge))
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         self._download.setEnabled(self.selected_option() is not None and self._listing is not None)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
+from PySide6.QtGui import QCloseEvent, QHideEvent
 from PySide6.QtWidgets import QDialog, QTabWidget, QVBoxLayout, QWidget
 
 from app.core.models.hub import QuantOption, RepoFiles
@@ -17,11 +18,14 @@ from app.ui.models.hub_tab import HubTab
 from app.ui.models.library_tab import LibraryTab
 from app.ui.models.quantize_dialog import QuantizeDialog
 from app.ui.widgets import named
+from app.ui.window_geometry import WindowGeometry
 from app.workers.model_jobs import DownloadQueue
 
 log = logging.getLogger(__name__)
 
 LIBRARY_TAB, DISCOVER_TAB, DOWNLOADS_TAB = range(3)
+GEOMETRY_FILE = "models-window.ini"
+"""In the config dir: the model manager's geometry (the main window's is window.ini)."""
 
 
 class ModelManager(QDialog):
@@ -32,7 +36,8 @@ class ModelManager(QDialog):
 
     `endpoint` and `token` default to huggingface_hub's own (HF_ENDPOINT, the stored
     token); `include_other_apps` lists the models of the HF cache, LM Studio, GPT4All and
-    Ollama too.
+    Ollama too. It opens where the person left it, or on a first start at a comfortable
+    share of the screen (`window_geometry`).
 
     Signals:
         loadRequested(object): Load this model file (a `Path`) in the chat window.
@@ -54,8 +59,9 @@ class ModelManager(QDialog):
         super().__init__(parent)
         named(self, "modelManager", "Models")
         self.setWindowTitle("Models")
-        self.resize(1000, 620)
         self._paths = paths
+        self._geometry = WindowGeometry(paths.config / GEOMETRY_FILE)
+        self._geometry.restore(self)
         self._quantize_dialog: QuantizeDialog | None = None
 
         self.queue = DownloadQueue(paths, self)
@@ -134,6 +140,16 @@ class ModelManager(QDialog):
     def _update_downloads_title(self, _key: int) -> None:
         active = active_count(self.queue.items())
         self._tabs.setTabText(DOWNLOADS_TAB, f"Downloads ({active})" if active else "Downloads")
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        """Remember the geometry whenever the window goes away (closed, Escape, hidden)."""
+        self._geometry.save(self)
+        super().hideEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Remember the geometry, then close."""
+        self._geometry.save(self)
+        super().closeEvent(event)
 
     def shutdown(self, timeout_ms: int) -> bool:
         """Pause downloads (they resume next time), cancel a quantization, wait for jobs."""

@@ -3,7 +3,6 @@ the fake Hub in tests/fake_hub.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -13,8 +12,6 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from app.core.data_files import catalog_file
-from app.core.models.catalog import CatalogError, load_catalog
 from app.core.models.hub import (
     HubClient,
     HubError,
@@ -28,7 +25,6 @@ from app.core.models.hub import (
     save_token,
     stored_token,
 )
-from app.core.models.starter import STARTER
 from tests.fake_hub import FakeHub, serving_hub
 
 GB = 1_000_000_000
@@ -266,43 +262,3 @@ def test_a_saved_token_is_where_huggingface_hub_reads_it(hub: FakeHub) -> None:
     assert stored_token() == "hf_secret123"
     with pytest.raises(HubError, match="not an access token"):
         save_token("two words")
-
-
-def test_the_catalog_has_complete_entries_and_the_starter_first() -> None:
-    entries = load_catalog()
-    assert 6 <= len(entries) <= 8
-    starter = entries[0]
-    assert starter.source_kind == "pypi-wheel" and starter.repo_id is None
-    assert (starter.file, starter.size_bytes, starter.quant) == (
-        STARTER.filename,
-        STARTER.size,
-        "Q4_1",
-    )
-    raw = json.loads(catalog_file().read_text(encoding="utf-8"))
-    source = raw["models"][0]["source"]
-    assert (source["package"], source["version"], source["member"]) == (
-        STARTER.package,
-        STARTER.version,
-        STARTER.member,
-    )
-    assert raw["models"][0]["sha256"] == STARTER.sha256
-    assert "sha256 come from the Hub" in raw["notes"]
-    hub_entries = entries[1:]
-    assert all(e.source_kind == "hub" for e in hub_entries)
-    assert len({e.id for e in entries}) == len(entries)
-    for entry in hub_entries:
-        assert entry.repo_id is not None and entry.repo_id.count("/") == 1
-        assert entry.file.endswith(".gguf")
-        assert quant_of(entry.file) == entry.quant
-        assert 100_000_000 < entry.size_bytes < 6 * GB
-        assert entry.context_length >= 2048 and entry.parameters > 0
-        assert entry.licence and entry.notes and entry.architecture
-
-
-def test_a_damaged_catalog_is_a_clear_error(tmp_path: Path) -> None:
-    broken = tmp_path / "catalog.json"
-    broken.write_text('{"models": [{"id": "x"}]}', encoding="utf-8")
-    with pytest.raises(CatalogError, match=r"entry 1 .* lacks 'name'"):
-        load_catalog(broken)
-    with pytest.raises(CatalogError, match="missing"):
-        load_catalog(tmp_path / "nope.json")

@@ -29,10 +29,11 @@ def paths(tmp_path: Path) -> AppPaths:
 
 
 @pytest.fixture
-def manager(qtbot: QtBot, paths: AppPaths) -> ModelManager:
+def manager(qtbot: QtBot, paths: AppPaths) -> Iterator[ModelManager]:
     window = ModelManager(paths, include_other_apps=False)
     qtbot.addWidget(window)
-    return window
+    yield window
+    assert window.shutdown(TIMEOUT_MS)  # no scan may outlive the window (Qt aborts)
 
 
 def wait_scanned(qtbot: QtBot, manager: ModelManager) -> list[LibraryModel]:
@@ -68,6 +69,7 @@ def test_the_library_lists_models_with_their_memory_math(
     with qtbot.waitSignal(manager.library.loadRequested, timeout=1000) as loaded:
         manager.library.load_selected()
     assert loaded.args == [starter.path]
+    assert manager.shutdown(TIMEOUT_MS)  # a rescan still running would abort at teardown
 
 
 def test_only_models_hearth_made_can_be_deleted(
@@ -160,7 +162,9 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
 
 
 @pytest.fixture
-def hub_manager(qtbot: QtBot, paths: AppPaths, hub: FakeHub, tmp_path: Path) -> ModelManager:
+def hub_manager(
+    qtbot: QtBot, paths: AppPaths, hub: FakeHub, tmp_path: Path
+) -> Iterator[ModelManager]:
     tiny = write_tiny_gguf(
         tmp_path / "tiny.gguf", n_layer=4, n_embd=256, n_ff=512, name="Tiny Chat"
     )
@@ -179,7 +183,8 @@ def hub_manager(qtbot: QtBot, paths: AppPaths, hub: FakeHub, tmp_path: Path) -> 
     window = ModelManager(paths, endpoint=hub.url, include_other_apps=False)
     qtbot.addWidget(window)
     wait_scanned(qtbot, window)
-    return window
+    yield window
+    assert window.shutdown(TIMEOUT_MS)
 
 
 def search_and_open(qtbot: QtBot, manager: ModelManager, query: str) -> None:
