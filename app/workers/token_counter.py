@@ -55,6 +55,7 @@ class TokenCountWorker(ThreadWorker):
         counted(int, int, int, int, object): Request id, draft tokens, prompt tokens,
             context limit, dropped message indices (tuple) or None.
         unavailable(int, str): Request id and why it could not be counted.
+        described(int, object): Request id and the `PromptParts` of `describe`.
     """
 
     modelReady = Signal(str)
@@ -62,6 +63,7 @@ class TokenCountWorker(ThreadWorker):
     draftTokens = Signal(int, object)
     counted = Signal(int, int, int, int, object)
     unavailable = Signal(int, str)
+    described = Signal(int, object)
 
     def __init__(self, latest: _LatestRequest | None = None) -> None:
         super().__init__("hearth-token-counter")
@@ -126,6 +128,36 @@ class TokenCountWorker(ThreadWorker):
         self.draftTokens.emit(request_id, pieces)
         self.counted.emit(request_id, len(ids), result.prompt_tokens, limit, result.dropped)
 
+    @Slot(int, object, object, int)
+    def describe(self, request_id: int, messages: object, max_tokens: object, n_ctx: int) -> None:
+        """Split the prompt for `messages` into parts (`described`), or `unavailable`.
+
+        Skipped when a newer request (count or describe) is already waiting.
+        """
+        if request_id < self._latest.get():
+            return
+        tokenizer = self._tokenizer
+        if self._closed or tokenizer is None:
+            self.unavailable.emit(request_id, "No model vocabulary is loaded.")
+            return
+        chat = (
+            tuple(m for m in messages if isinstance(m, Message))
+            if isinstance(messages, Sequence)
+            else ()
+        )
+        limit = n_ctx if n_ctx > 0 else tokenizer.info.context_length
+        budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+        try:
+            parts = tokenizer.describe_prompt(chat, budget, limit)
+        except HearthError as exc:
+            self.unavailable.emit(request_id, exc.message)
+            return
+        except Exception as exc:
+            log.exception("unexpected error describing the prompt")
+            self.unavailable.emit(request_id, f"Unexpected error: {type(exc).__name__}: {exc}")
+            return
+        self.described.emit(request_id, parts)
+
     def release(self) -> None:
         """Free the vocabulary (on this thread, from `shutdown`)."""
         self._close_tokenizer()
@@ -157,6 +189,9 @@ class TokenCounter(WorkerHost):
             template that rejects the messages), and why.
         modelReady(str): A model's vocabulary is loaded (its path).
         modelFailed(str, str): A model path and why its vocabulary could not be loaded.
+        described(int, object): For the newest request only: its id and the
+            `PromptParts` of the prompt (`describe`): the exact tokens after the template,
+            split into the system prompt, each message and template overhead.
     """
 
     draftTokens = Signal(int, object)
@@ -164,9 +199,11 @@ class TokenCounter(WorkerHost):
     unavailable = Signal(int, str)
     modelReady = Signal(str)
     modelFailed = Signal(str, str)
+    described = Signal(int, object)
 
     _setModelRequested = Signal(str)
     _countRequested = Signal(int, str, object, object, int)
+    _describeRequested = Signal(int, object, object, int)
 
     def __init__(self, parent: QObject | None = None) -> None:
         self._latest = _LatestRequest()
@@ -175,6 +212,8 @@ class TokenCounter(WorkerHost):
         self.worker = worker
         self._setModelRequested.connect(worker.set_model)
         self._countRequested.connect(worker.count)
+        self._describeRequested.connect(worker.describe)
+        worker.described.connect(self._on_described)
         worker.draftTokens.connect(self._on_draft_tokens)
         worker.counted.connect(self._on_counted)
         worker.unavailable.connect(self._on_unavailable)
@@ -204,6 +243,22 @@ class TokenCounter(WorkerHost):
         self._latest.set(request_id)
         snapshot = tuple(messages) if isinstance(messages, Sequence) else ()
         self._countRequested.emit(request_id, draft, snapshot, max_tokens, n_ctx)
+
+    def describe(
+        self, request_id: int, messages: Sequence[Message], max_tokens: int | None, n_ctx: int
+    ) -> None:
+        """Queue splitting the prompt for `messages` (system prompt, history, draft as a
+        user message) into parts, for a reply of `max_tokens` in `n_ctx` tokens (0: the
+        model's own). Shares the request ids of `count` (they must increase)."""
+        if not self.is_running:
+            return
+        self._latest.set(request_id)
+        self._describeRequested.emit(request_id, tuple(messages), max_tokens, n_ctx)
+
+    @Slot(int, object)
+    def _on_described(self, request_id: int, parts: object) -> None:
+        if request_id == self._latest.get() and not self._stopped:
+            self.described.emit(request_id, parts)
 
     def before_stop(self) -> None:
         """Make every queued request stale, so the worker skips it."""

@@ -125,6 +125,18 @@ def _order_desc(ids: IdArray, lg: F32Array) -> npt.NDArray[np.intp]:
     return where[ordered_ids]
 
 
+def _stable_order(values: F32Array) -> npt.NDArray[np.intp]:
+    """A stable ascending argsort of non-negative float32 values (NaN last), done as one
+    sort of unique uint64 keys (numpy's stable argsort is many times slower)."""
+    n = values.shape[0]
+    if n <= 4096:
+        return np.argsort(values, kind="stable")
+    bits = np.where(np.isnan(values), np.float32(np.inf), values).view(np.uint32)
+    keys = bits.astype(np.uint64) << np.uint64(32)
+    keys |= np.arange(n, dtype=np.uint64)
+    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.intp)
+
+
 def _top_positions(ids: IdArray, lg: F32Array, k: int) -> npt.NDArray[np.intp]:
     """Positions of the k best candidates, sorted (ties at the cut: lower ids)."""
     n = lg.shape[0]
@@ -190,7 +202,7 @@ def _typical(state: _State, p: float) -> None:
         logp = _log32(probs)
         entropy = _seq_sum((-probs * logp).astype(F32))
         shifted = np.abs(-logp - entropy).astype(F32)
-    order = np.argsort(shifted, kind="stable")
+    order = _stable_order(shifted)
     cum = np.cumsum(probs[order], dtype=F32)
     hits = np.flatnonzero(cum > F32(p))
     last = int(hits[0]) + 1 if hits.size else order.size

@@ -157,8 +157,9 @@ class ExplorerRow:
             self.logits, settings, self.history, n_ctx=self.n_ctx, watch=self.top_ids
         )
         rows = self._rows(outcome)
-        after = np.zeros(self.n_vocab, dtype=np.float64)
+        after = np.zeros(self.n_vocab, dtype=np.float32)
         after[outcome.ids] = outcome.probs
+        everyone = outcome.ids.size == self.n_vocab
         cut = self._cuts(outcome, rows)
         penalized = set(outcome.penalized.tolist())
         candidates = tuple(
@@ -183,11 +184,11 @@ class ExplorerRow:
         return Exploration(
             candidates=candidates,
             rest_before=max(0.0, 1.0 - float(self.before[rows].sum())),
-            rest_after=max(0.0, float(outcome.probs.sum(dtype=np.float64)) - after[rows].sum()),
+            rest_after=max(0.0, 1.0 - float(after[rows].sum(dtype=np.float64))),
             entropy_before=self.entropy_before,
             entropy_after=entropy_bits(outcome.probs),
             survivors=int(outcome.ids.size),
-            mass_kept=float(self.before[outcome.ids].sum()),
+            mass_kept=1.0 if everyone else float(self.before[outcome.ids].sum()),
             pick=pick,
             pick_rule=rule,
             removed=dict(outcome.removed),
