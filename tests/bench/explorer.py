@@ -87,7 +87,7 @@ def native_ms(logits: np.ndarray, settings: SamplingSettings, rounds: int) -> fl
     n = logits.size
     times: list[float] = []
     with SamplerChain(settings, 7, n, 4096) as chain:
-        native: Any = chain._chain  # noqa: SLF001 - the bench times the very chain
+        native: Any = chain._chain  # the bench times the very chain
         for _ in range(rounds):
             data = np.empty(n, dtype=dtype)
             data["id"] = np.arange(n, dtype=np.int32)
