@@ -35,7 +35,9 @@ def _pct(p: float) -> str:
 
 def _shown(text: str) -> str:
     """Token text with whitespace made visible."""
-    return repr(text)[1:-1] if text.strip() != text or not text else text
+    if not text:
+        return "(no text)"
+    return repr(text)[1:-1] if text.strip() != text else text
 
 
 class _Relay(QObject):
