@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import chat, doctor, hub, models, quantize, self_test, starter, transfer
+from app.cli import chat, doctor, hub, models, next, quantize, self_test, starter, transfer
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, starter, transfer, doctor, models, quantize, hub)
+COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,6 +73,11 @@ def register(sub: Any) -> None:
     parents = [data_dir_options(), model_options(), gen]
     ask = sub.add_parser("ask", parents=parents, help="one reply, streamed to stdout")
     ask.add_argument("prompt", metavar="PROMPT")
+    ask.add_argument(
+        "--show-prompt",
+        action="store_true",
+        help="print the rendered prompt, part by part with token counts, to stderr first",
+    )
     ask.set_defaults(handler=_ask)
     chat = sub.add_parser("chat", parents=parents, help="interactive chat in the terminal")
     chat.set_defaults(handler=_chat)
@@ -190,6 +195,10 @@ def _ask(args: argparse.Namespace) -> int:
         messages = ([Message("system", args.system)] if args.system else []) + [
             Message("user", args.prompt)
         ]
+        if args.show_prompt:
+            from app.cli.next import print_prompt_parts
+
+            print_prompt_parts(engine.describe_prompt(messages, settings.max_tokens), sys.stderr)
         _reply(engine, messages, settings, args, sys.stdout)
     except ChatTemplateError as exc:
         print(f"hearth: error: {exc}{_fallback_hint(exc)}", file=sys.stderr)

@@ -47,6 +47,7 @@ from app.core.inference.load_options import LoadedModel, LoadOptions, effective_
 from app.core.inference.messages import Message
 from app.core.inference.next_logits import NextLogits, texts_for
 from app.core.inference.prompt import ChatTemplate, OverflowPolicy, PromptPlan, plan_prompt
+from app.core.inference.prompt_parts import PromptParts, describe_prompt
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
@@ -608,6 +609,18 @@ class Engine:
             n_ctx=self.n_ctx,
             texts=texts_for(row, prompt, vocab.token_text),
             elapsed_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    def describe_prompt(
+        self, messages: Sequence[Message], max_tokens: int | None = None
+    ) -> PromptParts:
+        """The prompt for `messages` split into parts with token counts (drop-oldest rule)."""
+        return describe_prompt(
+            self._vocabulary(),
+            messages,
+            n_ctx=self.n_ctx,
+            max_tokens=max_tokens,
+            template=self._template,
         )
 
     # ----- KV snapshots -----
