@@ -196,8 +196,6 @@ def _ask(args: argparse.Namespace) -> int:
             Message("user", args.prompt)
         ]
         if args.show_prompt:
-            from app.cli.next import print_prompt_parts
-
             print_prompt_parts(engine.describe_prompt(messages, settings.max_tokens), sys.stderr)
         _reply(engine, messages, settings, args, sys.stdout)
     except ChatTemplateError as exc:
@@ -253,3 +251,18 @@ def _chat(args: argparse.Namespace) -> int:
             history.append(Message("assistant", reply))
     finally:
         engine.close()
+
+
+def print_prompt_parts(parts: Any, out: TextIO) -> None:
+    """The rendered prompt with its parts and token counts (for `ask --show-prompt`)."""
+    names = {"system": "system prompt", "user": "user", "assistant": "assistant"}
+    for part in parts.parts:
+        name = "template" if part.message is None else names.get(part.kind, part.kind)
+        if part.message is not None:
+            name += f" (message {part.message + 1})"
+        out.write(f"--- {name}: {len(part.tokens):,} tokens\n{part.text}\n")
+    out.write(
+        f"--- {parts.total:,} prompt tokens ({parts.template_tokens:,} template) + "
+        f"{parts.reply_budget:,} for the reply, of {parts.n_ctx:,}\n"
+    )
+    out.flush()

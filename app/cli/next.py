@@ -1,4 +1,4 @@
-"""`hearth next`: the next-token table, and the rendered prompt for `hearth ask --show-prompt`.
+"""`hearth next`: the next token's candidates before and after the sampler chain.
 
     hearth next [--model M] [--system TEXT] [sampler flags] [--top N] [--json] PROMPT
 
@@ -167,18 +167,3 @@ def print_table(record: dict[str, Any]) -> None:
         out.write(f"{rule}: {json.dumps(pick['text'], ensure_ascii=False)} (id {pick['id']})\n")
     if record["note"]:
         out.write(record["note"] + "\n")
-
-
-def print_prompt_parts(parts: Any, out: Any) -> None:
-    """The rendered prompt with its parts and token counts (for `ask --show-prompt`)."""
-    names = {"system": "system prompt", "user": "user", "assistant": "assistant"}
-    for part in parts.parts:
-        name = "template" if part.message is None else names.get(part.kind, part.kind)
-        if part.message is not None:
-            name += f" (message {part.message + 1})"
-        out.write(f"--- {name}: {len(part.tokens):,} tokens\n{part.text}\n")
-    out.write(
-        f"--- {parts.total:,} prompt tokens ({parts.template_tokens:,} template) + "
-        f"{parts.reply_budget:,} for the reply, of {parts.n_ctx:,}\n"
-    )
-    out.flush()
