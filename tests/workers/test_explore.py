@@ -76,6 +76,11 @@ class Answers(QObject):
         self.failed: dict[int, str] = {}
         self.cache: list[tuple[int, ...]] = []
         self.described: dict[int, PromptParts] = {}
+        self.counted: list[int] = []
+
+    @Slot(int, int, int, int, object)
+    def on_counted(self, request_id: int, *_rest: object) -> None:
+        self.counted.append(request_id)
 
     @Slot(int, object)
     def on_explored(self, request_id: int, result: object) -> None:
@@ -126,12 +131,20 @@ def test_the_counter_describes_the_prompt_in_parts(qtbot: QtBot, starter_model: 
     counter = TokenCounter()
     answers = Answers()
     counter.described.connect(answers.on_described)
+    counter.describeFailed.connect(answers.on_failed)
+    counter.counted.connect(answers.on_counted)
     counter.start()
     try:
+        counter.describe(0, CHAT, 64, 1024)
+        qtbot.waitUntil(lambda: 0 in answers.failed, timeout=TIMEOUT_MS)
+        assert "No model vocabulary" in answers.failed[0]
         with qtbot.waitSignal(counter.modelReady, timeout=TIMEOUT_MS):
             counter.set_model(str(starter_model))
-        counter.describe(1, CHAT, 64, 1024)
-        qtbot.waitUntil(lambda: 1 in answers.described, timeout=TIMEOUT_MS)
+        counter.count(1, "draft", CHAT, 64, 1024)  # counting and describing do not
+        counter.describe(1, CHAT, 64, 1024)  # overtake each other
+        qtbot.waitUntil(
+            lambda: 1 in answers.described and answers.counted == [1], timeout=TIMEOUT_MS
+        )
     finally:
         assert counter.stop()
     parts = answers.described[1]
