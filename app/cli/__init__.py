@@ -12,10 +12,21 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.cli import chat, doctor, hub, models, quantize, repair, self_test, starter, transfer
+from app.cli import (
+    chat,
+    doctor,
+    hub,
+    models,
+    next,
+    quantize,
+    repair,
+    self_test,
+    starter,
+    transfer,
+)
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, starter, transfer, doctor, models, quantize, hub, repair)
+COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub, repair)
 
 
 def build_parser() -> argparse.ArgumentParser:

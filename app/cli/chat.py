@@ -73,6 +73,11 @@ def register(sub: Any) -> None:
     parents = [data_dir_options(), model_options(), gen]
     ask = sub.add_parser("ask", parents=parents, help="one reply, streamed to stdout")
     ask.add_argument("prompt", metavar="PROMPT")
+    ask.add_argument(
+        "--show-prompt",
+        action="store_true",
+        help="print the rendered prompt, part by part with token counts, to stderr first",
+    )
     ask.set_defaults(handler=_ask)
     chat = sub.add_parser("chat", parents=parents, help="interactive chat in the terminal")
     chat.set_defaults(handler=_chat)
@@ -196,6 +201,8 @@ def _ask(args: argparse.Namespace) -> int:
         messages = ([Message("system", args.system)] if args.system else []) + [
             Message("user", args.prompt)
         ]
+        if args.show_prompt:
+            print_prompt_parts(engine.describe_prompt(messages, settings.max_tokens), sys.stderr)
         _reply(engine, messages, settings, args, sys.stdout)
     except ChatTemplateError as exc:
         print(f"hearth: error: {exc}{_fallback_hint(exc)}", file=sys.stderr)
@@ -250,3 +257,18 @@ def _chat(args: argparse.Namespace) -> int:
             history.append(Message("assistant", reply))
     finally:
         engine.close()
+
+
+def print_prompt_parts(parts: Any, out: TextIO) -> None:
+    """The rendered prompt with its parts and token counts (for `ask --show-prompt`)."""
+    names = {"system": "system prompt", "user": "user", "assistant": "assistant"}
+    for part in parts.parts:
+        name = "template" if part.message is None else names.get(part.kind, part.kind)
+        if part.message is not None:
+            name += f" (message {part.message + 1})"
+        out.write(f"--- {name}: {len(part.tokens):,} tokens\n{part.text}\n")
+    out.write(
+        f"--- {parts.total:,} prompt tokens ({parts.template_tokens:,} template) + "
+        f"{parts.reply_budget:,} for the reply, of {parts.n_ctx:,}\n"
+    )
+    out.flush()

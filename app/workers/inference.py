@@ -71,8 +71,8 @@ class InferenceWorker(ThreadWorker):
     """Owns one `Engine` on the thread it was moved to; loads models and streams replies.
 
     Slots (call through queued signals, see `InferenceThread`): `load`, `generate`,
-    `unload`, `shutdown`. Thread-safe plain methods: `cancel`, `cancel_load`,
-    `cancel_all`, `expect_load`.
+    `explore`, `report_cache`, `unload`, `shutdown`. Thread-safe plain methods:
+    `cancel`, `cancel_load`, `cancel_all`, `expect_load`.
 
     Request ids must increase: a generation drops the cancel events of lower ids.
 
@@ -102,6 +102,12 @@ class InferenceWorker(ThreadWorker):
         finished(int, object): Request id and its `GenerationDone` (cancelled ones too).
             Its `tail` is the only text no `tokens` signal carried.
         failed(int, str): Request id and why no reply could be made.
+        explored(int, object): Request id and its `NextLogits`: a copy of the logits row
+            for the token after the prompt (+ the reply start asked for), for the
+            sampling explorer. Cancel it with `cancel(request_id)`.
+        exploreFailed(int, str): Request id and why no distribution could be computed
+            (no model, cancelled, a template error, the engine busy).
+        cacheReported(object): The tokens in the KV cache now (a tuple of ids).
     """
 
     loadProgress = Signal(float)
@@ -117,6 +123,9 @@ class InferenceWorker(ThreadWorker):
     tokens = Signal(int, str, int)
     finished = Signal(int, object)
     failed = Signal(int, str)
+    explored = Signal(int, object)
+    exploreFailed = Signal(int, str)
+    cacheReported = Signal(object)
 
     def __init__(
         self,
@@ -339,6 +348,49 @@ class InferenceWorker(ThreadWorker):
             log.exception("unexpected error in reply %d", request_id)
             self.failed.emit(request_id, unexpected_error_message(exc))
 
+    @Slot(int, object, object)
+    def explore(self, request_id: int, messages: object, continue_with: object = ()) -> None:
+        """Compute the next token's logits after `messages` (+ `continue_with` token ids)
+        and send them as `explored`, or `exploreFailed`."""
+        with self._lock:
+            cancel = self._cancels.setdefault(request_id, threading.Event())
+            if self._stopping:
+                cancel.set()
+        chat = (
+            tuple(m for m in messages if isinstance(m, Message))
+            if isinstance(messages, Sequence)
+            else ()
+        )
+        forced = tuple(int(t) for t in continue_with) if isinstance(continue_with, tuple) else ()
+        engine = self._engine
+        try:
+            if self._closed or engine is None or engine.loaded is None:
+                self.exploreFailed.emit(request_id, "No model is loaded. Open a model first.")
+                return
+            if cancel.is_set():
+                self.exploreFailed.emit(request_id, "Cancelled.")
+                return
+            result = engine.next_logits(
+                chat, continue_with=forced, cancel=cancel, policy=self._policy
+            )
+        except HearthError as exc:
+            self.exploreFailed.emit(request_id, exc.message)
+        except Exception as exc:
+            log.exception("unexpected error exploring request %d", request_id)
+            self.exploreFailed.emit(request_id, unexpected_error_message(exc))
+        else:
+            self.explored.emit(request_id, result)
+        finally:
+            with self._lock:
+                self._cancels.pop(request_id, None)
+
+    @Slot()
+    def report_cache(self) -> None:
+        """Send the tokens in the KV cache now as `cacheReported` (empty: no model)."""
+        engine = self._engine
+        loaded = engine is not None and engine.loaded is not None
+        self.cacheReported.emit(engine.cached_tokens if engine is not None and loaded else ())
+
     @Slot()
     def unload(self) -> None:
         """Free the model and its context."""
@@ -386,6 +438,8 @@ class InferenceThread(WorkerHost):
     _loadRequested = Signal(str, object)
     _generateRequested = Signal(int, object, object, int, object)
     _unloadRequested = Signal()
+    _exploreRequested = Signal(int, object, object)
+    _cacheRequested = Signal()
 
     def __init__(
         self,
@@ -411,6 +465,8 @@ class InferenceThread(WorkerHost):
         self._loadRequested.connect(worker.load)
         self._generateRequested.connect(worker.generate)
         self._unloadRequested.connect(worker.unload)
+        self._exploreRequested.connect(worker.explore)
+        self._cacheRequested.connect(worker.report_cache)
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
         """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
@@ -439,6 +495,20 @@ class InferenceThread(WorkerHost):
         self._generateRequested.emit(
             request_id, tuple(messages), settings, top_n, tuple(continue_with)
         )
+
+    def explore(
+        self, request_id: int, messages: Sequence[Message], continue_with: Sequence[int] = ()
+    ) -> None:
+        """Queue computing the next token's logits after `messages` (+ `continue_with`);
+        answers with `worker.explored` / `worker.exploreFailed`; `cancel(request_id)`
+        stops it."""
+        if self.is_running:
+            self._exploreRequested.emit(request_id, tuple(messages), tuple(continue_with))
+
+    def report_cache(self) -> None:
+        """Queue a `worker.cacheReported` with the KV cache's tokens."""
+        if self.is_running:
+            self._cacheRequested.emit()
 
     def unload(self) -> None:
         """Queue freeing the model."""

@@ -55,6 +55,8 @@ class TokenCountWorker(ThreadWorker):
         counted(int, int, int, int, object): Request id, draft tokens, prompt tokens,
             context limit, dropped message indices (tuple) or None.
         unavailable(int, str): Request id and why it could not be counted.
+        described(int, object): Request id and the `PromptParts` of `describe`.
+        describeFailed(int, str): Request id and why `describe` could not answer.
     """
 
     modelReady = Signal(str)
@@ -62,10 +64,15 @@ class TokenCountWorker(ThreadWorker):
     draftTokens = Signal(int, object)
     counted = Signal(int, int, int, int, object)
     unavailable = Signal(int, str)
+    described = Signal(int, object)
+    describeFailed = Signal(int, str)
 
-    def __init__(self, latest: _LatestRequest | None = None) -> None:
+    def __init__(
+        self, latest: _LatestRequest | None = None, latest_describe: _LatestRequest | None = None
+    ) -> None:
         super().__init__("hearth-token-counter")
         self._latest = latest or _LatestRequest()
+        self._latest_describe = latest_describe or _LatestRequest()
         self._tokenizer: VocabTokenizer | None = None
         self.requests_counted = 0
         """How many requests were counted (not skipped as stale); for tests."""
@@ -126,6 +133,36 @@ class TokenCountWorker(ThreadWorker):
         self.draftTokens.emit(request_id, pieces)
         self.counted.emit(request_id, len(ids), result.prompt_tokens, limit, result.dropped)
 
+    @Slot(int, object, object, int)
+    def describe(self, request_id: int, messages: object, max_tokens: object, n_ctx: int) -> None:
+        """Split the prompt for `messages` into parts (`described`), or `describeFailed`.
+
+        Skipped when a newer describe request is already waiting.
+        """
+        if request_id < self._latest_describe.get():
+            return
+        tokenizer = self._tokenizer
+        if self._closed or tokenizer is None:
+            self.describeFailed.emit(request_id, "No model vocabulary is loaded.")
+            return
+        chat = (
+            tuple(m for m in messages if isinstance(m, Message))
+            if isinstance(messages, Sequence)
+            else ()
+        )
+        limit = n_ctx if n_ctx > 0 else tokenizer.info.context_length
+        budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+        try:
+            parts = tokenizer.describe_prompt(chat, budget, limit)
+        except HearthError as exc:
+            self.describeFailed.emit(request_id, exc.message)
+            return
+        except Exception as exc:
+            log.exception("unexpected error describing the prompt")
+            self.describeFailed.emit(request_id, f"Unexpected error: {type(exc).__name__}: {exc}")
+            return
+        self.described.emit(request_id, parts)
+
     def release(self) -> None:
         """Free the vocabulary (on this thread, from `shutdown`)."""
         self._close_tokenizer()
@@ -157,6 +194,10 @@ class TokenCounter(WorkerHost):
             template that rejects the messages), and why.
         modelReady(str): A model's vocabulary is loaded (its path).
         modelFailed(str, str): A model path and why its vocabulary could not be loaded.
+        described(int, object): For the newest request only: its id and the
+            `PromptParts` of the prompt (`describe`): the exact tokens after the template,
+            split into the system prompt, each message and template overhead.
+        describeFailed(int, str): For the newest `describe` request: why it failed.
     """
 
     draftTokens = Signal(int, object)
@@ -164,17 +205,24 @@ class TokenCounter(WorkerHost):
     unavailable = Signal(int, str)
     modelReady = Signal(str)
     modelFailed = Signal(str, str)
+    described = Signal(int, object)
+    describeFailed = Signal(int, str)
 
     _setModelRequested = Signal(str)
     _countRequested = Signal(int, str, object, object, int)
+    _describeRequested = Signal(int, object, object, int)
 
     def __init__(self, parent: QObject | None = None) -> None:
         self._latest = _LatestRequest()
-        worker = TokenCountWorker(self._latest)
+        self._latest_describe = _LatestRequest()
+        worker = TokenCountWorker(self._latest, self._latest_describe)
         super().__init__(worker, parent)
         self.worker = worker
         self._setModelRequested.connect(worker.set_model)
         self._countRequested.connect(worker.count)
+        self._describeRequested.connect(worker.describe)
+        worker.described.connect(self._on_described)
+        worker.describeFailed.connect(self._on_describe_failed)
         worker.draftTokens.connect(self._on_draft_tokens)
         worker.counted.connect(self._on_counted)
         worker.unavailable.connect(self._on_unavailable)
@@ -205,9 +253,31 @@ class TokenCounter(WorkerHost):
         snapshot = tuple(messages) if isinstance(messages, Sequence) else ()
         self._countRequested.emit(request_id, draft, snapshot, max_tokens, n_ctx)
 
+    def describe(
+        self, request_id: int, messages: Sequence[Message], max_tokens: int | None, n_ctx: int
+    ) -> None:
+        """Queue splitting the prompt for `messages` (system prompt, history, draft as a
+        user message) into parts, for a reply of `max_tokens` in `n_ctx` tokens (0: the
+        model's own). Ids must increase; they are separate from `count`'s."""
+        if not self.is_running:
+            return
+        self._latest_describe.set(request_id)
+        self._describeRequested.emit(request_id, tuple(messages), max_tokens, n_ctx)
+
+    @Slot(int, object)
+    def _on_described(self, request_id: int, parts: object) -> None:
+        if request_id == self._latest_describe.get() and not self._stopped:
+            self.described.emit(request_id, parts)
+
+    @Slot(int, str)
+    def _on_describe_failed(self, request_id: int, reason: str) -> None:
+        if request_id == self._latest_describe.get() and not self._stopped:
+            self.describeFailed.emit(request_id, reason)
+
     def before_stop(self) -> None:
         """Make every queued request stale, so the worker skips it."""
         self._latest.set(2**62)
+        self._latest_describe.set(2**62)
 
     @Slot(int, object)
     def _on_draft_tokens(self, request_id: int, pieces: object) -> None:

@@ -45,7 +45,9 @@ from app.core.inference.events import (
 from app.core.inference.kv_snapshot import KVSnapshot, llama_build_tag, model_key
 from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
 from app.core.inference.messages import Message
+from app.core.inference.next_logits import NextLogits, texts_for
 from app.core.inference.prompt import ChatTemplate, OverflowPolicy, PromptPlan, plan_prompt
+from app.core.inference.prompt_parts import PromptParts, describe_prompt
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
@@ -554,6 +556,73 @@ class Engine:
         arr = (llama_cpp.llama_token * len(tokens))(*tokens)
         batch = llama_cpp.llama_batch_get_one(arr, len(tokens))
         return int(llama_cpp.llama_decode(self._ctx, batch))
+
+    # ----- the next token's distribution (the sampling explorer) -----
+
+    def next_logits(
+        self,
+        messages: Sequence[Message],
+        *,
+        continue_with: Sequence[int] = (),
+        cancel: threading.Event | None = None,
+        policy: OverflowPolicy = OverflowPolicy.STOP,
+        max_tokens: int | None = None,
+    ) -> NextLogits:
+        """A copy of the logits for the token after `messages`' prompt (+ `continue_with`).
+
+        The KV cache's common prefix is reused, so a cached prefix costs one decode (none
+        when this very prompt was read last: its saved logits are returned, and the next
+        reply to it starts from them too).
+
+        Raises:
+            PromptCancelled: `cancel` was set.
+            ContextOverflowError, ChatTemplateError, EngineStateError, ModelLoadError.
+        """
+        self._require()
+        if self._busy:
+            raise EngineStateError("The engine is generating; explore after the reply.")
+        t0 = time.perf_counter()
+        cancel = cancel or threading.Event()
+        plan = self.plan(messages, max_tokens, policy, cancel=cancel)
+        prompt = list(plan.tokens) + [int(t) for t in continue_with]
+        self._busy = True
+        try:
+            cached = self._reuse_prefix(prompt)
+            saved = self._prompt_logits
+            if cached == len(prompt) and saved is not None and saved[0] == tuple(prompt):
+                row = saved[1].copy()
+            else:
+                for _event in self._prefill(prompt, cached, cancel):
+                    pass
+                if len(self._kv_tokens) < len(prompt) or cancel.is_set():
+                    raise PromptCancelled("Stopped while the prompt was being read.")
+                row = self._last_logits().copy()
+                self._prompt_logits = (tuple(prompt), row.copy())
+        finally:
+            self._busy = False
+        vocab = self._vocabulary()
+        return NextLogits(
+            logits=row,
+            tokens=tuple(prompt),
+            prompt_tokens=len(plan.tokens),
+            cached=cached,
+            dropped=plan.dropped,
+            n_ctx=self.n_ctx,
+            texts=texts_for(row, prompt, vocab.token_text),
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    def describe_prompt(
+        self, messages: Sequence[Message], max_tokens: int | None = None
+    ) -> PromptParts:
+        """The prompt for `messages` split into parts with token counts (drop-oldest rule)."""
+        return describe_prompt(
+            self._vocabulary(),
+            messages,
+            n_ctx=self.n_ctx,
+            max_tokens=max_tokens,
+            template=self._template,
+        )
 
     # ----- KV snapshots -----
 

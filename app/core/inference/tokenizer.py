@@ -20,6 +20,7 @@ from app.core.errors import EngineStateError, ModelLoadError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
 from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate, fit_messages, reply_budget
+from app.core.inference.prompt_parts import PromptParts, describe_prompt
 from app.core.inference.vocab import Vocabulary, ensure_backend
 from app.core.logs import route_llama_log
 
@@ -152,3 +153,16 @@ class VocabTokenizer:
             messages, lambda chosen: vocab.encode_prompt(chosen, chat), budget, n_ctx
         )
         return PromptCount(len(fit.all_tokens), budget, n_ctx, fit.dropped)
+
+    def describe_prompt(
+        self, messages: Sequence[Message], max_tokens: int | None, n_ctx: int
+    ) -> PromptParts:
+        """The prompt for `messages` split into parts with token counts (the engine's
+        tokens, after the drop-oldest rule).
+
+        Raises:
+            ChatTemplateError: The template rejects these messages.
+        """
+        return describe_prompt(
+            self._require(), messages, n_ctx=n_ctx, max_tokens=max_tokens, template=self.template
+        )
