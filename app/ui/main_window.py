@@ -34,16 +34,18 @@ from app.ui.chat.composer import Composer
 from app.ui.controllers.chat_files import ChatFiles
 from app.ui.controllers.conversations import ConversationController
 from app.ui.controllers.draft_counter import DraftCounter
+from app.ui.controllers.explorer import ExplorerController
 from app.ui.controllers.models import ModelController
 from app.ui.controllers.replies import ReplyController
 from app.ui.controllers.state import ActiveReply, ChatState
 from app.ui.conversations.conversation_list import ConversationList
-from app.ui.menus import WindowSlots, build_menus
+from app.ui.menus import build_menus
 from app.ui.models.load_options_dialog import LoadOptionsDialog
 from app.ui.models.machine_dialog import MachineReportDialog
 from app.ui.notice_bar import NoticeBar
 from app.ui.notices import notice_bridge
 from app.ui.sampling.sampling_panel import SamplingPanel
+from app.ui.sampling.side_column import SideColumn
 from app.ui.status_bar import StatusWidgets, process_memory
 from app.ui.welcome_panel import WelcomePanel
 from app.ui.widgets import named
@@ -108,7 +110,6 @@ class MainWindow(QMainWindow):
         self._state = ChatState()
         self._store = Store.open(paths)
         self.interrupted_at_start = self._store.mark_interrupted_replies()
-        self.last_restored: tuple[int, int] | None = None
         self._stopped_cleanly = True
         options_store = LoadOptionsStore(paths.config)
 
@@ -118,7 +119,6 @@ class MainWindow(QMainWindow):
             verdicts=LoadVerdicts(probe_cache_dir(paths.cache)),
         )
         self._snapshots = KVSnapshots(self._inference, self)
-        self._snapshots.keeper.restored.connect(self._on_kv_restored)
         self._counter = token_counter or TokenCounter()
         self._models = ModelController(
             self._state, paths, self._inference, options_store, load_options, self
@@ -145,23 +145,18 @@ class MainWindow(QMainWindow):
             self,
         )
         self._files = ChatFiles(self._state, self._store, self)
-        slots = WindowSlots(
-            self.new_chat,
-            self.export_chat_dialog,
-            self.export_all_dialog,
-            self.set_sidebar_visible,
-            self.set_panel_visible,
-            self.focus_search,
-            self.stop_reply,
-            self.set_tokens_view,
+        self._explorer = ExplorerController(
+            self._state,
+            self._store,
+            self._inference,
+            self._counter,
+            self._side,
+            self._composer,
+            self._panel.settings,
+            self._conversations.system_prompt,
+            self,
         )
-        menus = build_menus(self, slots, self._models, self._files)
-        self._export_chat_action = menus.export_chat
-        self._load_options_action = menus.load_options
-        self._toggle_sidebar_action = menus.toggle_sidebar
-        self._toggle_panel_action = menus.toggle_panel
-        self._tokens_action = menus.tokens
-        self._stop_shortcut = menus.stop
+        self._menus = build_menus(self, self, self._models, self._files)
         self._status = StatusWidgets(self.statusBar())
         self._connect()
         self._inference.start()
@@ -204,17 +199,18 @@ class MainWindow(QMainWindow):
         column.addWidget(self._stack, 1)
         column.addWidget(self._composer)
 
-        self._panel = SamplingPanel()
+        self._side = SideColumn()
+        self._panel = self._side.sampling
         self._splitter = QSplitter(Qt.Orientation.Horizontal)
         self._splitter.setObjectName("mainSplitter")
         self._splitter.setChildrenCollapsible(False)
         self._splitter.addWidget(self._sidebar)
         self._splitter.addWidget(chat_column)
-        self._splitter.addWidget(self._panel)
+        self._splitter.addWidget(self._side)
         self._splitter.setStretchFactor(0, 0)
         self._splitter.setStretchFactor(1, 1)
         self._splitter.setStretchFactor(2, 0)
-        self._splitter.setSizes([240, 640, 320])
+        self._splitter.setSizes([240, 600, 360])
         self.setCentralWidget(self._splitter)
 
     def _connect(self) -> None:
@@ -257,6 +253,10 @@ class MainWindow(QMainWindow):
 
         chats.leaving.connect(replies.cancel_active)
         chats.settingsChanged.connect(replies.steer)
+        chats.settingsChanged.connect(self._explorer.set_settings)
+        chats.countNeeded.connect(self._explorer.refresh)
+        self._composer.draftChanged.connect(self._explorer.refresh)
+        self._chat.exploreStepRequested.connect(self._explorer.explore_step)
         chats.titleChanged.connect(self._show_title)
         chats.countNeeded.connect(self._draft.request)
         chats.controlsChanged.connect(self._update_controls)
@@ -359,6 +359,11 @@ class MainWindow(QMainWindow):
     def active_reply(self) -> ActiveReply | None:
         """The reply streaming in the chat on show, or None."""
         return self._state.active
+
+    @property
+    def last_restored(self) -> tuple[int, int] | None:
+        """The last KV cache restored: (conversation id, tokens)."""
+        return self._conversations.last_restored
 
     @property
     def replies_in_flight(self) -> int:
@@ -516,26 +521,20 @@ class MainWindow(QMainWindow):
         self._update_controls()
         self._draft.request()
 
-    @Slot(int, int)
-    def _on_kv_restored(self, conversation_id: int, tokens: int) -> None:
-        self.last_restored = (conversation_id, tokens)
-        if tokens:
-            log.info("conversation %d: KV cache restored (%d tokens)", conversation_id, tokens)
-
     @Slot()
     def _update_controls(self) -> None:
         state = self._state
         busy = state.active is not None
         self._composer.set_busy(busy)
         self._composer.set_send_enabled(state.can_send(ignore_busy=True))
-        self._stop_shortcut.setEnabled(busy)
+        self._menus.stop.setEnabled(busy)
         show_welcome = state.model is None and not state.loads_pending and not state.path
         self._welcome.refresh()
         self._stack.setCurrentWidget(self._welcome if show_welcome else self._chat)
         self._composer.setVisible(not show_welcome)
-        self._export_chat_action.setEnabled(state.conversation is not None)
+        self._menus.export_chat.setEnabled(state.conversation is not None)
         can_set_options = state.model_path is not None and not state.shut_down
-        self._load_options_action.setEnabled(can_set_options)
+        self._menus.load_options.setEnabled(can_set_options)
         self._panel.set_load_options_enabled(can_set_options)
 
     # ----- panels and layout -----
@@ -543,18 +542,18 @@ class MainWindow(QMainWindow):
     @Slot(bool)
     def set_sidebar_visible(self, visible: bool) -> None:
         self._sidebar.setVisible(visible)
-        self._toggle_sidebar_action.setChecked(visible)
+        self._menus.toggle_sidebar.setChecked(visible)
 
     @Slot(bool)
     def set_panel_visible(self, visible: bool) -> None:
-        self._panel.setVisible(visible)
-        self._toggle_panel_action.setChecked(visible)
+        self._side.setVisible(visible)
+        self._menus.toggle_panel.setChecked(visible)
 
     @Slot(bool)
     def set_tokens_view(self, on: bool) -> None:
         """Draw replies as their tokens (on) or as Markdown (off)."""
         self._chat.set_tokens_default(on)
-        self._tokens_action.setChecked(on)
+        self._menus.tokens.setChecked(on)
 
     @Slot()
     def _hide_panel(self) -> None:
@@ -574,12 +573,13 @@ class MainWindow(QMainWindow):
         self._stopped_cleanly = self._replies.shutdown(self._stop_inference)
         self._counter.stop()
         self._models.shutdown(SHUTDOWN_TIMEOUT_MS)
+        self._explorer.shutdown()
         self._files.wait(SHUTDOWN_TIMEOUT_MS)
         self._sidebar.wait_for_jobs(SHUTDOWN_TIMEOUT_MS)
         try:
             panels = Panels(
                 self._sidebar.isVisibleTo(self),
-                self._panel.isVisibleTo(self),
+                self._side.isVisibleTo(self),
                 self._chat.tokens_default,
             )
             self._layout.save(self, self._splitter, panels)

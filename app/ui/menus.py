@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
@@ -14,18 +14,17 @@ from app.ui.controllers.models import ModelController
 from app.ui.widgets import named
 
 
-@dataclass(frozen=True)
-class WindowSlots:
-    """What the window itself does for its menus."""
+class MenuHost(Protocol):
+    """What the window itself does for its menus (the main window, structurally)."""
 
-    new_chat: Callable[[], None]
-    export_chat: Callable[[], None]
-    export_all: Callable[[], None]
-    show_sidebar: Callable[[bool], None]
-    show_panel: Callable[[bool], None]
-    focus_search: Callable[[], None]
-    stop_reply: Callable[[], None]
-    show_tokens: Callable[[bool], None]
+    def new_chat(self) -> None: ...
+    def export_chat_dialog(self) -> None: ...
+    def export_all_dialog(self) -> None: ...
+    def set_sidebar_visible(self, visible: bool) -> None: ...
+    def set_panel_visible(self, visible: bool) -> None: ...
+    def set_tokens_view(self, on: bool) -> None: ...
+    def focus_search(self) -> None: ...
+    def stop_reply(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def _action(
 
 
 def build_menus(
-    window: QMainWindow, slots: WindowSlots, models: ModelController, files: ChatFiles
+    window: QMainWindow, slots: MenuHost, models: ModelController, files: ChatFiles
 ) -> Menus:
     """File, View, Model and Help menus, and Esc to stop a reply.
 
@@ -78,7 +77,7 @@ def build_menus(
         QKeySequence.StandardKey.Open,
     )
     export_chat = _action(
-        window, "&Export this chat…", "exportChatAction", slots.export_chat, "Ctrl+E"
+        window, "&Export this chat…", "exportChatAction", slots.export_chat_dialog, "Ctrl+E"
     )
     file_menu = bar.addMenu("&File")
     file_menu.setObjectName("fileMenu")
@@ -87,7 +86,9 @@ def build_menus(
     file_menu.addAction(_action(window, "&Import chats…", "importAction", files.import_dialog))
     file_menu.addAction(export_chat)
     file_menu.addAction(
-        _action(window, "Export &all chats…", "exportAllAction", slots.export_all, "Ctrl+Shift+E")
+        _action(
+            window, "Export &all chats…", "exportAllAction", slots.export_all_dialog, "Ctrl+Shift+E"
+        )
     )
     file_menu.addSeparator()
     file_menu.addAction(
@@ -95,13 +96,13 @@ def build_menus(
     )
 
     toggle_sidebar = _action(
-        window, "&Conversations", "toggleSidebarAction", slots.show_sidebar, "Ctrl+B"
+        window, "&Conversations", "toggleSidebarAction", slots.set_sidebar_visible, "Ctrl+B"
     )
     toggle_panel = _action(
         window,
         "&Model and settings",
         "toggleSettingsAction",
-        slots.show_panel,
+        slots.set_panel_visible,
         "Ctrl+Shift+B",
     )
     for toggle in (toggle_sidebar, toggle_panel):
@@ -111,7 +112,7 @@ def build_menus(
     view_menu.setObjectName("viewMenu")
     view_menu.addActions([toggle_sidebar, toggle_panel])
     tokens = _action(
-        window, "Replies as &tokens", "tokensViewAction", slots.show_tokens, "Ctrl+Shift+T"
+        window, "Replies as &tokens", "tokensViewAction", slots.set_tokens_view, "Ctrl+Shift+T"
     )
     tokens.setCheckable(True)
     tokens.setToolTip("Draw replies as their tokens, tinted by the model's probability")

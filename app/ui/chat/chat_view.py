@@ -72,6 +72,8 @@ class ChatView(QWidget):
             `set_token_data` (at once or later).
         branchRequested(int, int, int): A reply's id, a token index and a rival token's
             id: make a new version that has the rival there and goes on from it.
+        exploreStepRequested(int, int): A reply's id and a token index: show that step's
+            distribution in the explorer.
     """
 
     editRequested = Signal(int, str)
@@ -81,6 +83,7 @@ class ChatView(QWidget):
     copied = Signal(str)
     tokenDataRequested = Signal(int)
     branchRequested = Signal(int, int, int)
+    exploreStepRequested = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -366,6 +369,9 @@ class ChatView(QWidget):
 
     def request_branch(self, message_id: int, index: int, token_id: int) -> None:
         self.branchRequested.emit(message_id, index, token_id)
+
+    def request_explore_step(self, message_id: int, index: int) -> None:
+        self.exploreStepRequested.emit(message_id, index)
 
     # ----- tokens -----
 

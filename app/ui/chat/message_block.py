@@ -83,6 +83,10 @@ class BlockHost(Protocol):
         """The person picked a rival of token `index`: branch the reply there."""
         ...
 
+    def request_explore_step(self, message_id: int, index: int) -> None:
+        """Show the distribution at token `index` of a reply in the explorer."""
+        ...
+
 
 SEGMENT_CHARS = 1500
 """A streaming reply goes on in a new text segment at the next line break once its
@@ -441,6 +445,7 @@ class MessageBlock(QFrame):
         if on and self._tokens is None:
             self._tokens = TokenPanel(self)
             self._tokens.branchRequested.connect(self._on_branch)
+            self._tokens.exploreRequested.connect(self._on_explore_step)
             self._body.addWidget(self._tokens)
             self._tokens.hide()
             self._view.request_token_data(self._message.id)
@@ -475,6 +480,10 @@ class MessageBlock(QFrame):
     def _on_branch(self, index: int, token_id: int) -> None:
         if not self._view.is_streaming:
             self._view.request_branch(self._message.id, index, token_id)
+
+    @Slot(int)
+    def _on_explore_step(self, index: int) -> None:
+        self._view.request_explore_step(self._message.id, index)
 
     # ----- editing (user messages) -----
 

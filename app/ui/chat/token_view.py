@@ -197,13 +197,15 @@ class TokenDetails(QFrame):
     a branch.
 
     Object names: tokenDetails, tokenDetailsTitle, tokenAlternativeButton (one per rival,
-    property `tokenId`), tokenEntropyLabel, tokenSettingsLabel.
+    property `tokenId`), tokenEntropyLabel, tokenSettingsLabel, exploreStepButton.
 
     Signals:
         alternativeChosen(int, int): Token index and the id of the rival to branch with.
+        exploreRequested(int): Show this step's whole distribution in the explorer.
     """
 
     alternativeChosen = Signal(int, int)
+    exploreRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -227,6 +229,13 @@ class TokenDetails(QFrame):
         layout.addLayout(self._rows)
         layout.addWidget(self._entropy)
         layout.addWidget(self._settings)
+        self._explore = QPushButton("Explore this step", self)
+        named(self._explore, "exploreStepButton", "Explore this step in the sampling explorer")
+        self._explore.setToolTip(
+            "Show the whole distribution the model had here, under the current samplers"
+        )
+        self._explore.clicked.connect(self._on_explore)
+        layout.addWidget(self._explore)
         self._buttons: list[QPushButton] = []
         self.hide()
 
@@ -296,6 +305,11 @@ class TokenDetails(QFrame):
         self.show()
 
     @Slot()
+    def _on_explore(self) -> None:
+        if self._index >= 0:
+            self.exploreRequested.emit(self._index)
+
+    @Slot()
     def _on_alternative(self) -> None:
         button = self.sender()
         if isinstance(button, QPushButton) and self._index >= 0:
@@ -311,9 +325,11 @@ class TokenPanel(QWidget):
 
     Signals:
         branchRequested(int, int): Token index and the rival's id to branch with.
+        exploreRequested(int): Explore the distribution at token `index`.
     """
 
     branchRequested = Signal(int, int)
+    exploreRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -338,6 +354,7 @@ class TokenPanel(QWidget):
         self._view.tokenHovered.connect(self._on_hovered)
         self._view.tokenActivated.connect(self._on_activated)
         self._details.alternativeChosen.connect(self.branchRequested)
+        self._details.exploreRequested.connect(self.exploreRequested)
 
     @property
     def view(self) -> TokenView:

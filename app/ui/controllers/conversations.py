@@ -72,6 +72,8 @@ class ConversationController(QObject):
         self._panel = panel
         self._snapshots = snapshots
         self._settings_dirty = False
+        self.last_restored: tuple[int, int] | None = None
+        snapshots.keeper.restored.connect(self._on_kv_restored)
         self._settings_timer = QTimer(self)
         self._settings_timer.setObjectName("settingsSaveTimer")
         self._settings_timer.setSingleShot(True)
@@ -226,6 +228,12 @@ class ConversationController(QObject):
             state.conversation = conversation
             self.titleChanged.emit(conversation.title)
         return conversation
+
+    @Slot(int, int)
+    def _on_kv_restored(self, conversation_id: int, tokens: int) -> None:
+        self.last_restored = (conversation_id, tokens)
+        if tokens:
+            log.info("conversation %d: KV cache restored (%d tokens)", conversation_id, tokens)
 
     # ----- settings, system prompt and presets -----
 

@@ -17,7 +17,6 @@ as "cancelled" when its last event arrives.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -103,7 +102,6 @@ class ReplyController(QObject):
         self._settings = settings
         self._ensure_conversation = ensure_conversation
         self._replies: dict[int, ActiveReply] = {}
-        self._request_ids = itertools.count(1)
         self._flush_timer = QTimer(self)
         self._flush_timer.setObjectName("replyFlushTimer")
         self._flush_timer.setInterval(FLUSH_TIMER_MS)
@@ -181,7 +179,7 @@ class ReplyController(QObject):
             tree, path = fresh.tree, fresh.path
         self._state.shown = ConversationSnapshot(conversation, tree, path)
         messages = engine_messages(path[:-1], conversation.system_prompt)
-        request_id = next(self._request_ids)
+        request_id = self._state.next_request_id()
         record = ActiveReply(
             request_id=request_id,
             conversation_id=conversation.id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,12 @@ class ChatState:
     loads_pending: int = 0
     active: ActiveReply | None = None
     shut_down: bool = False
+    _request_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def next_request_id(self) -> int:
+        """A new id for a request to the inference worker (replies and explorations share
+        one sequence: the worker wants them increasing)."""
+        return next(self._request_ids)
 
     @property
     def conversation_id(self) -> int | None:
