@@ -62,6 +62,8 @@ def checked_options(
             the app); the message names the file, what happened and what to do.
     """
     path = Path(path)
+    if not path.is_file():  # the load itself says what is wrong with the path
+        return options, []
     gpu = options.n_gpu_layers != 0
     key = file_key(path, llama_build_tag(), gpu)
     verdict = verdicts.get(key)

@@ -49,8 +49,8 @@ class Branch:
     stats: dict[str, object]
 
 
-SAVE_INTERVAL_S = 0.5
-"""A streaming reply is saved at least this often while tokens arrive."""
+SAVE_INTERVAL_S = 1.0
+"""A streaming reply (text and token data) is saved once a second while tokens arrive."""
 FLUSH_TIMER_MS = 1000
 """...and by this timer, so text that arrived before a pause is saved too."""
 _PREFILL_STATUS_MIN_TOKENS = 256
