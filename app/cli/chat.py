@@ -229,7 +229,8 @@ def logprob_table(records: Sequence[Any], alternatives: int = 3) -> str:
         return ""
     shown = [_piece(r.text) for r in records]
     width = min(max(len("token"), *(len(t) for t in shown)), 24)
-    lines = [f"{'token':<{width}}  {'prob':>6}  top {alternatives}"]
+    rivals_shown = min(alternatives, max(len(r.top) for r in records))
+    lines = [f"{'token':<{width}}  {'prob':>6}  top {rivals_shown}".rstrip()]
     for record, text in zip(records, shown, strict=True):
         rivals = "  ".join(f"{_piece(t.text)} {t.prob:.1%}" for t in record.top[:alternatives])
         lines.append(f"{text[:width]:<{width}}  {record.prob:>6.1%}  {rivals}".rstrip())
