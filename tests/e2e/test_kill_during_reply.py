@@ -116,6 +116,12 @@ def test_kill_during_reply_keeps_the_partial_reply_marked_interrupted(
         assert reply.content.startswith(partial)
         assert reply.settings == LONG
         assert store.search("Count")  # the chat is found again
+        data = store.token_data(reply.id)
+    # The token data up to the last save survived with the text: the saved records spell
+    # out the saved text (they may run one batch ahead of it, never behind).
+    assert data is not None and len(data) > 0
+    assert b"".join(r.piece for r in data.records).decode("utf-8").startswith(reply.content)
+    assert all(len(r.top) == 10 and r.logprob <= 0 for r in data.records)
 
 
 @pytest.mark.timeout(300)

@@ -479,7 +479,7 @@ def test_a_write_that_fails_midway_leaves_nothing(store: Store) -> None:
             "WHEN (SELECT count(*) FROM conversations) >= 1 "
             "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
         )
-    with pytest.raises(TransferError, match="nothing was imported: .*disk trouble"):
+    with pytest.raises(TransferError, match=r"nothing was imported: .*disk trouble"):
         import_document(store, document)
     assert store.list_conversations() == ()
 
