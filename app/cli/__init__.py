@@ -22,11 +22,12 @@ from app.cli import (
     repair,
     self_test,
     starter,
+    tokenize,
     transfer,
 )
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub, repair)
+COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub, repair, tokenize)
 
 
 def build_parser() -> argparse.ArgumentParser:

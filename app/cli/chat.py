@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
@@ -70,6 +70,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="format the chat as a plain 'User:/Assistant:' transcript, not the model's template",
     )
+    gen.add_argument(
+        "--logprobs",
+        type=_top_n,
+        metavar="N",
+        help="show each token's probability and its N (0-20) most likely alternatives: "
+        "a table after the reply, or `logprobs` (OpenAI shape) in the --json line",
+    )
     parents = [data_dir_options(), model_options(), gen]
     ask = sub.add_parser("ask", parents=parents, help="one reply, streamed to stdout")
     ask.add_argument("prompt", metavar="PROMPT")
@@ -81,6 +88,18 @@ def register(sub: Any) -> None:
     ask.set_defaults(handler=_ask)
     chat = sub.add_parser("chat", parents=parents, help="interactive chat in the terminal")
     chat.set_defaults(handler=_chat)
+
+
+def _top_n(text: str) -> int:
+    from app.core.inference.token_probs import MAX_TOP_N
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number 0 to {MAX_TOP_N}") from None
+    if not 0 <= value <= MAX_TOP_N:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_TOP_N} (got {value})")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -148,6 +167,7 @@ def _reply(
     """Stream one reply to `out`; return its text."""
     from app.core.inference.events import GenerationDone, PrefillStarted, TokenEvent
     from app.core.inference.prompt import OverflowPolicy
+    from app.core.inference.token_data import TOP_N, record_from_event, to_openai, token_data
 
     default = "drop-oldest" if args.command == "chat" else "stop"
     policy = (
@@ -155,8 +175,12 @@ def _reply(
         if (args.overflow or default) == "drop-oldest"
         else OverflowPolicy.STOP
     )
+    top_n = args.logprobs if args.logprobs is not None else TOP_N
+    records: list[Any] = []
     with _Interrupts() as cancel:
-        events: Iterator[Any] = engine.generate(messages, settings, cancel=cancel, policy=policy)
+        events: Iterator[Any] = engine.generate(
+            messages, settings, cancel=cancel, policy=policy, top_n=top_n
+        )
         for event in events:
             if isinstance(event, PrefillStarted) and event.dropped:
                 print(
@@ -164,9 +188,12 @@ def _reply(
                     f"{len(event.dropped)} oldest message(s)",
                     file=sys.stderr,
                 )
-            elif isinstance(event, TokenEvent) and event.text:
-                out.write(event.text)
-                out.flush()
+            elif isinstance(event, TokenEvent):
+                if args.logprobs is not None:
+                    records.append(record_from_event(event, engine.token_bytes))
+                if event.text:
+                    out.write(event.text)
+                    out.flush()
             elif isinstance(event, GenerationDone):
                 out.write(event.tail + "\n")
                 out.flush()
@@ -176,8 +203,14 @@ def _reply(
                         "reply": event.text,
                         **{k: stats[k] for k in JSON_KEYS if k != "reply"},
                     }
+                    if args.logprobs is not None:
+                        record["logprobs"] = {
+                            "content": to_openai(token_data(records, top_n))["content"]
+                        }
                     out.write(json.dumps(record) + "\n")
-                    out.flush()
+                elif args.logprobs is not None:
+                    out.write(logprob_table(records))
+                out.flush()
                 return str(event.text)
     return ""
 
@@ -188,6 +221,25 @@ def _clean_arguments(args: argparse.Namespace, cleaner: TextCleaner) -> None:
     if args.system:
         args.system = cleaner.clean(args.system, "--system")
     args.stop = [cleaner.clean(s, "--stop") for s in args.stop]
+
+
+def logprob_table(records: Sequence[Any], alternatives: int = 3) -> str:
+    """A compact table: each token, its probability and the top `alternatives` rivals."""
+    if not records:
+        return ""
+    shown = [_piece(r.text) for r in records]
+    width = min(max(len("token"), *(len(t) for t in shown)), 24)
+    rivals_shown = min(alternatives, max(len(r.top) for r in records))
+    lines = [f"{'token':<{width}}  {'prob':>6}  top {rivals_shown}".rstrip()]
+    for record, text in zip(records, shown, strict=True):
+        rivals = "  ".join(f"{_piece(t.text)} {t.prob:.1%}" for t in record.top[:alternatives])
+        lines.append(f"{text[:width]:<{width}}  {record.prob:>6.1%}  {rivals}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _piece(text: str) -> str:
+    """A token's text on one line, quoted so spaces show: 'Hello', ' world', '\\n'."""
+    return repr(text)
 
 
 def _ask(args: argparse.Namespace) -> int:

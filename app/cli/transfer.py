@@ -69,13 +69,19 @@ def run_export(args: argparse.Namespace) -> int:
                     "(`hearth export --format json` shows every conversation with its id)."
                 ) from exc
             ids = [args.conversation]
-        text = export_markdown(store, ids) if fmt == "md" else export_json(store, ids)
+        skipped: list[str] = []
+        if fmt == "md":
+            text = export_markdown(store, ids, skipped=skipped)
+        else:
+            text = export_json(store, ids, skipped=skipped)
         count = len(ids) if ids is not None else len(store.list_conversations())
     if output is None:
         sys.stdout.write(text)
     else:
         write_text(output, text)
         print(f"Exported {count} conversation(s) to {output}", file=sys.stderr)
+    for problem in skipped:
+        print(f"hearth: warning: damaged data skipped: {problem}", file=sys.stderr)
     return 0
 
 

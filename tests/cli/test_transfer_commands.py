@@ -113,3 +113,18 @@ def test_one_conversation_and_all_exclude_each_other(home: Path) -> None:
     result = hearth("export", "--conversation", "1", "--all", home=home)
     assert result.returncode == 2
     assert "not allowed with argument" in result.stderr
+
+
+def test_export_skips_a_damaged_conversation_says_so_and_writes_the_rest(home: Path) -> None:
+    with open_store(home) as store, store.transaction() as conn:
+        conn.execute("UPDATE messages SET stats = '{broken' WHERE role = 'assistant'")
+        conn.execute(
+            "INSERT INTO conversations (title, created_at, updated_at) VALUES ('Ok', 1, 1)"
+        )
+    result = hearth("export", "--all", home=home)
+    assert result.returncode == 0, result.stderr
+    titles = [c["title"] for c in json.loads(result.stdout)["conversations"]]
+    assert "Soup" not in titles and {"Empty", "Ok"} <= set(titles)
+    [warning] = result.stderr.strip().splitlines()
+    assert warning.startswith("hearth: warning: damaged data skipped: conversation ")
+    assert "Traceback" not in result.stderr

@@ -15,6 +15,7 @@ import pytest
 
 from app.core.chats.store import DB_FILE_NAME, Store
 from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_data import unpack
 from app.core.paths import app_paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +116,12 @@ def test_kill_during_reply_keeps_the_partial_reply_marked_interrupted(
         assert reply.content.startswith(partial)
         assert reply.settings == LONG
         assert store.search("Count")  # the chat is found again
+        data = store.token_data(reply.id)
+    # The token data up to the last save survived with the text: the saved records spell
+    # out the saved text (they may run one batch ahead of it, never behind).
+    assert data is not None and len(data) > 0
+    assert b"".join(r.piece for r in data.records).decode("utf-8").startswith(reply.content)
+    assert all(len(r.top) == 10 and r.logprob <= 0 for r in data.records)
 
 
 @pytest.mark.timeout(300)
@@ -139,3 +146,82 @@ def test_the_app_starts_again_after_the_kill_and_shows_the_chat(
     with Store.open(paths) as store:
         again = store.message(reply.id)
     assert again.status == "interrupted" and again.content == "1\n2\n3\n"
+
+
+def saved_tokens(db: Path) -> int:
+    """How many tokens of a streaming reply's token data the saves have written so far."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            rows = conn.execute(
+                "SELECT t.data FROM token_data t JOIN messages m ON m.id = t.message_id"
+                " WHERE m.status = 'streaming'"
+            ).fetchall()
+    except sqlite3.Error:
+        return 0
+    return sum(len(unpack(bytes(row[0])).records) for row in rows)
+
+
+@pytest.mark.timeout(300)
+def test_kill_during_reply_keeps_the_token_data_up_to_the_last_save_with_the_text(
+    tmp_path: Path, starter_model: Path
+) -> None:
+    """The real worker and ReplyWriter in a child process (the window's wiring without the
+    window): after kill -9, the saved token records are exactly the saved text's tokens."""
+    home = tmp_path / "home"
+    paths = app_paths(home).ensure()
+    db = paths.data / DB_FILE_NAME
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HEARTH_HOME", None)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.e2e.reply_driver",
+            "--data-dir",
+            str(home),
+            "--model",
+            str(starter_model),
+            "--prompt",
+            COUNT,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline and child.poll() is None:
+            if saved_tokens(db) >= 20:  # a few saves in, well before the end
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=0.1)
+        assert child.poll() is None, child.communicate()[1][-3000:]
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        out, _ = child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    assert "SENT" in out
+
+    with Store.open(paths) as store:
+        assert store.mark_interrupted_replies() == 1
+        (conversation,) = store.list_conversations()
+        _user, reply = store.active_path(conversation.id)
+        assert reply.status == "interrupted"
+        data = store.token_data(reply.id)
+    assert data is not None and len(data) >= 20
+    pieces = b"".join(r.piece for r in data.records).decode("utf-8")
+    # Text and records were saved together: the text is the records' text, less at most
+    # what the reply held back at that moment (a possible stop string).
+    assert pieces.startswith(reply.content)
+    assert len(pieces) - len(reply.content) <= 8
+    assert reply.content.startswith("1")
+    assert all(len(r.top) == 10 and r.top[0].token_id == r.token_id for r in data.records)
+    assert data.changes[0].settings.temperature == 0.0

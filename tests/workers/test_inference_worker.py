@@ -16,6 +16,7 @@ from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.token_data import TokenRecord
 from app.workers.inference import (
     DEFAULT_FLUSH_INTERVAL_S,
     InferenceThread,
@@ -55,6 +56,9 @@ class Recorder(QObject):
         self.done: dict[int, GenerationDone] = {}
         self.done_times: dict[int, float] = {}
         self.failures: dict[int, str] = {}
+        self.token_data: list[tuple[int, tuple[TokenRecord, ...]]] = []
+        self.order: list[str] = []
+        worker.tokenData.connect(self.on_token_data)
         worker.loadProgress.connect(self.on_progress)
         worker.offloadOutcome.connect(self.on_outcome)
         worker.loaded.connect(self.on_loaded)
@@ -93,8 +97,15 @@ class Recorder(QObject):
         assert isinstance(event, PrefillStarted)
         self.prefill.append((request_id, event))
 
+    @Slot(int, object)
+    def on_token_data(self, request_id: int, records: object) -> None:
+        assert isinstance(records, tuple)
+        self.token_data.append((request_id, records))
+        self.order.append("data")
+
     @Slot(int, str, int)
     def on_tokens(self, request_id: int, text: str, count: int) -> None:
+        self.order.append("text")
         self.chunks.append((request_id, text, count))
         self.chunk_times.append(time.monotonic())
 
@@ -282,6 +293,26 @@ def test_reply_streams_tokens_that_add_up_to_the_reply(
     assert 0 < len(chunks) <= done.stats.completion_tokens
     assert [rid for rid, _ in recorder.prefill].count(101) == 1
     assert recorder.prefill[-1][1].prompt_tokens == done.stats.prompt_tokens
+
+
+def test_token_records_come_right_before_each_text_chunk(
+    qtbot: QtBot, running: tuple[InferenceThread, Recorder]
+) -> None:
+    inference, recorder = running
+    recorder.order.clear()
+    holder = SettingsHolder(GREEDY.with_changes(max_tokens=12))
+    inference.generate(111, HELLO, holder, 3)
+    qtbot.waitUntil(lambda: recorder.ended(111), timeout=TIMEOUT_MS)
+    done = recorder.done[111]
+    batches = [records for rid, records in recorder.token_data if rid == 111]
+    chunks = recorder.chunks_of(111)
+    assert recorder.order == ["data", "text"] * len(chunks)
+    assert [len(b) for b in batches] == [count for _, count in chunks]
+    records = [r for batch in batches for r in batch]
+    assert tuple(r.token_id for r in records) == done.tokens
+    assert all(len(r.top) == 3 and r.top[0].token_id == r.token_id for r in records)  # greedy
+    assert all(r.logprob <= 0 and r.settings == holder.get() for r in records)
+    assert b"".join(r.piece for r in records).decode() == done.text
 
 
 def test_tokens_are_coalesced_by_time(qtbot: QtBot, starter_model: Path) -> None:

@@ -132,8 +132,12 @@ class Backend(Protocol):
         *,
         cancel: threading.Event | None = None,
         policy: OverflowPolicy = OverflowPolicy.STOP,
+        top_n: int = 10,
     ) -> Iterator[GenerationEvent]:
-        """Stream the reply to `messages`: prefill events, tokens, then `GenerationDone`."""
+        """Stream the reply to `messages`: prefill events, tokens, then `GenerationDone`.
+
+        Each `TokenEvent` carries up to `top_n` (0 to 20) alternatives where the backend
+        has `token_probabilities`."""
         ...
 
     @property

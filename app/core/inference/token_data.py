@@ -4,7 +4,9 @@ Per token: its id, its bytes, its log-probability under the model's own distribu
 (temperature 1) and the top-N alternatives with theirs; per reply: the sampler settings in
 force from each token on (a change mid-reply starts a new entry).
 
-Packing (`pack` / `unpack`) is a zlib-compressed little-endian blob::
+Packing (`pack` / `unpack`) is a zlib-compressed little-endian blob; every numeric array is
+stored byte plane by byte plane (all first bytes, then all second bytes, ...), which lets
+zlib find the runs in ids, indices and floats::
 
     header   magic "HTD", version u8, top_n u8, width u8 (2 or 4), first_token u32,
              n_tokens u32, n_pieces u32, settings_len u32
@@ -29,6 +31,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -216,17 +219,23 @@ def pack(
             _HEADER.pack(
                 _MAGIC, _VERSION, n, width, first_token, len(records), len(pieces), len(settings)
             ),
-            np.array([p[0] for p in pieces], dtype="<i4").tobytes(),
-            np.array([len(p[1]) for p in pieces], dtype="<u2").tobytes(),
+            _planes(np.array([p[0] for p in pieces], dtype="<i4")),
+            _planes(np.array([len(p[1]) for p in pieces], dtype="<u2")),
             b"".join(p[1] for p in pieces),
-            np.array(chosen, dtype=index_type).astype(f"<u{width}").tobytes(),
-            np.array([r.logprob for r in records], dtype="<f4").tobytes(),
-            alts.astype(f"<u{width}").tobytes(),
-            np.array(alt_logprob, dtype="<f2").tobytes(),
+            _planes(np.array(chosen, dtype=index_type).astype(f"<u{width}")),
+            _planes(np.array([r.logprob for r in records], dtype="<f4")),
+            _planes(alts.astype(f"<u{width}")),
+            _planes(np.array(alt_logprob, dtype="<f2").clip(MIN_LOGPROB, 0.0)),
             settings,
         )
     )
     return zlib.compress(body, _ZLIB_LEVEL)
+
+
+def _planes(array: npt.NDArray[Any]) -> bytes:
+    """The array's bytes, byte plane by byte plane."""
+    size = array.dtype.itemsize
+    return np.ascontiguousarray(array).view(np.uint8).reshape(-1, size).T.tobytes()
 
 
 @dataclass(frozen=True)
@@ -264,14 +273,17 @@ def _unpack(body: bytes) -> PackedChunk:
         raise TokenDataError(f"bad index width {width}")
     at = _HEADER.size
 
-    def take(dtype: str, count: int) -> npt.NDArray[np.generic]:
+    def take(dtype: str, count: int) -> npt.NDArray[Any]:
         nonlocal at
-        size = np.dtype(dtype).itemsize * count
+        item = np.dtype(dtype).itemsize
+        size = item * count
         if at + size > len(body):
             raise TokenDataError("token data is truncated")
-        array = np.frombuffer(body, dtype=dtype, count=count, offset=at)
+        raw = np.frombuffer(body, dtype=np.uint8, count=size, offset=at)
         at += size
-        return array
+        if item == 1:
+            return raw
+        return np.ascontiguousarray(raw.reshape(item, count).T).view(dtype).reshape(count)
 
     ids = take("<i4", n_pieces).tolist()
     lengths = take("<u2", n_pieces).tolist()

@@ -118,6 +118,10 @@ class VocabTokenizer:
         """Token ids of `text` (the engine's call and defaults)."""
         return self._require().tokenize(text, add_special=add_special, parse_special=parse_special)
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for (special tokens render as nothing)."""
+        return self._require().token_bytes(token_id)
+
     def tokenize_prompt(self, text: str) -> list[int]:
         """Tokens of rendered prompt text, with BOS as the engine adds it."""
         return self._require().tokenize_prompt(text)

@@ -20,9 +20,11 @@ from app.core.chats.export_import import (
     import_file,
     parse_document,
 )
+from app.core.chats.reply_writer import ReplyWriter
 from app.core.chats.store import Store
 from app.core.inference.events import GenerationStats, StopReason
 from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_data import TokenRecord, TopToken
 
 WARM = SamplingSettings(temperature=1.2, top_k=80, seed=5, stop=("END",))
 COOL = SamplingSettings(temperature=0.2, max_tokens=None)
@@ -281,3 +283,244 @@ def test_unreadable_files_are_named(store: Store, tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(TransferError, match=r"binary\.json"):
         import_file(store, binary)
+
+
+# --- token data -----------------------------------------------------------------------------
+
+COOL_TOKENS = SamplingSettings(temperature=0.3)
+
+
+def token_records(count: int) -> list[TokenRecord]:
+    out = []
+    for i in range(count):
+        top = tuple(TopToken(100 + i + k, f" w{i}{k}".encode(), -0.25 * (k + 1)) for k in range(4))
+        piece = b"\xf0\x9f" if i == 1 else f" w{i}0".encode()  # half an emoji at token 1
+        out.append(TokenRecord(100 + i, piece, -0.25, top, COOL_TOKENS))
+    return out
+
+
+def reply_with_tokens(store: Store, count: int = 5) -> int:
+    chat = store.create_conversation("Tokens")
+    user = store.add_user_message(chat.id, "go")
+    reply = store.start_reply(user.id, model="m.gguf", settings=COOL_TOKENS)
+    writer = ReplyWriter(store, reply.id)
+    writer.append("text", token_records(count))
+    writer.finish("complete")
+    return reply.id
+
+
+def test_json_export_carries_token_data_in_the_openai_shape_and_imports_back(
+    store: Store, other: Store
+) -> None:
+    reply_id = reply_with_tokens(store)
+    document = json.loads(export_json(store))
+    [_user, reply] = document["conversations"][0]["messages"]
+    assert "logprobs" not in _user
+    content = reply["logprobs"]["content"]
+    assert [c["token"] for c in content[:2]] == [" w00", "\\xf0\\x9f"]
+    assert content[1]["bytes"] == [0xF0, 0x9F]
+    assert content[0]["logprob"] == -0.25
+    assert [t["logprob"] for t in content[0]["top_logprobs"]] == [-0.25, -0.5, -0.75, -1.0]
+    assert reply["logprobs"]["settings"] == [{"from_token": 0, "settings": COOL_TOKENS.to_dict()}]
+
+    [copy] = import_document(other, document)
+    copied_reply = other.active_path(copy.id)[-1]
+    original, back = store.token_data(reply_id), other.token_data(copied_reply.id)
+    assert original is not None and back is not None
+    assert back.records == original.records and back.changes == original.changes
+    assert comparable(export_document(other)) == comparable(document)
+
+
+def test_markdown_leaves_token_data_out(store: Store) -> None:
+    reply_with_tokens(store)
+    text = export_markdown(store)
+    assert "text" in text and "logprob" not in text and "w00" not in text
+
+
+def test_openai_logprobs_without_ids_or_bytes_import(store: Store) -> None:
+    logprobs = {
+        "content": [
+            {"token": "Hi", "logprob": -0.1, "top_logprobs": [{"token": "Hi", "logprob": -0.1}]},
+            {"token": "!", "logprob": -2.5, "bytes": [33], "top_logprobs": []},
+        ]
+    }
+    document = doc(
+        messages=[
+            {"id": 1, "role": "user", "content": "x"},
+            {"id": 2, "parent": 1, "role": "assistant", "content": "Hi!", "logprobs": logprobs},
+        ]
+    )
+    [conversation] = import_document(store, document)
+    data = store.token_data(store.active_path(conversation.id)[-1].id)
+    assert data is not None
+    assert [(r.token_id, r.piece) for r in data.records] == [(-1, b"Hi"), (-1, b"!")]
+    assert data.records[1].logprob == pytest.approx(-2.5)
+
+
+# --- hostile imports (issue 16 §5) ----------------------------------------------------------
+
+
+def reply_doc(**reply: Any) -> dict[str, Any]:
+    base = {"id": 2, "parent": 1, "role": "assistant", "content": "r"}
+    return doc(messages=[{"id": 1, "role": "user", "content": "x"}, {**base, **reply}])
+
+
+@pytest.mark.parametrize(
+    ("document", "place", "problem"),
+    [
+        (reply_doc(seed=2**70), "messages[1].seed", "between 0 and"),
+        (reply_doc(seed=-1), "messages[1].seed", "between 0 and"),
+        (reply_doc(content="bad \ud800 text"), "messages[1].content", "lone surrogate"),
+        (doc(title="\udcff"), "conversations[0].title", "lone surrogate"),
+        (reply_doc(model="m\ud800"), "messages[1].model", "lone surrogate"),
+        (reply_doc(created_at=1e308), "messages[1].created_at", "out of range"),
+        (reply_doc(created_at=float("nan")), "messages[1].created_at", "finite"),
+        (doc(updated_at=-1e20), "conversations[0].updated_at", "out of range"),
+        (doc(pinned="yes"), "conversations[0].pinned", "true or false"),
+        (reply_doc(stats={"x": float("inf")}), "messages[1].stats", "cannot be written back"),
+        (reply_doc(stats={"\ud800": 1}), "messages[1].stats", "lone surrogate"),
+        (doc(settings={"stop": "END"}), "conversations[0].settings.stop", "JSON list"),
+        (doc(settings={"stop": ["\ud800"]}), "settings.stop[0]", "lone surrogate"),
+        (reply_doc(logprobs={"content": "no"}), "messages[1].logprobs.content", "JSON list"),
+        (
+            reply_doc(logprobs={"content": [{"token": "a", "logprob": 0.5}]}),
+            "logprobs.content[0].logprob",
+            "<= 0",
+        ),
+        (
+            reply_doc(logprobs={"content": [{"token": "a", "logprob": -1, "bytes": [300]}]}),
+            "logprobs.content[0].bytes",
+            "0 to 255",
+        ),
+        (
+            reply_doc(
+                logprobs={
+                    "content": [
+                        {
+                            "token": "a",
+                            "logprob": -1,
+                            "top_logprobs": [{"token": "a", "logprob": -1}] * 21,
+                        }
+                    ]
+                }
+            ),
+            "top_logprobs",
+            "more than 20",
+        ),
+        (
+            doc(
+                messages=[
+                    {
+                        "id": 1,
+                        "role": "user",
+                        "content": "x",
+                        "logprobs": {"content": []},
+                    }
+                ]
+            ),
+            "messages[0].logprobs",
+            "replies only",
+        ),
+    ],
+)
+def test_values_export_could_not_write_back_are_refused_by_name(
+    document: Any, place: str, problem: str
+) -> None:
+    with pytest.raises(TransferError) as caught:
+        parse_document(document, source="chats.json")
+    message = str(caught.value)
+    assert message.startswith("chats.json: ") and place in message and problem in message
+    assert '(in conversation 1, "t")' in message or "title" in place
+    assert "\n" not in message
+
+
+def test_a_deeply_nested_file_is_a_clear_error_not_a_recursion_error(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(TransferError, match=r"deep\.json is nested too deeply"):
+        import_file(store, path)
+    deep: Any = {}
+    for _ in range(50_000):
+        deep = {"x": deep}
+    with pytest.raises(TransferError, match="nested too deeply"):
+        parse_document(reply_doc(stats=deep), source="deep")
+
+
+def test_nan_in_a_file_is_refused(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps(reply_doc(stats={"x": 1})).replace("1}", "NaN}"), encoding="utf-8")
+    with pytest.raises(TransferError, match="NaN"):
+        import_file(store, path)
+
+
+def test_import_is_all_or_nothing_and_names_the_conversation(store: Store) -> None:
+    good = {"title": "good", "messages": [{"id": 1, "role": "user", "content": "hi"}]}
+    bad = {
+        "title": "Seeds",
+        "messages": [
+            {"id": 1, "role": "user", "content": "hi"},
+            {"id": 2, "parent": 1, "role": "assistant", "content": "r", "seed": 2**70},
+        ],
+    }
+    document = {"format": FORMAT, "version": 1, "conversations": [good, good, bad, good]}
+    with pytest.raises(TransferError, match=r'conversations\[2\]\.messages\[1\]\.seed .*"Seeds"'):
+        import_document(store, document)
+    assert store.list_conversations() == ()
+
+
+def test_a_write_that_fails_midway_leaves_nothing(store: Store) -> None:
+    good = {"title": "good", "messages": [{"id": 1, "role": "user", "content": "hi"}]}
+    document = {"format": FORMAT, "version": 1, "conversations": [good, good]}
+    with store.transaction() as conn:  # make the second insert fail inside the transaction
+        conn.execute(
+            "CREATE TRIGGER only_one BEFORE INSERT ON conversations "
+            "WHEN (SELECT count(*) FROM conversations) >= 1 "
+            "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
+        )
+    with pytest.raises(TransferError, match=r"nothing was imported: .*disk trouble"):
+        import_document(store, document)
+    assert store.list_conversations() == ()
+
+
+# --- damaged rows on export ---------------------------------------------------------------
+
+
+def test_export_skips_and_reports_a_damaged_conversation_keeping_the_rest(store: Store) -> None:
+    trip_id, notes_id = fill(store)
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE messages SET stats = '{not json' WHERE conversation_id = ? AND role = "
+            "'assistant'",
+            (notes_id,),
+        )
+    skipped: list[str] = []
+    document = json.loads(export_json(store, skipped=skipped))
+    assert [c["id"] for c in document["conversations"]] == [trip_id]
+    assert len(skipped) == 1 and f"conversation {notes_id} was left out" in skipped[0]
+    markdown_skipped: list[str] = []
+    assert "Trip to Lisbon" in export_markdown(store, skipped=markdown_skipped)
+    assert len(markdown_skipped) == 1
+
+
+def test_export_keeps_a_reply_whose_token_data_is_damaged_without_it(store: Store) -> None:
+    reply_id = reply_with_tokens(store)
+    with store.transaction() as conn:
+        conn.execute("UPDATE token_data SET data = x'00' WHERE message_id = ?", (reply_id,))
+    skipped: list[str] = []
+    document = export_document(store, skipped=skipped)
+    [_user, reply] = document["conversations"][0]["messages"]
+    assert reply["content"] == "text" and "logprobs" not in reply
+    assert skipped and f"token data of message {reply_id}" in skipped[0]
+
+
+def test_an_exported_time_far_in_the_future_is_skipped_not_fatal(store: Store) -> None:
+    fill(store)
+    broken = store.create_conversation("Far future")
+    with store.transaction() as conn:
+        conn.execute("UPDATE conversations SET created_at = 1e308 WHERE id = ?", (broken.id,))
+    skipped: list[str] = []
+    text = export_json(store, skipped=skipped)
+    assert "Far future" not in text and "Trip to Lisbon" in text
+    assert len(skipped) == 1
