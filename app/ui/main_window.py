@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
             controller.status.connect(self._show_status)
         self._files.status.connect(self._show_status)
         self._files.failed.connect(self.show_notice)
+        self._files.skipped.connect(self.show_notice)
         self._files.imported.connect(self._on_imported)
         self._sidebar.errorOccurred.connect(self.show_notice)
         notice_bridge().notice.connect(self.show_notice)

@@ -4,6 +4,7 @@ background job so a large database never freezes the window."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -23,10 +24,22 @@ def file_stem(title: str) -> str:
     return stem or DEFAULT_TITLE.replace(" ", "-").lower()
 
 
-def _export(store: Store, path: Path, ids: list[int] | None, markdown: bool) -> Path:
-    text = export_markdown(store, ids) if markdown else export_json(store, ids)
+@dataclass(frozen=True)
+class Exported:
+    """Where an export went, and what it had to leave out (damaged rows)."""
+
+    path: Path
+    skipped: tuple[str, ...]
+
+
+def _export(store: Store, path: Path, ids: list[int] | None, markdown: bool) -> Exported:
+    skipped: list[str] = []
+    if markdown:
+        text = export_markdown(store, ids, skipped=skipped)
+    else:
+        text = export_json(store, ids, skipped=skipped)
     write_text(path, text)
-    return path
+    return Exported(path, tuple(skipped))
 
 
 class ChatFiles(QObject):
@@ -35,12 +48,14 @@ class ChatFiles(QObject):
     Signals:
         imported(object): The tuple of `Conversation`s an import added (maybe empty).
         exported(object): The `Path` an export was written to.
+        skipped(str): What an export left out because it could not be read (one notice).
         failed(str): Why an import or export did not happen (a message for a person).
         status(str, int): A passing status-bar message and its timeout in ms.
     """
 
     imported = Signal(object)
     exported = Signal(object)
+    skipped = Signal(str)
     failed = Signal(str)
     status = Signal(str, int)
 
@@ -114,9 +129,16 @@ class ChatFiles(QObject):
         return job
 
     @Slot(object)
-    def _on_exported(self, path: object) -> None:
-        self.status.emit(f"Exported to {path}.", 5000)
-        self.exported.emit(path)
+    def _on_exported(self, result: object) -> None:
+        if not isinstance(result, Exported):
+            return
+        self.status.emit(f"Exported to {result.path}.", 5000)
+        if result.skipped:
+            self.skipped.emit(
+                f"Exported to {result.path}, but some of it could not be read and was left "
+                "out: " + "; ".join(result.skipped)
+            )
+        self.exported.emit(result.path)
 
     def wait(self, timeout_ms: int) -> bool:
         """Wait for imports and exports in progress (at shutdown)."""
