@@ -1,5 +1,6 @@
 """Where the main window was: its geometry, the column widths and which panels were open,
-kept in `<config>/window.ini`. A first start opens at a comfortable share of the screen."""
+kept in `<config>/window.ini`. A first start opens at a comfortable share of the screen
+(`WindowGeometry`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMainWindow, QSplitter
 
-FIRST_START_SHARE = 0.8
-"""A first start fills this share of the available screen (at least the minimum below)."""
-MIN_FIRST_SIZE = (1000, 640)
+from app.ui.window_geometry import WindowGeometry
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,8 @@ class WindowLayout:
 
     def restore(self, window: QMainWindow, splitter: QSplitter) -> Panels:
         """Put the window where it was (or size it for a first start); return its panels."""
+        WindowGeometry(self.path).restore(window)
         settings = self._settings()
-        geometry = settings.value("geometry")
-        if geometry is None or not window.restoreGeometry(geometry):
-            first_start_size(window)
         state = settings.value("splitter")
         if state is not None:
             splitter.restoreState(state)
@@ -49,21 +46,9 @@ class WindowLayout:
 
     def save(self, window: QMainWindow, splitter: QSplitter, panels: Panels) -> None:
         """Remember the window's geometry, column widths and panels."""
+        WindowGeometry(self.path).save(window)
         settings = self._settings()
-        settings.setValue("geometry", window.saveGeometry())
         settings.setValue("splitter", splitter.saveState())
         for name in ("sidebar", "panel", "tokens"):
             settings.setValue(name, "true" if getattr(panels, name) else "false")
         settings.sync()
-
-
-def first_start_size(window: QMainWindow) -> None:
-    """Size the window to a comfortable share of its screen, centred."""
-    screen = window.screen()
-    if screen is None:
-        return
-    area = screen.availableGeometry()
-    width = min(area.width(), max(MIN_FIRST_SIZE[0], round(area.width() * FIRST_START_SHARE)))
-    height = min(area.height(), max(MIN_FIRST_SIZE[1], round(area.height() * FIRST_START_SHARE)))
-    window.resize(width, height)
-    window.move(area.x() + (area.width() - width) // 2, area.y() + (area.height() - height) // 2)
