@@ -107,3 +107,9 @@ def thread_count(text: str) -> int:
     cpus = os.cpu_count() or 1
     high = machine_threads()
     return bounded_int(0, high, f"this machine has {cpus} CPU threads; 0 picks a default")(text)
+
+
+def some_threads(text: str) -> int:
+    """`--threads` where leaving the flag out is the default: 1 up to `machine_threads()`."""
+    cpus = os.cpu_count() or 1
+    return bounded_int(1, machine_threads(), f"this machine has {cpus} CPU threads")(text)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from app.cli.common import data_dir_options, open_paths, thread_count
+from app.cli.common import data_dir_options, open_paths, some_threads
 
 if TYPE_CHECKING:
     from app.core.models.quantize import QuantizeProgress
@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
         help="quantize a model that is already quantized (loses more quality)",
     )
     cmd.add_argument(
-        "--threads", type=thread_count, metavar="N", help="quantizer threads (0 = all)"
+        "--threads", type=some_threads, metavar="N", help="quantizer threads (default: all)"
     )
     cmd.set_defaults(handler=run)
 

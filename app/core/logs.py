@@ -98,9 +98,10 @@ class QuietFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def current_log_file() -> Path | None:
-    """The file the root logger writes to: Hearth's own (`setup_logging`), else any."""
+    """The file the root logger writes to: Hearth's own (`setup_logging`, the newest if it
+    ran more than once in this process), else any."""
     handlers = logging.getLogger().handlers
-    ours = [h for h in handlers if isinstance(h, QuietFileHandler)]
+    ours = [h for h in reversed(handlers) if isinstance(h, QuietFileHandler)]
     for handler in [*ours, *handlers]:
         name = getattr(handler, "baseFilename", None)
         if name:

@@ -210,7 +210,7 @@ class MainWindow(QMainWindow):
         self._splitter.setStretchFactor(0, 0)
         self._splitter.setStretchFactor(1, 1)
         self._splitter.setStretchFactor(2, 0)
-        self._splitter.setSizes([240, 600, 360])
+        self._splitter.setSizes([220, 560, 420])
         self.setCentralWidget(self._splitter)
 
     def _connect(self) -> None:

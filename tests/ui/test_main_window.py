@@ -183,8 +183,11 @@ def test_layout_names_and_menus(make_window: MakeWindow) -> None:
     assert [splitter.widget(i).objectName() for i in range(3)] == [
         "conversationList",
         "chatColumn",
-        "samplingPanel",
+        "sideColumn",
     ]
+    side = splitter.widget(2)
+    for name in ("samplingPanel", "explorerPanel", "contextView"):
+        assert side.findChild(QWidget, name) is not None, name
     for name in (
         "newChatAction",
         "openModelAction",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QMouseEvent, QTextCursor
+from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.ui.chat.message_block import MessageBlock
@@ -49,8 +49,16 @@ def hover_token(qtbot: QtBot, panel: TokenPanel, index: int) -> None:
             if fragment.charFormat().anchorHref() == str(index):
                 cursor = QTextCursor(document)
                 cursor.setPosition(fragment.position() + max(0, fragment.length() // 2))
-                rect = view.cursorRect(cursor)
-                qtbot.mouseMove(view.viewport(), rect.center())
+                point = QPointF(view.cursorRect(cursor).center())
+                move = QMouseEvent(
+                    QEvent.Type.MouseMove,
+                    point,
+                    view.viewport().mapToGlobal(point),
+                    Qt.MouseButton.NoButton,
+                    Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier,
+                )
+                QApplication.sendEvent(view.viewport(), move)
                 return
             it += 1
         block = block.next()

@@ -17,7 +17,7 @@ from app.ui.widgets import named
 
 MAX_SHOWN_TOKENS = 400
 """A draft longer than this shows its first tokens and a count of the rest."""
-_SHADES = ("rgba(127,127,127,0.16)", "rgba(127,127,127,0.32)")
+_SHADES = ("rgba(127,127,127,0.18)", "rgba(127,127,127,0.45)")
 _WHITESPACE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
 
 

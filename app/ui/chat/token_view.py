@@ -68,7 +68,9 @@ def legend_html() -> str:
         alpha = max(_ALPHAS[i], 0.1)
         colour = f"rgba({_HUE[0]},{_HUE[1]},{_HUE[2]},{alpha})"
         underline = "text-decoration:underline;" if i == len(names) - 1 else ""
-        swatches.append(f'<span style="background:{colour};{underline}">&nbsp;{name}&nbsp;</span>')
+        swatches.append(
+            f'<span style="background:{colour};{underline}">&nbsp;{html.escape(name)}&nbsp;</span>'
+        )
     return "Tinted by the model's probability: " + " ".join(swatches)
 
 
@@ -88,40 +90,33 @@ def entropy_bits(record: TokenRecord) -> tuple[float, bool]:
 
 
 def cut_by(record: TokenRecord, settings: SamplingSettings | None) -> list[str]:
-    """For each alternative, which of `settings`' samplers would remove it ("" if none),
-    re-run on the stored alternatives (exact for top-k and min-p; top-p and typical-p
-    renormalise among them)."""
+    """For each alternative, the first of `settings`' samplers (in llama.cpp's order) that
+    removes it ("" if none), re-run on the stored alternatives: exact for top-k and min-p;
+    top-p and typical-p renormalise among them."""
     top = record.top
-    if settings is None or not top:
+    if settings is None or not top or settings.mirostat:
         return [""] * len(top)
-    logits = [alt.logprob for alt in top]
     if settings.is_greedy:
         return [""] + ["greedy"] * (len(top) - 1)
-    if settings.mirostat:
-        return [""] * len(top)
-    reasons = []
-    for rank in range(len(top)):
-        reason = ""
-        if 0 < settings.top_k <= rank:
-            reason = "top-k"
-        reasons.append(reason)
-    result = preview(logits, settings)
-    if result is not None:
+    logits = [alt.logprob for alt in top]
+    off = {"top_k": 0, "typical_p": 1.0, "top_p": 1.0, "min_p": 0.0}
+    stages: list[tuple[str, dict[str, float | int]]] = [
+        ("top-k", {"top_k": settings.top_k}),
+        ("typical-p", {"typical_p": settings.typical_p}),
+        ("top-p", {"top_p": settings.top_p}),
+        ("min-p", {"min_p": settings.min_p}),
+    ]
+    reasons = [""] * len(top)
+    enabled: dict[str, float | int] = {}
+    for name, change in stages:
+        enabled.update(change)
+        result = preview(logits, settings.with_changes(**{**off, **enabled}))
+        if result is None:
+            break
         for i, kept in enumerate(result.kept):
             if not kept and not reasons[i]:
-                reasons[i] = _which_cut(settings)
+                reasons[i] = name
     return reasons
-
-
-def _which_cut(settings: SamplingSettings) -> str:
-    names = []
-    if settings.typical_p < 1.0:
-        names.append("typical-p")
-    if settings.top_p < 1.0:
-        names.append("top-p")
-    if settings.min_p > 0.0:
-        names.append("min-p")
-    return " / ".join(names) or "samplers"
 
 
 class TokenView(MessageText):

@@ -193,7 +193,8 @@ def test_markdown_shows_the_branch_on_show_with_reply_stats(store: Store) -> Non
     assert "## You\n\nWhere should I eat? 🍽️\n" in text
     assert "## Assistant · tiny-Q4_K_M.gguf\n\nTry the *pastéis* in Belém.\n" in text
     assert (
-        "*9 tokens · 31.5 tokens/s · first token 15 ms · stop: end of turn · seed 4242 · "
+        "*9 tokens · prompt 30 tokens (12 cached, 18 read) · 31.5 tokens/s · "
+        "first token 15 ms · stop: end of turn · seed 4242 · "
         "temperature 1.2, top-k 80, top-p 0.95, min-p 0.05, repeat penalty 1.1, "
         "max tokens 1024*"
     ) in text
