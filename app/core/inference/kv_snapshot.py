@@ -11,13 +11,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import llama_cpp
-
 _MAGIC = b"HKV1"
 
 
 def llama_build_tag() -> str:
     """Identifies the llama.cpp build whose state format a snapshot uses."""
+    import llama_cpp  # here, not at the top: importing snapshots must not load llama.cpp
+
     return f"llama-cpp-python {llama_cpp.__version__}"
 
 
