@@ -226,12 +226,22 @@ def breakdown(engine: Engine, settings: SamplingSettings, reps: int = 200) -> di
     return out
 
 
-def ratio_line(name: str, ours: list[float], base: list[float]) -> str:
+def summary_row(summary: Path | None, model: str, what: str, value: str) -> None:
+    """Append one tab-separated row (model, what, value) to `summary` (gpu_check.sh's table)."""
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as out:
+            out.write(f"{model}\t{what}\t{value}\n")
+
+
+def ratio_text(ours: list[float], base: list[float]) -> str:
     ratios = [o / b for o, b in zip(ours, base, strict=True)]
+    return f"{statistics.median(ratios):5.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
+def ratio_line(name: str, ours: list[float], base: list[float]) -> str:
     return (
         f"    {name:<22} {statistics.median(ours):9.1f} vs {statistics.median(base):9.1f}   "
-        f"ratio {statistics.median(ratios):5.3f} (paired median; range "
-        f"{min(ratios):.3f}-{max(ratios):.3f})"
+        f"ratio {ratio_text(ours, base)} (paired median and range)"
     )
 
 
@@ -278,13 +288,18 @@ def bench_model(path: Path, args: argparse.Namespace) -> None:
     for name, runs in results.items():
         same = all(a.tokens == b.tokens for a, b in zip(runs, bare, strict=True))
         hosts = [x.host_us for x in runs]
-        print(
-            f"  {name:<20} host {statistics.median(hosts):7.1f} µs/token "
-            f"(range {min(hosts):.1f}-{max(hosts):.1f}){'' if same else '  TOKENS DIFFER'}"
-        )
-        if name != "bare loop":
-            print(ratio_line("decode tok/s", [x.decode_tps for x in runs], [x.decode_tps for x in bare]))
-            print(ratio_line("prefill tok/s", [x.prefill_tps for x in runs], [x.prefill_tps for x in bare]))  # fmt: skip
+        host = f"{statistics.median(hosts):.1f} ({min(hosts):.1f}-{max(hosts):.1f})"
+        print(f"  {name:<20} host {host} µs/token{'' if same else '  TOKENS DIFFER'}")
+        summary_row(args.summary, path.name, f"host µs/token, {name}", host)
+        if name == "bare loop":
+            continue
+        for metric, pick in (("decode", 1), ("prefill", 0)):
+            ours = [(x.prefill_tps, x.decode_tps)[pick] for x in runs]
+            base = [(x.prefill_tps, x.decode_tps)[pick] for x in bare]
+            print(ratio_line(f"{metric} tok/s", ours, base))
+            summary_row(
+                args.summary, path.name, f"{metric} vs bare, {name}", ratio_text(ours, base)
+            )
     print("  engine host work per token, measured alone on this model's logits (µs):")
     for name, us in parts.items():
         print(f"    {name:<46} {us:8.1f}")
@@ -300,6 +315,7 @@ def main() -> None:
     parser.add_argument("--sampling", choices=sorted(SAMPLING), default="greedy")
     parser.add_argument("--modes", default="auto,inline,overlap")
     parser.add_argument("--gpu-layers", type=int, default=None)
+    parser.add_argument("--summary", type=Path, default=None, help="append TSV rows here")
     args = parser.parse_args()
     paths = {"smollm2": models.smollm2, "gemma3": models.gemma3_270m}
     for name in args.models.split(","):

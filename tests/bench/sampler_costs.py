@@ -88,7 +88,9 @@ def main() -> None:
         extra = large - table["top_k"][1]
         print(f"{key:<18} {small:10.1f} {large:10.1f} {extra:+15.1f} µs")
     print(f"{'llama_decode (1)':<18} {decodes[0]:10.1f} {decodes[1]:10.1f}")
-    print(f'\nMEASURED_ON = "{platform.machine()}, {args.threads} threads, median of {args.rounds}"')
+    print(
+        f'\nMEASURED_ON = "{platform.machine()}, {args.threads} threads, median of {args.rounds}"'
+    )
     print("_MEASURED: dict[str, tuple[float, float]] = {")
     for key, (small, large) in table.items():
         print(f'    "{key}": ({small:.0f}, {large:.0f}),')

@@ -15,21 +15,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from app.core.inference.messages import Message
 from app.core.errors import (
     EngineStateError,
-    InvalidSettingError,
     LoadCancelled,
     ModelLoadError,
 )
+from app.core.gguf_file import read_gguf_info
 from app.core.inference.backend import LOCAL_LLAMA_CPP, Capabilities
 from app.core.inference.events import (
     GenerationDone,
@@ -38,15 +36,11 @@ from app.core.inference.events import (
     PrefillProgress,
     PrefillStarted,
     StopReason,
-    TokenAlternative,
     TokenEvent,
 )
-from app.core.gguf_file import GGUFInfo, read_gguf_info
-from app.core.machine.hardware import available_memory, default_threads
-from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
 from app.core.inference.kv_snapshot import KVSnapshot, llama_build_tag, model_key
-from app.core.logs import route_llama_log
-from app.core.machine.memory import KV_TYPE_BYTES, check_fits
+from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
+from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate, OverflowPolicy, PromptPlan, plan_prompt
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
@@ -54,6 +48,9 @@ from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHold
 from app.core.inference.token_data import TokenData, TokenDataMode, overlap_pays
 from app.core.inference.token_probs import ProbabilityReader
 from app.core.inference.vocab import Vocabulary, ensure_backend
+from app.core.logs import route_llama_log
+from app.core.machine.hardware import available_memory, default_threads
+from app.core.machine.memory import check_fits
 
 log = logging.getLogger(__name__)
 

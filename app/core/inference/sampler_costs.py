@@ -127,7 +127,9 @@ def classify(settings: SamplingSettings) -> str:
     return "default" if s.repeat_penalty != 1.0 else "top_k"
 
 
-def cost_note(settings: SamplingSettings, n_vocab: int, slow_us: float = SLOW_US) -> CostNote | None:
+def cost_note(
+    settings: SamplingSettings, n_vocab: int, slow_us: float = SLOW_US
+) -> CostNote | None:
     """A note when `settings` cost more than `slow_us` per token over top-k 40 at `n_vocab`."""
     cost = COSTS[classify(settings)]
     extra = cost.us_at(n_vocab) - COSTS["top_k"].us_at(n_vocab)
