@@ -61,10 +61,11 @@ def _usable_cpus() -> int:
 
 
 class _Job:
-    __slots__ = ("facts", "token")
+    __slots__ = ("facts", "queued", "token")
 
     def __init__(self, token: int) -> None:
         self.token = token
+        self.queued = False
         self.facts: TokenFacts | BaseException | None = None
 
 
@@ -116,12 +117,14 @@ class TokenData:
         if self._copy is None:
             self._copy = np.empty_like(logits)
         np.copyto(self._copy, logits)
+        job.queued = True
         self._jobs.put(job)
         return job
 
     def take(self, job: _Job) -> TokenFacts:
         """The facts of a submitted token (waits for the helper if it is still at work)."""
-        if job.facts is None:
+        if job.queued:
+            job.queued = False
             done = self._done.get()
             assert done is job, "token data jobs are taken in order, one at a time"
         facts = job.facts
