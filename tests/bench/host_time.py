@@ -51,10 +51,19 @@ REPO = Path(__file__).resolve().parents[2]
 BEFORE_REV = "9da9770"  # main before the issue-15 loop change
 N_CTX = 4096
 SEED = 1234
-STORY = [
-    Message("system", "You are a storyteller. " + "Write vivid, long, detailed stories. " * 40),
-    Message("user", "Tell me a long story about a lighthouse keeper and a storm."),
-]
+
+
+def story(repeat: int = 40) -> list[Message]:
+    """The bench prompt: a system prompt of `repeat` sentences (40: ~350 tokens) + a request."""
+    return [
+        Message(
+            "system", "You are a storyteller. " + "Write vivid, long, detailed stories. " * repeat
+        ),
+        Message("user", "Tell me a long story about a lighthouse keeper and a storm."),
+    ]
+
+
+STORY = story()
 SAMPLING = {
     "greedy": SamplingSettings(temperature=0.0, repeat_penalty=1.0, seed=SEED),
     "default": SamplingSettings(seed=SEED),
@@ -316,7 +325,12 @@ def main() -> None:
     parser.add_argument("--modes", default="auto,inline,overlap")
     parser.add_argument("--gpu-layers", type=int, default=None)
     parser.add_argument("--summary", type=Path, default=None, help="append TSV rows here")
+    parser.add_argument(
+        "--system-repeat", type=int, default=40, help="system prompt sentences (40: ~350 tokens)"
+    )
     args = parser.parse_args()
+    global STORY
+    STORY = story(args.system_repeat)
     paths = {"smollm2": models.smollm2, "gemma3": models.gemma3_270m}
     for name in args.models.split(","):
         bench_model(paths[name](), args)
