@@ -5,13 +5,15 @@
 #
 #   tests/bench/gpu_check.sh [--cpu-only] [--dry-run] [--skip-build] [--quick]
 #                            [--rounds N] [--tokens N] [--venv DIR] [--base-python PY]
-#                            [--llama-spec SPEC] [--jobs N] [--out DIR]
+#                            [--llama-spec SPEC] [--jobs N] [--out DIR] [--models LIST]
+#                            [--steps doctor,memory,engine,gpu-vs-cpu,gui]
 #
 #   --cpu-only     no CUDA build and no GPU: the base Python's llama.cpp, layers on the CPU
 #                  (checks this script on any machine)
 #   --dry-run      print each step's command instead of running it
 #   --skip-build   reuse the scratch venv built by an earlier run
-#   --quick        1 round of 8 tokens (argument and plumbing checks)
+#   --quick        1 round of 8 tokens, short prompt, one engine mode (plumbing checks)
+#   --models       smollm2,gemma3 (default both); --steps: which checks to run (default all)
 #   --llama-spec   what pip builds (default: llama-cpp-python pinned in pyproject.toml;
 #                  a path to an sdist or a source tree works offline)
 # Builds for the detected GPU architecture only (nvidia-smi --query-gpu=compute_cap) on all
@@ -23,14 +25,16 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 
-CPU_ONLY=0 DRY=0 SKIP_BUILD=0 ROUNDS=9 TOKENS=128
+CPU_ONLY=0 DRY=0 SKIP_BUILD=0 ROUNDS=9 TOKENS=128 QUICK=0
+MODELS="smollm2,gemma3"
+STEPS="doctor,memory,engine,gpu-vs-cpu,gui"
 VENV="${TMPDIR:-/tmp}/hearth-gpu-venv"
 BASE_PY=""
 LLAMA_SPEC=""
 JOBS="$(nproc 2>/dev/null || echo 4)"
 OUT="${TMPDIR:-/tmp}/hearth-gpu-check"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "gpu_check: $*" >&2; exit 2; }
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"; }
 
@@ -39,7 +43,9 @@ while [[ $# -gt 0 ]]; do
     --cpu-only) CPU_ONLY=1 ;;
     --dry-run) DRY=1 ;;
     --skip-build) SKIP_BUILD=1 ;;
-    --quick) ROUNDS=1 TOKENS=8 ;;
+    --quick) ROUNDS=1 TOKENS=8 QUICK=1 ;;
+    --models) need_value "$@"; MODELS="$2"; shift ;;
+    --steps) need_value "$@"; STEPS="$2"; shift ;;
     --rounds) need_value "$@"; ROUNDS="$2"; shift ;;
     --tokens) need_value "$@"; TOKENS="$2"; shift ;;
     --venv) need_value "$@"; VENV="$2"; shift ;;
@@ -55,9 +61,16 @@ done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive whole number (got '$ROUNDS')"
 [[ "$TOKENS" =~ ^[1-9][0-9]*$ ]] || die "--tokens must be a positive whole number (got '$TOKENS')"
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs must be a positive whole number (got '$JOBS')"
+[[ "$MODELS" =~ ^(smollm2|gemma3)(,(smollm2|gemma3))*$ ]] || die "--models takes smollm2 and/or gemma3, comma-separated (got '$MODELS')"
+for s in ${STEPS//,/ }; do
+  [[ "$s" =~ ^(doctor|memory|engine|gpu-vs-cpu|gui)$ ]] || die "unknown step '$s' in --steps (doctor, memory, engine, gpu-vs-cpu, gui)"
+done
+wants() { [[ ",$STEPS," == *",$1,"* ]]; }
 
 if [[ -z "$BASE_PY" ]]; then
-  if [[ -x "$REPO/.venv/bin/python" ]]; then BASE_PY="$REPO/.venv/bin/python"; else BASE_PY="$(command -v python3)"; fi
+  if [[ -x "$REPO/.venv/bin/python" ]]; then BASE_PY="$REPO/.venv/bin/python"
+  elif [[ -n "${VIRTUAL_ENV:-}" && -x "$VIRTUAL_ENV/bin/python" ]]; then BASE_PY="$VIRTUAL_ENV/bin/python"
+  else BASE_PY="$(command -v python3)"; fi
 fi
 [[ -x "$BASE_PY" ]] || die "base Python '$BASE_PY' is not executable; pass --base-python"
 if [[ -z "$LLAMA_SPEC" ]]; then
@@ -118,35 +131,40 @@ else
 fi
 row "-" "python" "$PY"
 
-step "hearth doctor --json" bash -c "'$PY' -m app doctor --json > '$OUT/doctor.json'"
-if [[ $DRY -eq 0 && -s "$OUT/doctor.json" ]]; then
+doctor_json() { "$PY" -m app doctor --json > "$OUT/doctor.json"; }
+wants doctor && step "hearth doctor --json (> $OUT/doctor.json)" doctor_json
+if wants doctor && [[ $DRY -eq 0 && -s "$OUT/doctor.json" ]]; then
   row "-" "doctor" "$("$BASE_PY" - "$OUT/doctor.json" <<'EOF'
 import json, sys
-d = json.load(open(sys.argv[1]))
-flat = {}
-def walk(x, p=""):
-    if isinstance(x, dict):
-        for k, v in x.items(): walk(v, f"{p}{k}.")
-    else:
-        flat[p[:-1]] = x
-walk(d)
-keys = [k for k in flat if k.split(".")[-1] in ("gpu_offload", "backend", "backends", "summary", "verdict")]
-print("; ".join(f"{k}={flat[k]}" for k in keys[:6]) or "see doctor.json")
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+gpus = [x["name"] for x in d.get("devices", []) if x.get("type") != "CPU"]
+print(f"llama-cpp-python {d.get('llama_cpp_python')}, backends {','.join(d.get('backends', []))}, "
+      f"gpu_offload {d.get('gpu_offload')}, devices {gpus or 'CPU only'}; "
+      f"{d.get('diagnosis', {}).get('summary', '')}")
 EOF
 )"
 fi
-step "memory estimate vs llama.cpp (layers $LAYERS)" "$PY" -m pytest -q -p no:randomly tests/core/machine/test_memory_vs_llama.py
-step "engine vs bare llama.cpp (layers $LAYERS)" "$PY" -m tests.bench.host_time \
-  --rounds "$ROUNDS" --tokens "$TOKENS" --gpu-layers "$LAYERS" --summary "$SUMMARY"
-if [[ $CPU_ONLY -eq 0 ]]; then
-  step "GPU vs CPU" "$PY" -m tests.bench.gpu_vs_cpu --rounds "$ROUNDS" --tokens "$TOKENS" --summary "$SUMMARY"
-else
-  row "-" "GPU vs CPU" "skipped (--cpu-only)"
+QUICK_ARGS=()
+[[ $QUICK -eq 1 ]] && QUICK_ARGS=(--modes auto --before "" --system-repeat 2)
+wants memory && step "memory estimate vs llama.cpp (layers $LAYERS)" \
+  "$PY" -m pytest -q tests/core/machine/test_memory_vs_llama.py
+wants engine && step "engine vs bare llama.cpp (layers $LAYERS)" "$PY" -m tests.bench.host_time \
+  --models "$MODELS" --rounds "$ROUNDS" --tokens "$TOKENS" --gpu-layers "$LAYERS" \
+  --summary "$SUMMARY" "${QUICK_ARGS[@]}"
+if wants gpu-vs-cpu; then
+  if [[ $CPU_ONLY -eq 0 ]]; then
+    step "GPU vs CPU" "$PY" -m tests.bench.gpu_vs_cpu --models "$MODELS" --rounds "$ROUNDS" \
+      --tokens "$TOKENS" --summary "$SUMMARY"
+  else
+    row "-" "GPU vs CPU" "skipped (--cpu-only)"
+  fi
 fi
-if [[ -f tests/bench/gui_path.py ]]; then
-  step "GUI path vs hearth ask" "$PY" -m tests.bench.gui_path --rounds "$ROUNDS" --summary "$SUMMARY"
-else
-  row "-" "GUI path vs hearth ask" "no bench yet (tests/bench/gui_path.py)"
+if wants gui; then
+  if [[ -f tests/bench/gui_path.py ]]; then
+    step "GUI path vs hearth ask" "$PY" -m tests.bench.gui_path --rounds "$ROUNDS" --summary "$SUMMARY"
+  else
+    row "-" "GUI path vs hearth ask" "no bench yet (tests/bench/gui_path.py)"
+  fi
 fi
 
 echo
