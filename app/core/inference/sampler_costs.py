@@ -3,15 +3,16 @@
 llama.cpp's native samplers differ a lot in cost on a large vocabulary: top-k keeps k
 candidates with a partial sort, but top-p or typical-p with top-k off (0) sort all of
 them, and so does mirostat v2. On a 262,144-token vocabulary (Gemma 3) that is a sort
-of a quarter million candidates for every token. The figures below were measured by
-`BENCH_COMMAND`; `cost_note` turns them into a line the panel can show beside the slider
+of a quarter million candidates for every token. The penalties sampler (repeat, presence,
+frequency) visits every candidate too: measured, it is the dearest part of the default
+settings on a large vocabulary. The figures below were measured by
+`BENCH_COMMAND`; `cost_notes` turns them into a line the panel can show beside the slider
 that caused it.
 
 API for the sampling panel::
 
-    note = cost_note(settings, n_vocab)      # None when nothing is slow
-    if note is not None:
-        label_beside(note.fields).setText(note.text)   # e.g. fields == ("top_k", "top_p")
+    for note in cost_notes(settings, n_vocab):    # empty when nothing is slow
+        label_beside(note.fields).setText(note.text)  # e.g. fields == ("top_k", "top_p")
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from dataclasses import dataclass
 from app.core.inference.sampling import SamplingSettings
 
 BENCH_COMMAND = "python -m tests.bench.sampler_costs --rounds 9"
-MEASURED_ON = "not measured yet"
+MEASURED_ON = (
+    "2-core x86_64 VM shared with other jobs (noisy), CPU build of llama-cpp-python 0.3.36, "
+    "2 threads, median of 9 rounds x 30 samples, 2026-12-02"
+)
 SMALL_VOCAB, LARGE_VOCAB = 49_152, 262_144  # SmolLM2-135M, Gemma 3 270M
-SLOW_US = 500.0  # extra µs per token over top-k 40 that earns a note beside the slider
+SLOW_US = 1000.0  # extra µs per token over top-k 40 that earns a note beside the slider
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,10 @@ CASES: dict[str, SamplingSettings] = {
 _LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "greedy": ("greedy (temperature 0)", ("temperature",)),
     "top_k": ("top-k 40", ("top_k",)),
-    "default": ("the default (top-k 40, top-p 0.95, min-p 0.05, repeat 1.1)", ()),
+    "default": (
+        "a repeat, presence or frequency penalty",
+        ("repeat_penalty", "presence_penalty", "frequency_penalty"),
+    ),
     "top_k_large": ("a large top-k (10,000) with top-p", ("top_k", "top_p")),
     "full_dist": ("all samplers off (every token a candidate)", ("top_k",)),
     "min_p": ("min-p with top-k off", ("top_k", "min_p")),
@@ -80,18 +87,19 @@ _LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mirostat_2": ("mirostat 2", ("mirostat",)),
 }
 
-# µs per token (small vocab, large vocab), from BENCH_COMMAND; see MEASURED_ON.
+# µs per token (small vocab, large vocab), from BENCH_COMMAND; see MEASURED_ON. Every row
+# includes llama_sampler_sample copying the logits into a candidate array (the greedy row).
 _MEASURED: dict[str, tuple[float, float]] = {
-    "greedy": (0.0, 0.0),
-    "top_k": (0.0, 0.0),
-    "default": (0.0, 0.0),
-    "top_k_large": (0.0, 0.0),
-    "full_dist": (0.0, 0.0),
-    "min_p": (0.0, 0.0),
-    "top_p_no_top_k": (0.0, 0.0),
-    "typical_no_top_k": (0.0, 0.0),
-    "mirostat_1": (0.0, 0.0),
-    "mirostat_2": (0.0, 0.0),
+    "greedy": (89, 1786),
+    "top_k": (74, 1719),
+    "default": (605, 5308),
+    "top_k_large": (5343, 4137),
+    "full_dist": (1043, 6680),
+    "min_p": (286, 2124),
+    "top_p_no_top_k": (1933, 5929),
+    "typical_no_top_k": (10267, 78163),
+    "mirostat_1": (11787, 62897),
+    "mirostat_2": (12238, 45283),
 }
 
 COSTS: dict[str, SamplerCost] = {
@@ -109,8 +117,17 @@ class CostNote:
     extra_us: float
 
 
+def penalties_active(settings: SamplingSettings) -> bool:
+    """True when the chain has llama.cpp's penalties sampler, which visits every token of
+    the vocabulary (as `SamplerChain` decides)."""
+    s = settings
+    active = s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty
+    return bool(active) and s.repeat_last_n != 0
+
+
 def classify(settings: SamplingSettings) -> str:
-    """The `COSTS` key whose cost `settings` has (what dominates its sampling time)."""
+    """The `COSTS` key of the sampler that dominates `settings`' cost, penalties aside
+    ("default" is top-k 40 with the default penalties; see `estimate_us`)."""
     s = settings
     if s.is_greedy:
         return "greedy"
@@ -124,23 +141,50 @@ def classify(settings: SamplingSettings) -> str:
         return "min_p" if s.min_p > 0.0 else "full_dist"
     if s.top_k > 1000:
         return "top_k_large"
-    return "default" if s.repeat_penalty != 1.0 else "top_k"
+    return "default" if penalties_active(s) else "top_k"
 
 
-def cost_note(
+def _penalty_us(n_vocab: int) -> float:
+    return max(0.0, COSTS["default"].us_at(n_vocab) - COSTS["top_k"].us_at(n_vocab))
+
+
+def estimate_us(settings: SamplingSettings, n_vocab: int) -> float:
+    """Estimated µs per token of sampling with `settings` at `n_vocab` tokens."""
+    key = classify(settings)
+    extra = _penalty_us(n_vocab) if penalties_active(settings) and key != "default" else 0.0
+    return COSTS[key].us_at(n_vocab) + extra
+
+
+def cost_notes(
     settings: SamplingSettings, n_vocab: int, slow_us: float = SLOW_US
-) -> CostNote | None:
-    """A note when `settings` cost more than `slow_us` per token over top-k 40 at `n_vocab`."""
-    cost = COSTS[classify(settings)]
-    extra = cost.us_at(n_vocab) - COSTS["top_k"].us_at(n_vocab)
-    if extra < slow_us:
-        return None
-    advice = " Set top-k to 40 to avoid it." if "top_k" in cost.fields else ""
+) -> tuple[CostNote, ...]:
+    """Notes for each part of `settings` that costs more than `slow_us` per token over
+    top-k 40 at `n_vocab` tokens: the sampler kind, and the penalties (shown separately,
+    beside their own sliders)."""
+    notes = []
+    key = classify(settings)
+    base = COSTS["top_k"].us_at(n_vocab)
+    if key != "default":
+        cost = COSTS[key]
+        extra = cost.us_at(n_vocab) - base
+        if extra >= slow_us:
+            advice = " Set top-k to 40 to avoid it." if "top_k" in cost.fields else ""
+            notes.append(_note(cost.fields, cost.label, extra, n_vocab, advice))
+    if penalties_active(settings):
+        extra = _penalty_us(n_vocab)
+        if extra >= slow_us:
+            cost = COSTS["default"]
+            advice = " Set them to 1 and 0 to avoid it."
+            notes.append(_note(cost.fields, cost.label, extra, n_vocab, advice))
+    return tuple(notes)
+
+
+def _note(fields: tuple[str, ...], label: str, extra: float, n_vocab: int, advice: str) -> CostNote:
     return CostNote(
-        fields=cost.fields,
+        fields=fields,
         text=(
-            f"Slow on this model: {cost.label} costs about {extra / 1000:.1f} ms more per "
-            f"token than top-k 40 with {n_vocab:,} tokens in the vocabulary.{advice}"
+            f"Slow on this model: {label} costs about {extra / 1000:.1f} ms more per token "
+            f"than top-k 40 with {n_vocab:,} tokens in the vocabulary.{advice}"
         ),
         extra_us=extra,
     )
