@@ -274,7 +274,11 @@ def bench_model(path: Path, args: argparse.Namespace) -> None:
         variants[f"engine @{args.before}"] = lambda: engine_run(before, settings, args.tokens)
     prompt = list(engine.plan(STORY, args.tokens).tokens)
     n_vocab = engine._n_vocab
-    variants["bare loop"] = lambda: bare_run(engine, prompt, settings, args.tokens)
+    # The engine also stops at stop strings (a template's next-turn marker): the bare loop
+    # makes as many tokens as the engine's reply has, so both decode the same tokens.
+    engine.token_data_mode = "inline"
+    n_reply = len(engine_run(engine, settings, args.tokens).tokens)
+    variants["bare loop"] = lambda: bare_run(engine, prompt, settings, n_reply)
     results: dict[str, list[Run]] = {name: [] for name in variants}
     try:
         for run in variants.values():  # warm-up
@@ -291,8 +295,8 @@ def bench_model(path: Path, args: argparse.Namespace) -> None:
     bare = results["bare loop"]
     print(
         f"{path.name}: vocab {n_vocab:,}, prompt {len(prompt)} tokens, "
-        f"{args.tokens} tokens/reply, {args.sampling} sampling, {args.rounds} rounds, "
-        f"{args.threads} threads"
+        f"{n_reply} of at most {args.tokens} tokens/reply, {args.sampling} sampling, "
+        f"{args.rounds} rounds, {args.threads} threads"
     )
     for name, runs in results.items():
         same = all(a.tokens == b.tokens for a, b in zip(runs, bare, strict=True))
