@@ -39,7 +39,6 @@ from app.core.inference.events import (
     PrefillProgress,
     PrefillStarted,
     StopReason,
-    TokenAlternative,
     TokenEvent,
 )
 from app.core.inference.kv_snapshot import KVSnapshot, llama_build_tag, model_key
@@ -51,6 +50,7 @@ from app.core.inference.prompt_parts import PromptParts, describe_prompt
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
+from app.core.inference.token_facts import TokenDataMode, TokenFactsHelper, overlap_pays
 from app.core.inference.token_probs import MAX_TOP_N, TOP_N, ProbabilityReader
 from app.core.inference.vocab import Vocabulary, ensure_backend
 from app.core.logs import route_llama_log
@@ -100,6 +100,9 @@ class Engine:
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = False
+        self.token_data_mode: TokenDataMode = "auto"
+        """Where token probabilities are computed: "auto" (overlapped with the next decode
+        when a core is free or the model is on a GPU), "inline" or "overlap"."""
 
     # ----- loading -----
 
@@ -388,55 +391,60 @@ class Engine:
             elif completed:
                 logits_row = self._last_logits()
                 self._prompt_logits = (tuple(prompt), logits_row.copy())
-            while completed:
-                if cancel.is_set():
-                    reason = StopReason.CANCELLED
+            with TokenFactsHelper(vocab, probs, overlap=self._overlap_token_data()) as data:
+                # Per token: sample, assemble text, hand the token's probability and
+                # alternatives to `data` (a helper thread when that pays), decode the
+                # token, then yield its event. The event of token t thus follows the
+                # decode of t, and nothing that does not decide t+1 sits between decodes.
+                while completed:
+                    if cancel.is_set():
+                        reason = StopReason.CANCELLED
+                        break
+                    current = holder.get()
+                    if chain is None or (
+                        current is not chain.settings and current != chain.settings
+                    ):
+                        chain = self._rebuild_chain(chain, current, seed)
+                        reply.set_stops(current.stop + self._template.extra_stops)
+                    assert logits_row is not None
+                    if from_saved:
+                        token = chain.sample_logits(logits_row)
+                        from_saved = False
+                    else:
+                        token = chain.sample(self._ctx)
+                    if t_first is None:
+                        t_first = time.perf_counter()
+                    if vocab.is_end_of_turn(token):
+                        reason = StopReason.END_OF_TURN
+                        break
+                    generated.append(token)
+                    text = reply.add(vocab.token_bytes(token))
+                    job = data.submit(logits_row, token)
+                    if reply.stopped:
+                        reason = StopReason.STOP_STRING
+                    elif current.max_tokens is not None and len(generated) >= current.max_tokens:
+                        reason = StopReason.MAX_TOKENS
+                    elif len(self._kv_tokens) + 1 >= n_ctx:
+                        reason = StopReason.CONTEXT_FULL
+                    else:
+                        rc = self._decode([token])
+                        facts = data.take(job)
+                        yield TokenEvent(
+                            token, text, facts.prob, facts.alternatives, settings=current
+                        )
+                        if rc == _DECODE_NO_SLOT:
+                            reason = StopReason.CONTEXT_FULL
+                            break
+                        if rc != _DECODE_OK:
+                            raise ModelLoadError(
+                                f"llama.cpp failed to decode a token (error {rc})."
+                            )
+                        self._kv_tokens.append(token)
+                        logits_row = self._last_logits()
+                        continue
+                    facts = data.take(job)
+                    yield TokenEvent(token, text, facts.prob, facts.alternatives, settings=current)
                     break
-                current = holder.get()
-                if chain is None or (current is not chain.settings and current != chain.settings):
-                    chain = self._rebuild_chain(chain, current, seed)
-                    reply.set_stops(current.stop + self._template.extra_stops)
-                assert logits_row is not None
-                top = probs.read(logits_row)
-                if from_saved:
-                    token = chain.sample_logits(logits_row)
-                    from_saved = False
-                else:
-                    token = chain.sample(self._ctx)
-                if t_first is None:
-                    t_first = time.perf_counter()
-                if vocab.is_end_of_turn(token):
-                    reason = StopReason.END_OF_TURN
-                    break
-                generated.append(token)
-                text = reply.add(vocab.token_bytes(token))
-                yield TokenEvent(
-                    token_id=token,
-                    text=text,
-                    prob=probs.prob_of(token),
-                    alternatives=tuple(
-                        TokenAlternative(int(i), vocab.token_text(int(i)), float(lg), float(p))
-                        for i, lg, p in zip(top.ids, top.logits, top.probs, strict=True)
-                    ),
-                    settings=current,
-                )
-                if reply.stopped:
-                    reason = StopReason.STOP_STRING
-                    break
-                if current.max_tokens is not None and len(generated) >= current.max_tokens:
-                    reason = StopReason.MAX_TOKENS
-                    break
-                if len(self._kv_tokens) + 1 >= n_ctx:
-                    reason = StopReason.CONTEXT_FULL
-                    break
-                rc = self._decode([token])
-                if rc == _DECODE_NO_SLOT:
-                    reason = StopReason.CONTEXT_FULL
-                    break
-                if rc != _DECODE_OK:
-                    raise ModelLoadError(f"llama.cpp failed to decode a token (error {rc}).")
-                self._kv_tokens.append(token)
-                logits_row = self._last_logits()
 
             t_end = time.perf_counter()
             tail = reply.finish()
@@ -461,6 +469,12 @@ class Engine:
             if chain is not None:
                 chain.close()
             self._busy = False
+
+    def _overlap_token_data(self) -> bool:
+        if self.token_data_mode != "auto":
+            return self.token_data_mode == "overlap"
+        loaded = self._require()
+        return overlap_pays(loaded.n_threads, loaded.n_gpu_layers)
 
     def _rebuild_chain(
         self, old: SamplerChain | None, settings: SamplingSettings, seed: int

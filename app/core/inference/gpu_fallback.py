@@ -14,14 +14,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.core.errors import InsufficientMemoryError, ModelLoadError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
-from app.core.inference.engine import Engine, ProgressCallback
 from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.machine.hardware import available_memory, gpu_free_memory, gpu_offload_supported
 from app.core.machine.offload import DEFAULT_MARGIN, OffloadPlan, plan_for_layers, plan_offload
 from app.core.units import format_bytes
+
+if TYPE_CHECKING:  # the engine (and llama.cpp) load only where a model does, not on import
+    from app.core.inference.engine import Engine, ProgressCallback
 
 log = logging.getLogger(__name__)
 

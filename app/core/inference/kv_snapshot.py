@@ -13,8 +13,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import llama_cpp
-
 _MAGIC = b"HKV1"
 
 
@@ -22,6 +20,8 @@ _MAGIC = b"HKV1"
 def llama_build_tag() -> str:
     """Identifies this llama.cpp build: its version and what it was compiled for (two
     builds of one version, with and without AMX say, are different builds)."""
+    import llama_cpp  # here, not at the top: importing snapshots must not load llama.cpp
+
     features = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
     digest = hashlib.sha256(features.encode()).hexdigest()[:12]
     return f"llama-cpp-python {llama_cpp.__version__} ({digest})"

@@ -7,11 +7,13 @@ before the engine exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from app.core.errors import InvalidSettingError
-from app.core.gguf_file import GGUFInfo
 from app.core.machine.memory import KV_TYPE_BYTES
+
+if TYPE_CHECKING:  # the header reader pulls in numpy and gguf: not needed to build options
+    from app.core.gguf_file import GGUFInfo
 
 KV_CACHE_TYPES = ("f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 """KV cache element types llama.cpp accepts for `type_k` / `type_v`."""

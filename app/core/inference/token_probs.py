@@ -45,13 +45,25 @@ class ProbabilityReader:
     def read(self, logits: npt.NDArray[np.float32]) -> TopTokens:
         """Compute the normaliser and the top tokens of `logits` (one vocabulary row)."""
         scratch = self._scratch
-        np.subtract(logits, logits.max(), out=scratch)
+        maxima = None
+        if self._groups > self._top_n:
+            # The group maxima serve the top-n search and give the row's maximum: four
+            # passes over the row in all (maxima, subtract, exp, sum) instead of five.
+            maxima = logits[: self._main].reshape(_ROWS, self._groups).max(axis=0)
+            peak = maxima.max()
+            if self._main < logits.shape[0]:
+                peak = max(peak, logits[self._main :].max())
+        else:
+            peak = logits.max()
+        np.subtract(logits, peak, out=scratch)
         np.exp(scratch, out=scratch)
         self._norm = float(scratch.sum())
-        top = self._top_ids(logits)
+        top = self._top_ids(logits, maxima)
         return TopTokens(top, logits[top], scratch[top] / self._norm)
 
-    def _top_ids(self, logits: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+    def _top_ids(
+        self, logits: npt.NDArray[np.float32], maxima: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.intp]:
         """The top-n ids, best first.
 
         Tokens are split into groups (token i in group i mod G, so the group maxima are one
@@ -63,8 +75,7 @@ class ProbabilityReader:
         if n == 0:
             return np.empty(0, dtype=np.intp)
         candidates: npt.NDArray[np.intp]
-        if self._groups > n:
-            maxima = logits[: self._main].reshape(_ROWS, self._groups).max(axis=0)
+        if maxima is not None:
             groups = np.argpartition(maxima, -n)[-n:]
             candidates = (groups[:, None] + self._offsets).ravel()
             if self._main < logits.shape[0]:

@@ -1,0 +1,156 @@
+"""Per-token data that does not decide the next token, kept off the path between decodes.
+
+Each generated token carries its probability and the top alternatives (ids, texts,
+logits, probabilities at temperature 1). None of that decides the next token, yet a
+softmax normaliser over a 262,144-token vocabulary costs several passes over 1 MiB of
+logits. `TokenFactsHelper` computes it either inline or, when a core is free (or the model runs
+on a GPU), on a helper thread while the next `llama_decode` runs: ctypes releases the GIL
+during that call and numpy releases it in its loops, so the two truly overlap. The
+engine copies the logits row first (one memcpy; `llama_decode` overwrites the row), so
+the figures are exactly those of the inline path.
+
+Sequencing: the engine submits token t, decodes t, then takes t's result before it
+samples t+1, so at most one job is in flight and the helper never touches the vocabulary
+while the engine thread does.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from app.core.inference.events import TokenAlternative
+from app.core.inference.token_probs import ProbabilityReader
+from app.core.inference.vocab import Vocabulary
+
+TokenDataMode = Literal["auto", "inline", "overlap"]
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    """What the inspector shows for one generated token."""
+
+    prob: float
+    alternatives: tuple[TokenAlternative, ...]
+
+
+def overlap_pays(n_threads: int, gpu_layers: int, usable_cpus: int | None = None) -> bool:
+    """Whether a helper thread can run beside `llama_decode` without slowing it.
+
+    On a GPU the CPU waits during a decode, so the helper is free. On the CPU, llama.cpp's
+    threads spin at barriers: a helper that takes one of their cores delays them all, so
+    overlap pays only when a core is left over.
+    """
+    cpus = usable_cpus if usable_cpus is not None else _usable_cpus()
+    return gpu_layers != 0 or cpus > n_threads
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return len(os.sched_getaffinity(0))
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+class _Job:
+    __slots__ = ("facts", "queued", "token")
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+        self.queued = False
+        self.facts: TokenFacts | BaseException | None = None
+
+
+class TokenFactsHelper:
+    """Probabilities and alternatives of generated tokens, inline or overlapped.
+
+    Use as a context manager per reply: the helper thread (overlap mode only) starts on
+    entry and is joined on exit.
+
+    Args:
+        vocab: The loaded model's vocabulary (for the alternatives' texts).
+        reader: The softmax/top-n reader sized for the vocabulary.
+        overlap: Compute on a helper thread while the engine decodes.
+    """
+
+    def __init__(self, vocab: Vocabulary, reader: ProbabilityReader, *, overlap: bool) -> None:
+        self._vocab = vocab
+        self._reader = reader
+        self.overlap = overlap
+        self._copy: npt.NDArray[np.float32] | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> TokenFactsHelper:
+        if self.overlap:
+            self._thread = threading.Thread(
+                target=self._serve, name="hearth-token-data", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, logits: npt.NDArray[np.float32], token: int) -> _Job:
+        """Start on `token`, sampled from `logits` (a view llama.cpp may overwrite next).
+
+        Inline, the facts are computed now; overlapped, the row is copied and the helper
+        computes while the caller decodes. Pass the result to `take`.
+        """
+        job = _Job(token)
+        if self._thread is None:
+            job.facts = self._compute(logits, token)
+            return job
+        if self._copy is None:
+            self._copy = np.empty_like(logits)
+        np.copyto(self._copy, logits)
+        job.queued = True
+        self._jobs.put(job)
+        return job
+
+    def take(self, job: _Job) -> TokenFacts:
+        """The facts of a submitted token (waits for the helper if it is still at work)."""
+        if job.queued:
+            job.queued = False
+            done = self._done.get()
+            assert done is job, "token data jobs are taken in order, one at a time"
+        facts = job.facts
+        if isinstance(facts, BaseException):
+            raise facts
+        assert facts is not None
+        return facts
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            assert self._copy is not None
+            try:
+                job.facts = self._compute(self._copy, job.token)
+            except BaseException as exc:  # handed to the engine thread by `take`
+                job.facts = exc
+            self._done.put(job)
+
+    def _compute(self, logits: npt.NDArray[np.float32], token: int) -> TokenFacts:
+        reader, text = self._reader, self._vocab.token_text
+        top = reader.read(logits)
+        return TokenFacts(
+            prob=reader.prob_of(token),
+            alternatives=tuple(
+                TokenAlternative(i, text(i), lg, p)
+                for i, lg, p in zip(
+                    top.ids.tolist(), top.logits.tolist(), top.probs.tolist(), strict=True
+                )
+            ),
+        )

@@ -1,0 +1,344 @@
+"""Host time per token and engine vs bare llama-cpp-python, at 49,152 and 262,144 tokens.
+
+    python -m tests.bench.host_time [--models smollm2,gemma3] [--rounds 9] [--tokens 128]
+                                    [--threads N] [--before REV] [--sampling greedy|default]
+                                    [--modes auto,inline,overlap]
+
+For each model, in one run and alternating each round, it generates the same reply with:
+  * the engine (token data included: probability and top-10 of every token), in each mode
+    of `Engine.token_data_mode` asked for;
+  * the engine as of git revision `--before` (default: the commit before issue 15's loop
+    change), loaded from git into a module of its own;
+  * a bare loop on the engine's own context: `llama_decode` of the prompt in n_batch
+    chunks, then `llama_sampler_sample` with the same native chain + `llama_decode` of
+    one token.
+`llama_cpp.llama_decode` is wrapped for the run, so the time inside it is known exactly:
+host time per token = (decode-phase wall time - time inside llama_decode) / decodes.
+It prints paired medians and ranges of the decode and prefill ratios to the bare loop,
+host µs/token, and a breakdown of the engine's per-token host work measured on the
+model's own logits (probabilities, alternatives, text, event, row copy, helper hand-off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from app.core.inference.engine import Engine
+from app.core.inference.events import GenerationDone, TokenAlternative, TokenEvent
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
+from app.core.inference.reply_text import ReplyText
+from app.core.inference.sampler_chain import SamplerChain
+from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.token_data import TokenData
+from app.core.inference.token_probs import ProbabilityReader
+from app.core.machine.hardware import default_threads
+from tests.bench import models
+
+REPO = Path(__file__).resolve().parents[2]
+BEFORE_REV = "9da9770"  # main before the issue-15 loop change
+N_CTX = 4096
+SEED = 1234
+
+
+def story(repeat: int = 40) -> list[Message]:
+    """The bench prompt: a system prompt of `repeat` sentences (40: ~350 tokens) + a request."""
+    return [
+        Message(
+            "system", "You are a storyteller. " + "Write vivid, long, detailed stories. " * repeat
+        ),
+        Message("user", "Tell me a long story about a lighthouse keeper and a storm."),
+    ]
+
+
+STORY = story()
+SAMPLING = {
+    "greedy": SamplingSettings(temperature=0.0, repeat_penalty=1.0, seed=SEED),
+    "default": SamplingSettings(seed=SEED),
+}
+
+
+class DecodeTimer:
+    """Wraps `llama_cpp.llama_decode`; adds the seconds of single-token calls (decodes)
+    and of multi-token calls (prefill) while installed."""
+
+    def __init__(self) -> None:
+        self.decode_s = 0.0
+        self.decodes = 0
+        self.prefill_s = 0.0
+        self._real: Callable[..., int] = llama_cpp.llama_decode
+
+    def __enter__(self) -> DecodeTimer:
+        real, clock = self._real, time.perf_counter
+
+        def timed(ctx: Any, batch: Any) -> int:
+            t0 = clock()
+            rc = real(ctx, batch)
+            dt = clock() - t0
+            if batch.n_tokens == 1:
+                self.decode_s += dt
+                self.decodes += 1
+            else:
+                self.prefill_s += dt
+            return rc
+
+        llama_cpp.llama_decode = timed
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        llama_cpp.llama_decode = self._real
+
+
+@dataclass
+class Run:
+    prefill_tps: float
+    decode_tps: float
+    host_us: float  # host time per decoded token, µs
+    tokens: list[int]
+
+
+def engine_run(engine: Any, settings: SamplingSettings, n: int) -> Run:
+    engine.clear_cache()
+    holder = SettingsHolder(settings.with_changes(max_tokens=n))
+    with DecodeTimer() as timer:
+        events = list(engine.generate(STORY, holder))
+    done = events[-1]
+    assert isinstance(done, GenerationDone)
+    s = done.stats
+    decodes = max(timer.decodes, 1)
+    host = (s.decode_ms / 1000 - timer.decode_s) / decodes
+    return Run(s.prefill_tps, s.decode_tps, host * 1e6, list(done.tokens))
+
+
+def bare_run(engine: Engine, prompt: list[int], settings: SamplingSettings, n: int) -> Run:
+    """llama_decode + the same native chain on the engine's own context, nothing else."""
+    ctx = engine._ctx  # the bench reuses the engine's context: same model, params, memory
+    vocab = llama_cpp.llama_model_get_vocab(engine._model)
+    engine.clear_cache()
+    chain = SamplerChain(settings, SEED, engine._n_vocab, engine.n_ctx)
+    chain.remember(prompt)  # the engine's chain starts with the prompt in its penalty window
+    n_batch = int(llama_cpp.llama_n_batch(ctx))
+    try:
+        with DecodeTimer() as timer:
+            t0 = time.perf_counter()
+            for i in range(0, len(prompt), n_batch):
+                chunk = prompt[i : i + n_batch]
+                arr = (llama_cpp.llama_token * len(chunk))(*chunk)
+                rc = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(arr, len(chunk)))
+                assert rc == 0
+            prefill_s = time.perf_counter() - t0
+            tokens: list[int] = []
+            t_first = time.perf_counter()
+            while True:
+                token = llama_cpp.llama_sampler_sample(chain._chain, ctx, -1)
+                if not tokens:
+                    t_first = time.perf_counter()
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                tokens.append(token)
+                if len(tokens) == n:
+                    break
+                one = (llama_cpp.llama_token * 1)(token)
+                rc = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1))
+                assert rc == 0
+            decode_s = time.perf_counter() - t_first
+    finally:
+        chain.close()
+        engine._kv_tokens = []  # the bench filled the context behind the engine's back
+        engine.clear_cache()
+    decodes = max(timer.decodes, 1)
+    host = (decode_s - timer.decode_s) / decodes
+    return Run(len(prompt) / prefill_s, (len(tokens) - 1) / decode_s, host * 1e6, tokens)
+
+
+def engine_before(rev: str) -> type:
+    """The `Engine` class (and its ProbabilityReader) as of git revision `rev`."""
+
+    def source(path: str) -> str:
+        return subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout
+
+    probs = types.ModuleType("hearth_before_token_probs")
+    exec(compile(source("app/core/inference/token_probs.py"), "before/token_probs", "exec"),
+         probs.__dict__)  # fmt: skip
+    sys.modules[probs.__name__] = probs
+    text = source("app/core/inference/engine.py").replace(
+        "from app.core.inference.token_probs import", f"from {probs.__name__} import"
+    )
+    module = types.ModuleType("hearth_before_engine")
+    sys.modules[module.__name__] = module
+    exec(compile(text, "before/engine.py", "exec"), module.__dict__)
+    return module.Engine  # type: ignore[no-any-return]
+
+
+def breakdown(engine: Engine, settings: SamplingSettings, reps: int = 200) -> dict[str, float]:
+    """µs per token of each piece of the engine's host work, on the model's real logits."""
+    engine.clear_cache()
+    rows: list[np.ndarray] = []
+    ids: list[int] = []
+    for event in engine.generate(STORY, settings.with_changes(max_tokens=32)):
+        if isinstance(event, TokenEvent):
+            rows.append(engine._last_logits().copy())
+            ids.append(event.token_id)
+    vocab, n = engine._vocab, engine._n_vocab
+    assert vocab is not None
+    reader = ProbabilityReader(n)
+    k = len(rows)
+
+    def per_call(fn: Callable[[int], object]) -> float:
+        best = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for i in range(reps):
+                fn(i % k)
+            best.append((time.perf_counter() - t0) / reps * 1e6)
+        return statistics.median(best)
+
+    def alternatives(i: int) -> tuple[TokenAlternative, ...]:
+        top = reader.read(rows[i])
+        return tuple(
+            TokenAlternative(j, vocab.token_text(j), lg, p)
+            for j, lg, p in zip(
+                top.ids.tolist(), top.logits.tolist(), top.probs.tolist(), strict=True
+            )
+        )
+
+    reply = ReplyText(())
+    scratch = np.empty(n, dtype=np.float32)
+    out = {
+        "probabilities (softmax + top-10)": per_call(lambda i: reader.read(rows[i])),
+        "probabilities + alternatives (texts, tuples)": per_call(alternatives),
+        "text assembly (token bytes + reply)": per_call(
+            lambda i: reply.add(vocab.token_bytes(ids[i]))
+        ),
+        "event (TokenEvent)": per_call(lambda i: TokenEvent(ids[i], "x", 0.5, ())),
+        "logits row copy (overlap mode)": per_call(lambda i: np.copyto(scratch, rows[i])),
+        "end-of-turn check": per_call(lambda i: vocab.is_end_of_turn(ids[i])),
+    }
+    with TokenData(vocab, reader, overlap=True) as data:
+        out["helper hand-off + compute, nothing overlapped"] = per_call(
+            lambda i: data.take(data.submit(rows[i], ids[i]))
+        )
+    return out
+
+
+def summary_row(summary: Path | None, model: str, what: str, value: str) -> None:
+    """Append one tab-separated row (model, what, value) to `summary` (gpu_check.sh's table)."""
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as out:
+            out.write(f"{model}\t{what}\t{value}\n")
+
+
+def ratio_text(ours: list[float], base: list[float]) -> str:
+    ratios = [o / b for o, b in zip(ours, base, strict=True)]
+    return f"{statistics.median(ratios):5.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
+def ratio_line(name: str, ours: list[float], base: list[float]) -> str:
+    return (
+        f"    {name:<22} {statistics.median(ours):9.1f} vs {statistics.median(base):9.1f}   "
+        f"ratio {ratio_text(ours, base)} (paired median and range)"
+    )
+
+
+def bench_model(path: Path, args: argparse.Namespace) -> None:
+    settings = SAMPLING[args.sampling]
+    options = LoadOptions(n_ctx=N_CTX, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    engine = Engine()
+    engine.load(path, options)
+    variants: dict[str, Callable[[], Run]] = {}
+    for mode in args.modes.split(","):
+
+        def run_mode(mode: str = mode) -> Run:
+            engine.token_data_mode = mode  # type: ignore[assignment]
+            return engine_run(engine, settings, args.tokens)
+
+        variants[f"engine {mode}"] = run_mode
+    before: Any = None
+    if args.before:
+        before = engine_before(args.before)()
+        before.load(path, options)
+        variants[f"engine @{args.before}"] = lambda: engine_run(before, settings, args.tokens)
+    prompt = list(engine.plan(STORY, args.tokens).tokens)
+    n_vocab = engine._n_vocab
+    # The engine also stops at stop strings (a template's next-turn marker): the bare loop
+    # makes as many tokens as the engine's reply has, so both decode the same tokens.
+    engine.token_data_mode = "inline"
+    n_reply = len(engine_run(engine, settings, args.tokens).tokens)
+    variants["bare loop"] = lambda: bare_run(engine, prompt, settings, n_reply)
+    results: dict[str, list[Run]] = {name: [] for name in variants}
+    try:
+        for run in variants.values():  # warm-up
+            run()
+        names = list(variants)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                results[name].append(variants[name]())
+        parts = breakdown(engine, settings)
+    finally:
+        if before is not None:
+            before.close()
+        engine.close()
+    bare = results["bare loop"]
+    print(
+        f"{path.name}: vocab {n_vocab:,}, prompt {len(prompt)} tokens, "
+        f"{n_reply} of at most {args.tokens} tokens/reply, {args.sampling} sampling, "
+        f"{args.rounds} rounds, {args.threads} threads"
+    )
+    for name, runs in results.items():
+        same = all(a.tokens == b.tokens for a, b in zip(runs, bare, strict=True))
+        hosts = [x.host_us for x in runs]
+        host = f"{statistics.median(hosts):.1f} ({min(hosts):.1f}-{max(hosts):.1f})"
+        print(f"  {name:<20} host {host} µs/token{'' if same else '  TOKENS DIFFER'}")
+        summary_row(args.summary, path.name, f"host µs/token, {name}", host)
+        if name == "bare loop":
+            continue
+        for metric, pick in (("decode", 1), ("prefill", 0)):
+            ours = [(x.prefill_tps, x.decode_tps)[pick] for x in runs]
+            base = [(x.prefill_tps, x.decode_tps)[pick] for x in bare]
+            print(ratio_line(f"{metric} tok/s", ours, base))
+            summary_row(
+                args.summary, path.name, f"{metric} vs bare, {name}", ratio_text(ours, base)
+            )
+    print("  engine host work per token, measured alone on this model's logits (µs):")
+    for name, us in parts.items():
+        print(f"    {name:<46} {us:8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="smollm2,gemma3")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--before", default=BEFORE_REV, help="git revision; '' to skip")
+    parser.add_argument("--sampling", choices=sorted(SAMPLING), default="greedy")
+    parser.add_argument("--modes", default="auto,inline,overlap")
+    parser.add_argument("--gpu-layers", type=int, default=None)
+    parser.add_argument("--summary", type=Path, default=None, help="append TSV rows here")
+    parser.add_argument(
+        "--system-repeat", type=int, default=40, help="system prompt sentences (40: ~350 tokens)"
+    )
+    args = parser.parse_args()
+    global STORY
+    STORY = story(args.system_repeat)
+    paths = {"smollm2": models.smollm2, "gemma3": models.gemma3_270m}
+    for name in args.models.split(","):
+        bench_model(paths[name](), args)
+
+
+if __name__ == "__main__":
+    main()
