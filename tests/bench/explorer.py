@@ -10,7 +10,7 @@ entropy, the pick). The budget is 16 ms per step.
 
 Then it measures what llama.cpp's own chain costs per token (`llama_sampler_apply` on the
 whole vocabulary) for the settings the explorer warns about, next to the default chain:
-the figures behind `app/core/inference/explorer_costs.py`.
+figures comparable to `app/core/inference/sampler_costs.py`.
 """
 
 from __future__ import annotations

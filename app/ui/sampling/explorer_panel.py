@@ -18,8 +18,8 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.core.inference.explorer import Exploration, ExplorerRow
-from app.core.inference.explorer_costs import cost_warnings
 from app.core.inference.next_logits import NextLogits
+from app.core.inference.sampler_costs import cost_notes
 from app.core.inference.sampling import SamplingSettings
 from app.ui.sampling.probability_table import ProbabilityTable
 from app.ui.widgets import named
@@ -244,9 +244,9 @@ class ExplorerPanel(QWidget):
 
     def _update_costs(self) -> None:
         n_vocab = self._row.n_vocab if self._row is not None else 0
-        warnings = cost_warnings(self._settings, n_vocab) if n_vocab else {}
-        self._costs.setText("\n".join(warnings.values()))
-        self._costs.setVisible(bool(warnings))
+        notes = cost_notes(self._settings, n_vocab) if n_vocab else ()
+        self._costs.setText("\n".join(note.text for note in notes))
+        self._costs.setVisible(bool(notes))
 
     # ----- sampling -----
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QSignalBlocker, Qt, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QDoubleSpinBox,
@@ -170,6 +171,11 @@ class NumberControl(QObject):
         if spec.special:
             self.spin.setSpecialValueText(spec.special)
         self.label.setBuddy(self.spin)
+        self.cost = QLabel()
+        _named(self.cost, f"{name}CostNote", f"{spec.label}: cost on this model")
+        self.cost.setWordWrap(True)
+        self.cost.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.cost.hide()
         self.slider.valueChanged.connect(self._on_slider)
         self.spin.valueChanged.connect(self._on_spin)
 

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.inference.load_options import LoadedModel
+from app.core.inference.sampler_costs import cost_notes
 from app.core.inference.sampling import MAX_SEED, PRESETS, SamplingSettings
 from app.ui.sampling.sampling_controls import (
     NUMBER_SPECS,
@@ -105,6 +106,7 @@ class SamplingPanel(QWidget):
         super().__init__(parent)
         _named(self, "samplingPanel", "Model and sampling settings")
         self._settings = SamplingSettings()
+        self._n_vocab = 0
         self._user_presets: dict[str, SamplingSettings] = {}
         self._controls: dict[str, NumberControl] = {}
         self._model_values: dict[str, QLabel] = {}
@@ -223,7 +225,8 @@ class SamplingPanel(QWidget):
             grid.addWidget(control.label, row, 0, 1, 2)
             grid.addWidget(control.spin, row, 1, Qt.AlignmentFlag.AlignRight)
             grid.addWidget(control.slider, row + 1, 0, 1, 2)
-            row += 2
+            grid.addWidget(control.cost, row + 2, 0, 1, 2)
+            row += 3
         layout.addLayout(grid)
 
         self._seed_random = QCheckBox("Random seed")
@@ -306,6 +309,7 @@ class SamplingPanel(QWidget):
         with QSignalBlocker(self._stop):
             self._stop.setPlainText(format_stop_strings(settings.stop))
         self._show_preset()
+        self._show_costs()
 
     def system_prompt(self) -> str:
         """The system prompt shown now."""
@@ -356,6 +360,20 @@ class SamplingPanel(QWidget):
         if model is not None:
             widget = self._model_values["Model"]
             widget.setToolTip(str(model.info.path))
+        self._n_vocab = model.info.n_vocab if model is not None else 0
+        self._show_costs()
+
+    def _show_costs(self) -> None:
+        """Beside each slow setting, what it costs per token on this model (measured)."""
+        notes = cost_notes(self._settings, self._n_vocab) if self._n_vocab else ()
+        shown: dict[str, str] = {}
+        for note in notes:
+            field = next((f for f in note.fields if f in self._controls), None)
+            if field is not None:
+                shown[field] = note.text
+        for field, control in self._controls.items():
+            control.cost.setText(shown.get(field, ""))
+            control.cost.setVisible(field in shown)
 
     def set_load_options_enabled(self, enabled: bool) -> None:
         """Offer "Load options…" (when there is a model to set them for)."""
@@ -372,6 +390,7 @@ class SamplingPanel(QWidget):
             return
         self._settings = settings
         self._show_preset()
+        self._show_costs()
         self.settingsChanged.emit(settings)
 
     @Slot(float)
