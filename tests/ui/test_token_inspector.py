@@ -156,3 +156,37 @@ def test_the_view_menu_draws_every_reply_as_tokens(
     action.trigger()  # type: ignore[union-attr]
     assert not latest.tokens_shown and latest.text.isVisible()
     assert Qt.Key.Key_T  # the shortcut is Ctrl+Shift+T
+
+
+def test_messages_left_out_of_the_context_are_marked(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path, tmp_path: Path
+) -> None:
+    from app.core.chats.store import Store
+    from app.core.inference.sampling import SamplingSettings
+    from app.core.paths import app_paths
+
+    paths = app_paths(tmp_path / "long").ensure()
+    long_text = "The history of the lighthouse keepers. " * 60  # ~500 tokens a message
+    with Store.open(paths) as store:
+        chat = store.create_conversation("Long chat")
+        for _ in range(3):
+            user = store.add_user_message(chat.id, long_text)
+            reply = store.start_reply(user.id, model="m", settings=SamplingSettings())
+            store.finish_reply(reply.id, long_text, "complete")
+        first_user = store.active_path(chat.id)[0].id
+    window = make_window(model=starter_model, paths=paths)  # a 1,024-token context
+    window.open_conversation(chat.id)
+    send(qtbot, window, "And now?")
+    wait_reply_done(qtbot, window)
+    first = window.chat_view.message_block(first_user)
+    last_user = window.current_path[-2]
+    assert first is not None and first.is_unseen  # the oldest turn was left out
+    block = window.chat_view.message_block(last_user.id)
+    assert block is not None and not block.is_unseen  # the new message was read
+    unseen = (window.current_path[-1].stats or {}).get("unseen_message_ids")
+    assert first_user in unseen
+    # Opening the chat again shows the same marks, from the stored reply.
+    window.new_chat()
+    window.open_conversation(chat.id)
+    qtbot.waitUntil(lambda: window.chat_view.message_block(first_user) is not None)
+    assert window.chat_view.message_block(first_user).is_unseen  # type: ignore[union-attr]

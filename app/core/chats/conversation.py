@@ -193,12 +193,28 @@ def to_engine_messages(
     Error replies are skipped, and so are replies with no text (cancelled before the first
     token, or still streaming with nothing yet).
     """
+    return engine_messages_with_ids(path, system_prompt)[0]
+
+
+def engine_messages_with_ids(
+    path: Sequence[StoredMessage], system_prompt: str = ""
+) -> tuple[tuple[Message, ...], tuple[int | None, ...]]:
+    """`to_engine_messages` and, for each message it gives, the stored message's id (None
+    for the system prompt), so indices the engine reports map back to the chat."""
     messages: list[Message] = [Message("system", system_prompt)] if system_prompt else []
+    ids: list[int | None] = [None] if system_prompt else []
     for stored in path:
         if stored.status == "error" or (stored.is_reply and not stored.content):
             continue
         messages.append(Message(stored.role, stored.content))
-    return tuple(messages)
+        ids.append(stored.id)
+    return tuple(messages), tuple(ids)
+
+
+def unseen_message_ids(message: StoredMessage) -> tuple[int, ...]:
+    """Ids of the messages the overflow policy left out of this reply's prompt."""
+    raw = (message.stats or {}).get("unseen_message_ids")
+    return tuple(i for i in raw if isinstance(i, int)) if isinstance(raw, list) else ()
 
 
 def reply_end(stats: GenerationStats) -> ReplyEnd:

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.chats.conversation import MessageTree, StoredMessage
+from app.core.chats.conversation import MessageTree, StoredMessage, unseen_message_ids
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
 from app.ui.chat.message_block import LEVEL_COLOURS, MessageBlock, is_dark
@@ -98,6 +98,7 @@ class ChatView(QWidget):
         self._anchor_from_bottom: int | None = None
         self._scrolling = False
         self._tokens_default = False
+        self._unseen: set[int] = set()
 
         self._scroll = QScrollArea(self)
         _named(self._scroll, "chatScrollArea", "Messages")
@@ -175,6 +176,8 @@ class ChatView(QWidget):
             self._blocks.clear()
             self._path = list(path)
             self._tree = tree
+            latest = next((m for m in reversed(self._path) if m.is_reply), None)
+            self._unseen = set(unseen_message_ids(latest)) if latest is not None else set()
             self._streaming_id = None
             self._anchor_from_bottom = None
             self._hide_error()
@@ -308,6 +311,7 @@ class ChatView(QWidget):
         block.setParent(self._content)
         if self._tokens_default and message.is_reply:
             block.set_tokens_mode(True)
+        block.set_unseen(message.id in self._unseen)
         return block
 
     def _build_older(self, count: int) -> None:
@@ -372,6 +376,15 @@ class ChatView(QWidget):
 
     def request_explore_step(self, message_id: int, index: int) -> None:
         self.exploreStepRequested.emit(message_id, index)
+
+    # ----- context -----
+
+    def mark_unseen(self, message_ids: Sequence[int]) -> None:
+        """Mark these messages as left out of the latest reply's prompt (the overflow
+        policy dropped them to fit the context window); unmark all others."""
+        self._unseen = set(message_ids)
+        for message_id, block in self._blocks.items():
+            block.set_unseen(message_id in self._unseen)
 
     # ----- tokens -----
 

@@ -157,6 +157,16 @@ class MessageBlock(QFrame):
         self._body.addWidget(self.text)
         layout.addLayout(self._body)
         self._tokens: TokenPanel | None = None
+        self._unseen = QLabel(
+            "Not seen by the model for the latest reply: left out so the chat fits the "
+            "context window.",
+            self,
+        )
+        _named(self._unseen, "unseenLabel", "Left out of the model's context")
+        self._unseen.setWordWrap(True)
+        self._unseen.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self._unseen.hide()
+        layout.addWidget(self._unseen)
         self._status: QLabel | None = None
         self._stats: QLabel | None = None
         self._with_settings: QPushButton | None = None
@@ -424,6 +434,15 @@ class MessageBlock(QFrame):
             segment.hide()
             segment.deleteLater()
         self._segments = []
+
+    def set_unseen(self, unseen: bool) -> None:
+        """Mark the message as left out of the latest reply's prompt (or not)."""
+        self._unseen.setVisible(unseen)
+
+    @property
+    def is_unseen(self) -> bool:
+        """True while marked as left out of the latest reply's prompt."""
+        return not self._unseen.isHidden()
 
     # ----- tokens mode (replies) -----
 

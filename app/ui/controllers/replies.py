@@ -23,8 +23,12 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal, Slot
 
-from app.core.chats.conversation import Conversation, MessageTree, StoredMessage
-from app.core.chats.conversation import to_engine_messages as engine_messages
+from app.core.chats.conversation import (
+    Conversation,
+    MessageTree,
+    StoredMessage,
+    engine_messages_with_ids,
+)
 from app.core.chats.reply_writer import ReplyWriter
 from app.core.chats.store import ConversationSnapshot, Store
 from app.core.errors import HearthError
@@ -178,7 +182,7 @@ class ReplyController(QObject):
                 return
             tree, path = fresh.tree, fresh.path
         self._state.shown = ConversationSnapshot(conversation, tree, path)
-        messages = engine_messages(path[:-1], conversation.system_prompt)
+        messages, engine_ids = engine_messages_with_ids(path[:-1], conversation.system_prompt)
         request_id = self._state.next_request_id()
         record = ActiveReply(
             request_id=request_id,
@@ -187,6 +191,7 @@ class ReplyController(QObject):
             writer=ReplyWriter(self._store, reply.id, interval=SAVE_INTERVAL_S),
             holder=SettingsHolder(settings),
             placement=self._state.placement.to_stats() if self._state.placement else {},
+            engine_ids=engine_ids,
         )
         if branch is not None:
             record.placement.update(branch.stats)
@@ -365,9 +370,22 @@ class ReplyController(QObject):
 
     @Slot(int, object)
     def _on_prefill_started(self, request_id: int, event: object) -> None:
-        if self._is_active(request_id) and isinstance(event, PrefillStarted) and event.dropped:
+        record = self._replies.get(request_id)
+        if record is None or not isinstance(event, PrefillStarted):
+            return
+        unseen = [
+            i
+            for i in (record.engine_ids[d] for d in event.dropped if d < len(record.engine_ids))
+            if i is not None
+        ]
+        if unseen:
+            record.placement["unseen_message_ids"] = unseen
+        if record is not self._state.active:
+            return
+        self._chat.mark_unseen(unseen)
+        if unseen:
             self.status.emit(
-                f"The chat is longer than the context: the {len(event.dropped)} oldest "
+                f"The chat is longer than the context: the {len(unseen)} oldest "
                 "message(s) were left out of this reply's prompt.",
                 10_000,
             )

@@ -19,7 +19,8 @@ from app.core.inference.sampling import SamplingSettings, SettingsHolder
 @dataclass
 class ActiveReply:
     """A reply the worker is making: where it goes, what steers it, and where it runs
-    (`placement`: the stats fields of `Placement.to_stats`)."""
+    (`placement`: the stats fields of `Placement.to_stats`, and others stored with the
+    reply's stats). `engine_ids` maps the engine's message indices to stored ids."""
 
     request_id: int
     conversation_id: int
@@ -29,6 +30,7 @@ class ActiveReply:
     cancelled: bool = False
     save_failed: bool = False
     placement: dict[str, Any] = field(default_factory=dict)
+    engine_ids: tuple[int | None, ...] = ()
 
 
 @dataclass
