@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.cli.common import Parser, UsageError, data_dir_options, model_options, open_paths
+from app.cli.common import UsageError, data_dir_options, model_options, open_paths
 
 EXAMPLE_CURL = """curl {url}/chat/completions \\
   -H 'Content-Type: application/json'{auth} \\
@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     from app.core.server.app import ServerConfig
     from app.core.server.auth import is_loopback, read_key_file, stored_key
     from app.core.server.handle import ServerHandle
-    from app.core.server.scheduler import Scheduler, State, describe_loaded
+    from app.core.server.scheduler import Scheduler, State
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535 (got {args.port})")

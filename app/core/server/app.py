@@ -208,7 +208,9 @@ class _Api:
                 "The server is busy: every queue slot is taken. Try again shortly.", "queue_full"
             ) from None
         except NotReady as exc:
-            raise unavailable(f"The server's model is not available ({exc}).", "not_ready") from None
+            raise unavailable(
+                f"The server's model is not available ({exc}).", "not_ready"
+            ) from None
         return job, outputs
 
 
@@ -358,9 +360,7 @@ def _api_error(error: BaseException) -> ApiError:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, ContextOverflowError):
-        return ApiError(
-            400, str(error), param="messages", code="context_length_exceeded"
-        )
+        return ApiError(400, str(error), param="messages", code="context_length_exceeded")
     if isinstance(error, ChatTemplateError | InvalidSettingError):
         return ApiError(400, str(error), param="messages")
     if isinstance(error, NotReady):

@@ -138,6 +138,16 @@ class Scheduler:
         return self._model
 
     @property
+    def busy(self) -> bool:
+        """A job is generating now."""
+        return self._current is not None
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for their turn."""
+        return self._queue.qsize()
+
+    @property
     def load_error(self) -> BaseException | None:
         """Why loading failed (state FAILED)."""
         return self._error

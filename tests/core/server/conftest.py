@@ -31,8 +31,21 @@ def start_serve(home: Path, model: Path, *extra: str) -> Served:
     env = {**os.environ, "HEARTH_HOME": str(home)}
     with open(home.parent / f"{home.name}-stderr.txt", "w") as log:  # the child keeps it
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--model", str(model), "--port", "0"]
-            + ["--threads", "1", "--ctx", CTX, *extra],
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--model",
+                str(model),
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                "--ctx",
+                CTX,
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

@@ -43,7 +43,10 @@ def chat(**changes: Any) -> dict[str, Any]:
         ({"model": ""}, "model"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content",
+        ),
         ({"response_format": {"type": "xml"}}, "response_format"),
         ({"stream": "yes"}, "stream"),
     ],
@@ -79,7 +82,10 @@ def test_a_good_request_maps_onto_sampling_settings() -> None:
             stream_options={"include_usage": True},
             messages=[
                 {"role": "developer", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
             ],
         ),
         N_CTX,
@@ -94,7 +100,10 @@ def test_a_good_request_maps_onto_sampling_settings() -> None:
         0.5,
         -0.5,
     )
-    assert [(m.role, m.content) for m in parsed.messages] == [("system", "Be brief."), ("user", "ab")]
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("system", "Be brief."),
+        ("user", "ab"),
+    ]
     assert parsed.stream and parsed.include_usage and parsed.logprobs
     assert parsed.top_logprobs == 20
 

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,25 @@ PROMPTS = [
 ]
 
 
+_CLIENTS: dict[tuple[str, str], openai.OpenAI] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_clients() -> Iterator[None]:
+    yield
+    for c in _CLIENTS.values():
+        c.close()
+    _CLIENTS.clear()
+
+
 def client(served: Served, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=served.url, api_key=key or "none", max_retries=0, timeout=300)
+    """One client per server and key (closed after the module; thread-safe)."""
+    ident = (served.url, key or "none")
+    if ident not in _CLIENTS:
+        _CLIENTS[ident] = openai.OpenAI(
+            base_url=served.url, api_key=ident[1], max_retries=0, timeout=300
+        )
+    return _CLIENTS[ident]
 
 
 def ask(served: Served, prompt: str, **kw: Any) -> Any:
@@ -122,8 +140,9 @@ def test_json_schema_output_parses_and_validates(served: Served) -> None:
     data = json.loads(reply.choices[0].message.content)
     assert set(data) == {"name", "age"}
     assert isinstance(data["name"], str) and isinstance(data["age"], int)
-    anything = ask(served, "Say hi in JSON.", max_tokens=60, seed=3,
-                   response_format={"type": "json_object"})
+    anything = ask(
+        served, "Say hi in JSON.", max_tokens=60, seed=3, response_format={"type": "json_object"}
+    )
     assert isinstance(json.loads(anything.choices[0].message.content), dict)
 
 
@@ -207,7 +226,9 @@ def test_auth_on(served_with_key: Served) -> None:
 
 
 def test_concurrent_clients_get_their_own_greedy_replies(served: Served) -> None:
-    alone = [ask(served, p, temperature=0, max_tokens=12).choices[0].message.content for p in PROMPTS]
+    alone = [
+        ask(served, p, temperature=0, max_tokens=12).choices[0].message.content for p in PROMPTS
+    ]
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
         together = list(
             pool.map(
@@ -223,12 +244,17 @@ def test_curl_streams(served: Served) -> None:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
-    body = json.dumps(
-        {"model": served.model, "messages": HELLO, "stream": True, "max_tokens": 8}
-    )
+    body = json.dumps({"model": served.model, "messages": HELLO, "stream": True, "max_tokens": 8})
     result = subprocess.run(
-        [curl, "-sN", served.url + "/chat/completions", "-H", "Content-Type: application/json",
-         "-d", body],
+        [
+            curl,
+            "-sN",
+            served.url + "/chat/completions",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
