@@ -78,7 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
         n_threads=args.threads,
     )
 
-    scheduler = Scheduler(lambda engine: _load(engine, path, options), queue_size=args.queue)
+    scheduler = Scheduler(
+        lambda engine: _load(engine, path, options), queue_size=args.queue, parallel=args.parallel
+    )
     config = ServerConfig(
         host=args.host, port=args.port, api_key=key, cors_origins=tuple(args.cors)
     )

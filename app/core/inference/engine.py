@@ -296,6 +296,18 @@ class Engine:
         """Readable text of one token (bytes that are not whole UTF-8 shown as escapes)."""
         return self._vocabulary().token_text(token_id)
 
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The loaded model's vocabulary (tokens, token bytes, end of turn, template)."""
+        return self._vocabulary()
+
+    @property
+    def model_handle(self) -> Any:
+        """The `llama_model` pointer, for another context on the same weights (the API
+        server's batch, `app.core.inference.batch`); valid until `close()`."""
+        self._require()
+        return self._model
+
     def _vocabulary(self) -> Vocabulary:
         self._require()
         assert self._vocab is not None

@@ -130,9 +130,10 @@ class SamplerChain:
         llama_cpp.llama_sampler_accept(self._chain, token)
         return token
 
-    def sample(self, ctx: Any) -> int:
-        """Pick (and accept) the next token from the context's last logits."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, -1))
+    def sample(self, ctx: Any, index: int = -1) -> int:
+        """Pick (and accept) the next token from the logits of batch position `index`
+        (default: the last one read)."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
 
     def close(self) -> None:
         """Free the native chain (idempotent)."""

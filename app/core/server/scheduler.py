@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.core.errors import HearthError
+from app.core.errors import ContextOverflowError, HearthError
+from app.core.inference.batch import BatchDecoder, BatchJob
 from app.core.inference.engine import Engine
 from app.core.inference.events import GenerationDone, GenerationEvent, TokenEvent
+from app.core.inference.prompt import reply_budget
 from app.core.server.schemas import MAX_TOP_LOGPROBS, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -111,18 +113,25 @@ EngineOpener = Callable[[Engine], ModelFacts]
 class Scheduler:
     """Owns an `Engine` on its own thread and runs jobs from a bounded queue.
 
+    With `parallel` > 1 it generates that many replies at once in one context
+    (`app.core.inference.batch`), one decode per step for all of them.
+
     Args:
         opener: Loads the model into a fresh engine; runs on the scheduler thread.
         queue_size: Jobs that may wait; more get `QueueFull` (HTTP 503).
+        parallel: Replies generated at once.
     """
 
-    def __init__(self, opener: EngineOpener, queue_size: int = DEFAULT_QUEUE) -> None:
+    def __init__(
+        self, opener: EngineOpener, queue_size: int = DEFAULT_QUEUE, parallel: int = 1
+    ) -> None:
         self._opener = opener
+        self._parallel = max(1, parallel)
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, queue_size))
         self._state = State.LOADING
         self._model: ModelFacts | None = None
         self._error: BaseException | None = None
-        self._current: Job | None = None
+        self._running: dict[int, Job] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._main, name="hearth-server-engine")
         self._loaded = threading.Event()
@@ -140,7 +149,7 @@ class Scheduler:
     @property
     def busy(self) -> bool:
         """A job is generating now."""
-        return self._current is not None
+        return bool(self._running)
 
     @property
     def queued(self) -> int:
@@ -173,8 +182,8 @@ class Scheduler:
     def cancel_all(self) -> None:
         """Cancel the running job and every queued one (they end as cancelled)."""
         with self._lock:
-            if self._current is not None:
-                self._current.cancel.set()
+            for running in self._running.values():
+                running.cancel.set()
             for job in list(self._queue.queue):
                 if job is not None:
                     job.cancel.set()
@@ -205,20 +214,97 @@ class Scheduler:
                 self._loaded.set()
             if self._state is State.LOADING:
                 self._state = State.READY
-            while True:
-                job = self._queue.get()
-                if job is None:
-                    break
-                with self._lock:
-                    self._current = job
-                try:
-                    self._run(engine, job)
-                finally:
-                    with self._lock:
-                        self._current = None
+            if self._parallel > 1:
+                self._serve_batched(engine)
+            else:
+                self._serve_one_by_one(engine)
         finally:
             self._drain()
             engine.close()
+
+    def _serve_one_by_one(self, engine: Engine) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._started(job)
+            try:
+                self._run(engine, job)
+            finally:
+                self._ended(job)
+
+    def _serve_batched(self, engine: Engine) -> None:
+        loaded = engine.loaded
+        assert loaded is not None
+        decoder = BatchDecoder(
+            engine.model_handle,
+            engine.vocabulary,
+            self._parallel,
+            engine.n_ctx,
+            loaded.n_threads,
+            top_n=engine.top_n,
+        )
+        try:
+            while True:
+                while decoder.free_slots:
+                    try:
+                        job = self._queue.get(block=not decoder.active)
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        return
+                    self._admit(engine, decoder, job)
+                try:
+                    decoder.step()
+                except HearthError as exc:
+                    log.error("batched generation failed: %s", exc)
+                    for job in list(self._running.values()):
+                        _emit(job, JobFailed(exc))
+                        self._ended(job)
+                    decoder.close()
+                    return
+        finally:
+            decoder.close()
+
+    def _admit(self, engine: Engine, decoder: BatchDecoder, job: Job) -> None:
+        request = job.request
+        try:
+            if job.cancel.is_set():
+                raise NotReady("cancelled")
+            tokens, dropped = _prompt(engine, request)
+        except (HearthError, NotReady) as exc:
+            _emit(job, JobFailed(exc))
+            return
+        vocab = engine.vocabulary
+
+        def emit(event: GenerationEvent) -> None:
+            if isinstance(event, TokenEvent):
+                _emit(job, TokenPiece(event, vocab.token_bytes(event.token_id)))
+                return
+            _emit(job, event)
+            if isinstance(event, GenerationDone):
+                self._ended(job)
+
+        self._started(job)
+        decoder.admit(
+            BatchJob(
+                tokens=tokens,
+                settings=request.settings,
+                emit=emit,
+                cancel=job.cancel,
+                grammar=request.grammar,
+                dropped=dropped,
+                stops=engine.template.extra_stops,
+            )
+        )
+
+    def _started(self, job: Job) -> None:
+        with self._lock:
+            self._running[id(job)] = job
+
+    def _ended(self, job: Job) -> None:
+        with self._lock:
+            self._running.pop(id(job), None)
 
     def _drain(self) -> None:
         while True:
@@ -255,6 +341,24 @@ class Scheduler:
         except Exception as exc:
             log.exception("generation failed")
             _emit(job, JobFailed(exc))
+
+
+def _prompt(engine: Engine, request: GenerationRequest) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The prompt tokens of a request and the messages left out (raises ContextOverflowError)."""
+    max_tokens = request.settings.max_tokens
+    if request.kind == "chat":
+        plan = engine.plan(request.messages, max_tokens)
+        return plan.tokens, plan.dropped
+    tokens = engine.tokenize_prompt(request.prompt)
+    budget = reply_budget(max_tokens, engine.n_ctx)
+    if not tokens or len(tokens) + budget > engine.n_ctx:
+        raise ContextOverflowError(
+            f"The prompt needs {len(tokens):,} tokens plus {budget:,} for the reply, but "
+            f"the context holds {engine.n_ctx:,}. Shorten it or lower max tokens.",
+            needed=len(tokens) + budget,
+            limit=engine.n_ctx,
+        )
+    return tuple(tokens), ()
 
 
 def describe_loaded(engine: Engine, extra_aliases: tuple[str, ...] = ()) -> ModelFacts:
