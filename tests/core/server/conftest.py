@@ -94,3 +94,21 @@ def served_with_key(
     server = start_serve(home, starter_model, "--api-key-file", str(key_file))
     yield server
     stop_serve(server)
+
+
+@pytest.fixture(scope="package")
+def served_parallel(
+    starter_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """`hearth serve --parallel 4`: replies batched in one context."""
+    server = start_serve(tmp_path_factory.mktemp("home-parallel"), starter_model, "--parallel", "4")
+    yield server
+    stop_serve(server)
+
+
+@pytest.fixture(params=["one-by-one", "parallel"])
+def either(request: pytest.FixtureRequest) -> Served:
+    """Each server kind in turn: one reply at a time, and four batched."""
+    name = "served" if request.param == "one-by-one" else "served_parallel"
+    server: Served = request.getfixturevalue(name)
+    return server

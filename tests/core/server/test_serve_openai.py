@@ -102,9 +102,9 @@ def test_chat_streamed_equals_chat_whole_with_usage(served: Served) -> None:
     assert usage.prompt_tokens_details.cached_tokens > 0  # the same prompt again
 
 
-def test_logprobs_equal_the_engines_for_the_same_seed(served: Served, starter_model: Path) -> None:
-    reply = client(served).chat.completions.create(
-        model=served.model, messages=HELLO, seed=7, max_tokens=12, logprobs=True, top_logprobs=5
+def test_logprobs_equal_the_engines_for_the_same_seed(either: Served, starter_model: Path) -> None:
+    reply = client(either).chat.completions.create(
+        model=either.model, messages=HELLO, seed=7, max_tokens=12, logprobs=True, top_logprobs=5
     )
     content = reply.choices[0].logprobs.content
     assert content and all(len(entry.top_logprobs) == 5 for entry in content)
@@ -119,11 +119,11 @@ def test_logprobs_equal_the_engines_for_the_same_seed(served: Served, starter_mo
         engine.close()
     assert [bytes(entry.bytes or []) for entry in content] == pieces
     for entry, event in zip(content, tokens, strict=True):
-        assert entry.logprob == pytest.approx(math.log(event.prob), abs=1e-4)
+        assert entry.logprob == pytest.approx(math.log(event.prob), abs=1e-3)
         assert [t.token for t in entry.top_logprobs] == [a.text for a in event.alternatives[:5]]
 
 
-def test_json_schema_output_parses_and_validates(served: Served) -> None:
+def test_json_schema_output_parses_and_validates(either: Served) -> None:
     schema = {
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -131,7 +131,7 @@ def test_json_schema_output_parses_and_validates(served: Served) -> None:
         "additionalProperties": False,
     }
     reply = ask(
-        served,
+        either,
         "Invent a person. Answer in JSON with name and age.",
         temperature=0,
         max_tokens=80,
@@ -141,26 +141,26 @@ def test_json_schema_output_parses_and_validates(served: Served) -> None:
     assert set(data) == {"name", "age"}
     assert isinstance(data["name"], str) and isinstance(data["age"], int)
     anything = ask(
-        served, "Say hi in JSON.", max_tokens=60, seed=3, response_format={"type": "json_object"}
+        either, "Say hi in JSON.", max_tokens=60, seed=3, response_format={"type": "json_object"}
     )
     assert isinstance(json.loads(anything.choices[0].message.content), dict)
 
 
-def test_stop_strings_end_the_reply_before_them(served: Served) -> None:
-    free = ask(served, PROMPTS[2], temperature=0, max_tokens=40).choices[0].message.content
+def test_stop_strings_end_the_reply_before_them(either: Served) -> None:
+    free = ask(either, PROMPTS[2], temperature=0, max_tokens=40).choices[0].message.content
     words = free.split()
     assert len(words) > 3, free
     stop = words[len(words) // 2]
-    stopped = ask(served, PROMPTS[2], temperature=0, max_tokens=40, stop=[stop])
+    stopped = ask(either, PROMPTS[2], temperature=0, max_tokens=40, stop=[stop])
     text = stopped.choices[0].message.content
     assert stop not in text and free.startswith(text)
     assert stopped.choices[0].finish_reason == "stop"
 
 
-def test_a_seed_reproduces_a_sampled_reply(served: Served) -> None:
+def test_a_seed_reproduces_a_sampled_reply(either: Served) -> None:
     kw: dict[str, Any] = {"temperature": 1.2, "max_tokens": 20}
-    first = ask(served, PROMPTS[1], seed=1234, **kw).choices[0].message.content
-    second = ask(served, PROMPTS[1], seed=1234, **kw).choices[0].message.content
+    first = ask(either, PROMPTS[1], seed=1234, **kw).choices[0].message.content
+    second = ask(either, PROMPTS[1], seed=1234, **kw).choices[0].message.content
     assert first == second
 
 
@@ -225,14 +225,14 @@ def test_auth_on(served_with_key: Served) -> None:
     assert health.status_code == 200  # no content, no key needed
 
 
-def test_concurrent_clients_get_their_own_greedy_replies(served: Served) -> None:
+def test_concurrent_clients_get_their_own_greedy_replies(either: Served) -> None:
     alone = [
-        ask(served, p, temperature=0, max_tokens=12).choices[0].message.content for p in PROMPTS
+        ask(either, p, temperature=0, max_tokens=12).choices[0].message.content for p in PROMPTS
     ]
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
         together = list(
             pool.map(
-                lambda p: ask(served, p, temperature=0, max_tokens=12).choices[0].message.content,
+                lambda p: ask(either, p, temperature=0, max_tokens=12).choices[0].message.content,
                 PROMPTS,
             )
         )

@@ -24,7 +24,13 @@ COUNTING = {"prompt": "1, 2, 3, 4, 5,", "temperature": 0, "max_tokens": 400, "st
 
 
 class Served:
-    def __init__(self, model: Path, queue_size: int, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        model: Path,
+        queue_size: int,
+        gate: threading.Event | None = None,
+        parallel: int = 1,
+    ) -> None:
         def opener(engine: Engine) -> ModelFacts:
             if gate is not None:
                 gate.wait(60)
@@ -32,7 +38,7 @@ class Served:
             return describe_loaded(engine)
 
         self.records: list[RequestRecord] = []
-        self.scheduler = Scheduler(opener, queue_size=queue_size)
+        self.scheduler = Scheduler(opener, queue_size=queue_size, parallel=parallel)
         self.handle = ServerHandle(self.scheduler, ServerConfig(port=0), self.records.append)
         self.scheduler.start()
         self.url = self.handle.start()
@@ -47,9 +53,10 @@ class Served:
         self.scheduler.stop()
 
 
-@pytest.fixture
-def served(starter_model: Path) -> Iterator[Served]:
-    server = Served(starter_model, queue_size=1)
+@pytest.fixture(params=[1])
+def served(starter_model: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """A server generating `request.param` replies at once (1 unless parametrized)."""
+    server = Served(starter_model, queue_size=1, parallel=request.param)
     assert server.scheduler.wait_loaded(120) is State.READY
     yield server
     server.close()
@@ -83,6 +90,7 @@ def test_503_with_retry_after_while_loading(starter_model: Path) -> None:
         server.close()
 
 
+@pytest.mark.parametrize("served", [1, 2], indirect=True, ids=["one-by-one", "parallel"])
 def test_a_client_that_disconnects_cancels_its_generation(served: Served) -> None:
     with httpx.stream("POST", served.url + "/completions", json=served.body(**COUNTING)) as r:
         lines = r.iter_lines()  # held: dropping the iterator would close the stream
