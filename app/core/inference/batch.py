@@ -35,6 +35,7 @@ from app.core.inference.events import (
     TokenAlternative,
     TokenEvent,
 )
+from app.core.inference.load_options import LoadedModel
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings
@@ -89,6 +90,8 @@ class BatchDecoder:
         n_threads: CPU threads for decoding.
         n_batch: Most tokens read per step.
         top_n: Alternatives per `TokenEvent`.
+        like: The engine's `LoadedModel`: its flash attention and KV cache types are used
+            too, so replies match the engine's numerically (same seed, same tokens).
 
     Raises:
         ModelLoadError: llama.cpp could not create the context.
@@ -103,8 +106,17 @@ class BatchDecoder:
         n_threads: int,
         n_batch: int = DEFAULT_BATCH,
         top_n: int = 20,
+        like: LoadedModel | None = None,
     ) -> None:
         params = llama_cpp.llama_context_default_params()
+        if like is not None:
+            params.flash_attn_type = (
+                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if like.flash_attn == "on"
+                else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+            params.type_k = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_k.upper()}")
+            params.type_v = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_v.upper()}")
         params.n_ctx = n_ctx * n_slots
         params.n_batch = n_batch
         params.n_ubatch = n_batch

@@ -135,6 +135,22 @@ class Scheduler:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._main, name="hearth-server-engine")
         self._loaded = threading.Event()
+        self._shared: Engine | None = None
+
+    @classmethod
+    def sharing(
+        cls, engine: Engine, queue_size: int = DEFAULT_QUEUE, parallel: int = 1
+    ) -> Scheduler:
+        """A scheduler on a model another thread has loaded (the app's inference worker).
+
+        It uses the engine's weights (`model_handle`), vocabulary and chat template, never
+        its context: its replies run in a context of their own (`BatchDecoder`), so the
+        owner's conversation and KV cache are untouched and the owner keeps generating.
+        The owner must stop this scheduler before it unloads or replaces the model.
+        """
+        scheduler = cls(lambda _engine: describe_loaded(engine), queue_size, parallel)
+        scheduler._shared = engine
+        return scheduler
 
     @property
     def state(self) -> State:
@@ -200,10 +216,12 @@ class Scheduler:
     # ----- the scheduler thread -----
 
     def _main(self) -> None:
-        engine = Engine()
+        shared = self._shared
+        engine = shared or Engine()
         try:
-            engine.top_n = MAX_TOP_LOGPROBS
             try:
+                if shared is None:
+                    engine.top_n = MAX_TOP_LOGPROBS
                 self._model = self._opener(engine)
             except BaseException as exc:
                 log.error("the server could not load its model: %s", exc)
@@ -214,13 +232,14 @@ class Scheduler:
                 self._loaded.set()
             if self._state is State.LOADING:
                 self._state = State.READY
-            if self._parallel > 1:
+            if self._parallel > 1 or shared is not None:
                 self._serve_batched(engine)
             else:
                 self._serve_one_by_one(engine)
         finally:
             self._drain()
-            engine.close()
+            if shared is None:
+                engine.close()
 
     def _serve_one_by_one(self, engine: Engine) -> None:
         while True:
@@ -242,7 +261,8 @@ class Scheduler:
             self._parallel,
             engine.n_ctx,
             loaded.n_threads,
-            top_n=engine.top_n,
+            top_n=MAX_TOP_LOGPROBS,
+            like=loaded,
         )
         try:
             while True:

@@ -13,11 +13,14 @@ import httpx2 as httpx
 import pytest
 
 from app.core.inference.engine import Engine
+from app.core.inference.events import GenerationDone
 from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
 from app.core.server.app import ServerConfig
 from app.core.server.handle import ServerHandle
 from app.core.server.middleware import RequestRecord
 from app.core.server.scheduler import ModelFacts, Scheduler, State, describe_loaded
+from app.core.server.schemas import API_DEFAULTS
 
 OPTIONS = LoadOptions(n_ctx=1024, n_threads=1)
 COUNTING = {"prompt": "1, 2, 3, 4, 5,", "temperature": 0, "max_tokens": 400, "stream": True}
@@ -138,3 +141,52 @@ def test_the_request_counter_sees_counts_never_content(served: Served) -> None:
     assert (record.method, record.path, record.status) == ("POST", "/v1/chat/completions", 200)
     assert record.completion_tokens == 3 and record.prompt_tokens > 3
     assert secret not in json.dumps(record.__dict__)
+
+
+def test_a_shared_model_serves_while_its_owner_keeps_its_conversation(starter_model: Path) -> None:
+    """The app's case: the owner's engine keeps its KV cache and replies while the server
+    answers from the same weights in a context of its own."""
+    owner = Engine()
+    owner.load(starter_model, OPTIONS)
+    greedy = API_DEFAULTS.with_changes(temperature=0, max_tokens=16)
+    chat = [Message("user", "Tell me about owls.")]
+    try:
+        before = done_of(owner.generate(chat, greedy))
+        cached = owner.cached_tokens
+        scheduler = Scheduler.sharing(owner, queue_size=2)
+        handle = ServerHandle(scheduler, ServerConfig(port=0))
+        scheduler.start()
+        try:
+            url = handle.start()
+            assert scheduler.wait_loaded(60) is State.READY
+            assert scheduler.model is not None
+            body = {
+                "model": scheduler.model.id,
+                "messages": [{"role": "user", "content": "Tell me about owls."}],
+                "temperature": 0,
+                "max_tokens": 16,
+            }
+            results: list[httpx.Response] = []
+            api = threading.Thread(
+                target=lambda: results.append(
+                    httpx.post(url + "/chat/completions", json=body, timeout=300)
+                )
+            )
+            api.start()
+            during = done_of(owner.generate(chat, greedy))  # the owner generates meanwhile
+            api.join(300)
+        finally:
+            handle.stop()
+            scheduler.stop()
+        assert owner.cached_tokens[: len(cached)] == cached
+        assert during.text == before.text
+        assert results[0].status_code == 200
+        assert results[0].json()["choices"][0]["message"]["content"] == before.text
+    finally:
+        owner.close()
+
+
+def done_of(events: Iterator[Any]) -> GenerationDone:
+    *_, done = events
+    assert isinstance(done, GenerationDone)
+    return done
