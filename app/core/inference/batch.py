@@ -115,8 +115,9 @@ class BatchDecoder:
                 if like.flash_attn == "on"
                 else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
             )
-            params.type_k = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_k.upper()}")
-            params.type_v = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_v.upper()}")
+            if like.options is not None:
+                params.type_k = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_k.upper()}")
+                params.type_v = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_v.upper()}")
         params.n_ctx = n_ctx * n_slots
         params.n_batch = n_batch
         params.n_ubatch = n_batch
