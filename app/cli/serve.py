@@ -35,7 +35,11 @@ def register(sub: Any) -> None:
     keys.add_argument("--api-key", metavar="KEY", help="require this Bearer key")
     keys.add_argument("--api-key-file", metavar="FILE", help="require the key in FILE")
     serve.add_argument(
-        "--cors", action="append", default=[], metavar="ORIGIN", help="allow browser calls from"
+        "--cors",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN call the API (repeatable; default: none)",
     )
     serve.add_argument(
         "--parallel", type=int, default=1, metavar="N", help="replies generated at once"
@@ -87,12 +91,16 @@ def _serve(args: argparse.Namespace) -> int:
     handle = ServerHandle(scheduler, config)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, _setter(stop))
-    signal.signal(signal.SIGTERM, _setter(stop))
-    scheduler.start()
+    previous_term = signal.signal(signal.SIGTERM, _setter(stop))
     try:
-        url = handle.start()
+        url = handle.start()  # first, so a port in use fails before the slow load
+        scheduler.start()
         print(f"Hearth is loading {path.name} for {url} ...", flush=True)
-        state = scheduler.wait_loaded()
+        while scheduler.wait_loaded(0.2) is State.LOADING and not stop.is_set():
+            pass
+        state = scheduler.state
+        if stop.is_set():
+            return 130
         if state is not State.READY:
             error = scheduler.load_error
             print(f"hearth: error: {error}", file=sys.stderr)
@@ -109,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         handle.stop()
         scheduler.stop()
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _load(engine: Any, path: Path, options: Any) -> Any:
