@@ -167,3 +167,32 @@ def test_a_public_bind_needs_a_key() -> None:
     service = Scheduler(lambda engine: None)  # type: ignore[arg-type,return-value]
     with pytest.raises(ServerConfigError, match="needs an API key"):
         ServerHandle(service, ServerConfig(host="0.0.0.0"))
+
+
+@pytest.mark.parametrize("origins", [(), ("http://localhost:3000",)])
+def test_cors_only_for_the_origins_given(origins: tuple[str, ...]) -> None:
+    import httpx2 as httpx
+
+    from app.core.server.handle import ServerHandle
+    from app.core.server.scheduler import Scheduler
+
+    service = Scheduler(lambda engine: None)  # type: ignore[arg-type,return-value]
+    handle = ServerHandle(service, ServerConfig(port=0, cors_origins=origins))
+    url = handle.start()
+    try:
+        preflight = httpx.options(
+            url + "/chat/completions",
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        allowed = preflight.headers.get("access-control-allow-origin")
+        assert allowed == (origins[0] if origins else None)
+        evil = httpx.get(url + "/models", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in evil.headers
+        health = httpx.get(url.removesuffix("/v1") + "/health")
+        assert health.status_code == 503 and health.json() == {"status": "loading"}
+    finally:
+        handle.stop()
