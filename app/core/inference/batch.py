@@ -156,29 +156,33 @@ class BatchDecoder:
         return any(s.job is not None for s in self._slots)
 
     def admit(self, job: BatchJob) -> None:
-        """Start a reply in the free slot whose cache shares the longest prefix with it."""
+        """Start a reply in the free slot whose cache shares the longest prefix with it.
+
+        Raises:
+            InvalidSettingError: llama.cpp refused the job's grammar.
+        """
         prompt = list(job.tokens)
         free = [s for s in self._slots if s.job is None]
         if not free:
             raise RuntimeError("no free slot")
+        settings = job.settings
+        seed = settings.seed if settings.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        chain = SamplerChain(  # first: it raises InvalidSettingError for a bad grammar
+            settings,
+            seed,
+            self._vocab.n_tokens,
+            self._n_ctx,
+            grammar=job.grammar,
+            vocab=self._vocab.pointer,
+        )
+        chain.remember(prompt)
         best = max(free, key=lambda s: _common_prefix(s.cached, prompt))
         keep = _common_prefix(best.cached, prompt)
         if not llama_cpp.llama_memory_seq_rm(self._mem, best.seq, keep, -1):
             llama_cpp.llama_memory_seq_rm(self._mem, best.seq, -1, -1)
             keep = 0
         del best.cached[keep:]
-        settings = job.settings
-        best.job, best.fed, best.reused = job, keep, keep
-        best.seed = settings.seed if settings.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        best.chain = SamplerChain(
-            settings,
-            best.seed,
-            self._vocab.n_tokens,
-            self._n_ctx,
-            grammar=job.grammar,
-            vocab=self._vocab.pointer,
-        )
-        best.chain.remember(prompt)
+        best.job, best.fed, best.reused, best.seed, best.chain = job, keep, keep, seed, chain
         best.reply = ReplyText(settings.stop + job.stops)
         best.generated, best.pending, best.out = [], None, -1
         best.t_start, best.t_prefilled, best.t_first = time.perf_counter(), 0.0, None

@@ -278,10 +278,11 @@ class Scheduler:
                     decoder.step()
                 except HearthError as exc:
                     log.error("batched generation failed: %s", exc)
+                    self._state = State.FAILED
+                    self._error = exc
                     for job in list(self._running.values()):
                         _emit(job, JobFailed(exc))
                         self._ended(job)
-                    decoder.close()
                     return
         finally:
             decoder.close()
@@ -306,17 +307,21 @@ class Scheduler:
                 self._ended(job)
 
         self._started(job)
-        decoder.admit(
-            BatchJob(
-                tokens=tokens,
-                settings=request.settings,
-                emit=emit,
-                cancel=job.cancel,
-                grammar=request.grammar,
-                dropped=dropped,
-                stops=engine.template.extra_stops,
+        try:
+            decoder.admit(
+                BatchJob(
+                    tokens=tokens,
+                    settings=request.settings,
+                    emit=emit,
+                    cancel=job.cancel,
+                    grammar=request.grammar,
+                    dropped=dropped,
+                    stops=engine.template.extra_stops,
+                )
             )
-        )
+        except HearthError as exc:  # llama.cpp refused the grammar
+            self._ended(job)
+            _emit(job, JobFailed(exc))
 
     def _started(self, job: Job) -> None:
         with self._lock:

@@ -199,21 +199,21 @@ def test_bad_parameters_are_400_naming_them(served: Served, kw: dict[str, Any], 
     assert caught.value.body["param"] == param  # type: ignore[index]
 
 
-def test_other_errors_have_their_status(served: Served) -> None:
+def test_other_errors_have_their_status(either: Served) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client(served).chat.completions.create(model="../../etc/passwd", messages=HELLO)
+        client(either).chat.completions.create(model="../../etc/passwd", messages=HELLO)
     assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
-    huge = {"model": served.model, "messages": [{"role": "user", "content": "x" * 5_000_000}]}
-    response = httpx.post(served.url + "/chat/completions", json=huge, timeout=30)
+    huge = {"model": either.model, "messages": [{"role": "user", "content": "x" * 5_000_000}]}
+    response = httpx.post(either.url + "/chat/completions", json=huge, timeout=30)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     too_long = "word " * 3000
     with pytest.raises(openai.BadRequestError) as over:
-        client(served).chat.completions.create(
-            model=served.model, messages=[{"role": "user", "content": too_long}]
+        client(either).chat.completions.create(
+            model=either.model, messages=[{"role": "user", "content": too_long}]
         )
     assert over.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
-    response = httpx.post(served.url + "/chat/completions", content=b"{nope", timeout=30)
+    response = httpx.post(either.url + "/chat/completions", content=b"{nope", timeout=30)
     assert response.status_code == 400 and response.json()["error"]["param"] == "body"
 
 
