@@ -285,6 +285,7 @@ class BatchDecoder:
                     TokenAlternative(int(i), self._vocab.token_text(int(i)), float(lg), float(p))
                     for i, lg, p in zip(top.ids, top.logits, top.probs, strict=True)
                 ),
+                settings=job.settings,
             )
         )
         limit = job.settings.max_tokens

@@ -171,6 +171,8 @@ class _Api:
             first = await run.next()  # PrefillStarted, or the error that prevented it
             if isinstance(first, JobFailed):
                 raise _api_error(first.error)
+            if isinstance(first, GenerationDone):  # stopped before its prompt was read
+                raise unavailable("The server stopped this request; try again.", "cancelled")
         except ApiError as exc:
             return exc.response()
         except ClientGone:

@@ -220,8 +220,6 @@ class Scheduler:
         engine = shared or Engine()
         try:
             try:
-                if shared is None:
-                    engine.top_n = MAX_TOP_LOGPROBS
                 self._model = self._opener(engine)
             except BaseException as exc:
                 log.error("the server could not load its model: %s", exc)
@@ -292,7 +290,7 @@ class Scheduler:
         try:
             if job.cancel.is_set():
                 raise NotReady("cancelled")
-            tokens, dropped = _prompt(engine, request)
+            tokens, dropped = _prompt(engine, request, job.cancel)
         except (HearthError, NotReady) as exc:
             _emit(job, JobFailed(exc))
             return
@@ -348,11 +346,19 @@ class Scheduler:
             events: Iterator[GenerationEvent]
             if request.kind == "chat":
                 events = engine.generate(
-                    request.messages, request.settings, cancel=job.cancel, grammar=request.grammar
+                    request.messages,
+                    request.settings,
+                    cancel=job.cancel,
+                    grammar=request.grammar,
+                    top_n=MAX_TOP_LOGPROBS,
                 )
             else:
                 events = engine.complete(
-                    request.prompt, request.settings, cancel=job.cancel, grammar=request.grammar
+                    request.prompt,
+                    request.settings,
+                    cancel=job.cancel,
+                    grammar=request.grammar,
+                    top_n=MAX_TOP_LOGPROBS,
                 )
             for event in events:
                 if isinstance(event, TokenEvent):
@@ -368,11 +374,13 @@ class Scheduler:
             _emit(job, JobFailed(exc))
 
 
-def _prompt(engine: Engine, request: GenerationRequest) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _prompt(
+    engine: Engine, request: GenerationRequest, cancel: threading.Event
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The prompt tokens of a request and the messages left out (raises ContextOverflowError)."""
     max_tokens = request.settings.max_tokens
     if request.kind == "chat":
-        plan = engine.plan(request.messages, max_tokens)
+        plan = engine.plan(request.messages, max_tokens, cancel=cancel)
         return plan.tokens, plan.dropped
     tokens = engine.tokenize_prompt(request.prompt)
     budget = reply_budget(max_tokens, engine.n_ctx)
