@@ -83,7 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     scheduler = Scheduler(
-        lambda engine: _load(engine, path, options), queue_size=args.queue, parallel=args.parallel
+        lambda engine: _load(engine, path, options, paths.cache),
+        queue_size=args.queue,
+        parallel=args.parallel,
     )
     config = ServerConfig(
         host=args.host, port=args.port, api_key=key, cors_origins=tuple(args.cors)
@@ -120,9 +122,16 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_term)
 
 
-def _load(engine: Any, path: Path, options: Any) -> Any:
+def _load(engine: Any, path: Path, options: Any, cache: Path) -> Any:
+    """Load on the scheduler thread, after the crash probe (as `hearth ask` does)."""
+    from app.core.inference.load_probe import checked_options, probe_cache_dir
+    from app.core.machine.load_verdicts import LoadVerdicts
     from app.core.server.scheduler import describe_loaded
 
+    verdicts = LoadVerdicts(probe_cache_dir(cache))
+    options, warnings = checked_options(path, options, verdicts)  # a crash ends a child only
+    for warning in warnings:
+        print(f"hearth: warning: {warning}", file=sys.stderr)
     engine.load(path, options)
     return describe_loaded(engine)
 

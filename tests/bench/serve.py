@@ -26,6 +26,7 @@ from app.core.server.app import ServerConfig
 from app.core.server.handle import ServerHandle
 from app.core.server.scheduler import ModelFacts, Scheduler, describe_loaded
 from tests.conftest import MODEL_CACHE
+from tests.core.server.conftest import probed
 
 TOPICS = ["a lighthouse", "a dragon", "a robot", "a city", "the sea", "a forest"]
 
@@ -33,7 +34,7 @@ TOPICS = ["a lighthouse", "a dragon", "a robot", "a city", "the sea", "a forest"
 class Bench:
     def __init__(self, model: Path, threads: int, parallel: int, tokens: int) -> None:
         def opener(engine: Engine) -> ModelFacts:
-            engine.load(model, LoadOptions(n_ctx=2048, n_threads=threads))
+            engine.load(model, probed(model, LoadOptions(n_ctx=2048, n_threads=threads)))
             return describe_loaded(engine)
 
         self.tokens = tokens

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from app.core.inference.load_options import LoadOptions
+
 CTX = "2048"
 
 
@@ -112,3 +114,13 @@ def either(request: pytest.FixtureRequest) -> Served:
     name = "served" if request.param == "one-by-one" else "served_parallel"
     server: Served = request.getfixturevalue(name)
     return server
+
+
+def probed(model: Path, options: LoadOptions) -> LoadOptions:
+    """`options` after the crash probe, as `hearth serve` loads (no AMX where it crashes)."""
+    from app.core.inference.load_probe import checked_options, probe_cache_dir
+    from app.core.machine.load_verdicts import LoadVerdicts
+
+    verdicts = LoadVerdicts(probe_cache_dir(model.parent / "probe"))
+    checked, _ = checked_options(model, options, verdicts)
+    return checked

@@ -20,7 +20,7 @@ from app.core.inference.events import TokenEvent
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.messages import Message
 from app.core.server.schemas import API_DEFAULTS
-from tests.core.server.conftest import CTX, Served
+from tests.core.server.conftest import CTX, Served, probed
 
 HELLO = [{"role": "user", "content": "Name three colours."}]
 PROMPTS = [
@@ -110,7 +110,8 @@ def test_logprobs_equal_the_engines_for_the_same_seed(either: Served, starter_mo
     assert content and all(len(entry.top_logprobs) == 5 for entry in content)
     engine = Engine()
     try:
-        engine.load(starter_model, LoadOptions(n_ctx=int(CTX), n_threads=2))
+        options = LoadOptions(n_ctx=int(CTX), n_threads=2)
+        engine.load(starter_model, probed(starter_model, options))
         settings = API_DEFAULTS.with_changes(seed=7, max_tokens=12)
         messages = [Message("user", HELLO[0]["content"])]
         tokens = [e for e in engine.generate(messages, settings) if isinstance(e, TokenEvent)]

@@ -21,6 +21,7 @@ from app.core.server.handle import ServerHandle
 from app.core.server.middleware import RequestRecord
 from app.core.server.scheduler import ModelFacts, Scheduler, State, describe_loaded
 from app.core.server.schemas import API_DEFAULTS
+from tests.core.server.conftest import probed
 
 OPTIONS = LoadOptions(n_ctx=1024, n_threads=1)
 COUNTING = {"prompt": "1, 2, 3, 4, 5,", "temperature": 0, "max_tokens": 400, "stream": True}
@@ -37,7 +38,7 @@ class Served:
         def opener(engine: Engine) -> ModelFacts:
             if gate is not None:
                 gate.wait(60)
-            engine.load(model, OPTIONS)
+            engine.load(model, probed(model, OPTIONS))
             return describe_loaded(engine)
 
         self.records: list[RequestRecord] = []
@@ -136,6 +137,7 @@ def test_the_request_counter_sees_counts_never_content(served: Served) -> None:
         timeout=300,
     )
     assert reply.status_code == 200
+    wait_until(lambda: served.records)  # counted once the response has gone out
     assert served.handle.requests == len(served.records) == 1
     [record] = served.records
     assert (record.method, record.path, record.status) == ("POST", "/v1/chat/completions", 200)
@@ -147,7 +149,7 @@ def test_a_shared_model_serves_while_its_owner_keeps_its_conversation(starter_mo
     """The app's case: the owner's engine keeps its KV cache and replies while the server
     answers from the same weights in a context of its own."""
     owner = Engine()
-    owner.load(starter_model, OPTIONS)
+    owner.load(starter_model, probed(starter_model, OPTIONS))
     greedy = API_DEFAULTS.with_changes(temperature=0, max_tokens=16)
     chat = [Message("user", "Tell me about owls.")]
     try:
