@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,12 +16,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from app.core.inference.engine import Engine
-from app.core.inference.events import TokenEvent
-from app.core.inference.load_options import LoadOptions
-from app.core.inference.messages import Message
-from app.core.server.schemas import API_DEFAULTS
-from tests.core.server.conftest import CTX, Served, probed
+from tests.core.server.conftest import CTX, Served
 
 HELLO = [{"role": "user", "content": "Name three colours."}]
 PROMPTS = [
@@ -102,26 +98,53 @@ def test_chat_streamed_equals_chat_whole_with_usage(served: Served) -> None:
     assert usage.prompt_tokens_details.cached_tokens > 0  # the same prompt again
 
 
-def test_logprobs_equal_the_engines_for_the_same_seed(either: Served, starter_model: Path) -> None:
+def test_logprobs_equal_hearth_ask_for_the_same_seed(
+    either: Served, starter_model: Path, tmp_path: Path
+) -> None:
     reply = client(either).chat.completions.create(
         model=either.model, messages=HELLO, seed=7, max_tokens=12, logprobs=True, top_logprobs=5
     )
     content = reply.choices[0].logprobs.content
     assert content and all(len(entry.top_logprobs) == 5 for entry in content)
-    engine = Engine()
-    try:
-        options = LoadOptions(n_ctx=int(CTX), n_threads=2)
-        engine.load(starter_model, probed(starter_model, options))
-        settings = API_DEFAULTS.with_changes(seed=7, max_tokens=12)
-        messages = [Message("user", HELLO[0]["content"])]
-        tokens = [e for e in engine.generate(messages, settings) if isinstance(e, TokenEvent)]
-        pieces = [engine.token_bytes(e.token_id) for e in tokens]
-    finally:
-        engine.close()
-    assert [bytes(entry.bytes or []) for entry in content] == pieces
-    for entry, event in zip(content, tokens, strict=True):
-        assert entry.logprob == pytest.approx(math.log(event.prob), abs=1e-3)
-        assert [t.token for t in entry.top_logprobs] == [a.text for a in event.alternatives[:5]]
+    # The same samplers as the API's defaults (llama-server's: no repeat penalty).
+    ask = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "ask",
+            "--model",
+            str(starter_model),
+            "--ctx",
+            CTX,
+            "--threads",
+            "1",
+            "--seed",
+            "7",
+            "--max-tokens",
+            "12",
+            "--repeat-penalty",
+            "1.0",
+            "--logprobs",
+            "5",
+            "--json",
+            HELLO[0]["content"],
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HEARTH_HOME": str(tmp_path)},
+        timeout=300,
+        check=True,
+    )
+    record = json.loads(ask.stdout.strip().splitlines()[-1])
+    expected = record["logprobs"]["content"]
+    assert [e.token for e in content] == [e["token"] for e in expected]
+    assert [e.bytes for e in content] == [e["bytes"] for e in expected]
+    for got, want in zip(content, expected, strict=True):
+        assert got.logprob == pytest.approx(want["logprob"], abs=1e-4)
+        assert [t.token for t in got.top_logprobs] == [t["token"] for t in want["top_logprobs"]]
+        for alt, want_alt in zip(got.top_logprobs, want["top_logprobs"], strict=True):
+            assert alt.logprob == pytest.approx(want_alt["logprob"], abs=1e-4)
 
 
 def test_json_schema_output_parses_and_validates(either: Served) -> None:
