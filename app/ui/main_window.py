@@ -37,6 +37,7 @@ from app.ui.controllers.draft_counter import DraftCounter
 from app.ui.controllers.explorer import ExplorerController
 from app.ui.controllers.models import ModelController
 from app.ui.controllers.replies import ReplyController
+from app.ui.controllers.server import ServerController
 from app.ui.controllers.state import ActiveReply, ChatState
 from app.ui.conversations.conversation_list import ConversationList
 from app.ui.menus import build_menus
@@ -158,6 +159,7 @@ class MainWindow(QMainWindow):
         )
         self._menus = build_menus(self, self, self._models, self._files)
         self._status = StatusWidgets(self.statusBar())
+        self._server = ServerController(self._state, self._inference, self._menus, self._status)
         self._connect()
         self._inference.start()
         self._counter.start()
@@ -167,14 +169,7 @@ class MainWindow(QMainWindow):
         self.set_sidebar_visible(panels.sidebar)
         self.set_panel_visible(panels.panel)
         self.set_tokens_view(panels.tokens)
-        if self.interrupted_at_start:
-            n = self.interrupted_at_start
-            self.statusBar().showMessage(
-                f"{n} repl{'ies were' if n != 1 else 'y was'} interrupted when Hearth last "
-                "closed; the text written so far is kept.",
-                15_000,
-            )
-        self._conversations.open_most_recent()
+        self._conversations.open_most_recent(self.interrupted_at_start)
         self._update_controls()
 
     # ----- construction -----
@@ -216,7 +211,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         """Wire widgets and controllers: every link between two concerns is here."""
         models, chats, replies = self._models, self._conversations, self._replies
-        for controller in (models, chats, replies):
+        for controller in (models, chats, replies, self._server):
             controller.notice.connect(self.show_notice)
             controller.status.connect(self._show_status)
         self._files.status.connect(self._show_status)
@@ -239,6 +234,7 @@ class MainWindow(QMainWindow):
         self._status.cancelLoadRequested.connect(models.cancel_load)
 
         models.loadStarting.connect(replies.stop)
+        models.loadStarting.connect(self._server.pause_for_load)
         models.loadingShown.connect(self._status.show_loading)
         models.loadProgress.connect(self._status.set_progress)
         models.loadingHidden.connect(self._status.hide_loading)
@@ -571,6 +567,7 @@ class MainWindow(QMainWindow):
         self._conversations.stop()
         self._state.shut_down = True
         self._status.stop()
+        self._server.stop()
         self._stopped_cleanly = self._replies.shutdown(self._stop_inference)
         self._counter.stop()
         self._models.shutdown(SHUTDOWN_TIMEOUT_MS)

@@ -36,6 +36,7 @@ class Menus:
     toggle_sidebar: QAction
     toggle_panel: QAction
     tokens: QAction
+    serve: QAction
     stop: QShortcut
 
 
@@ -63,7 +64,8 @@ def build_menus(
     Action names: newChatAction, openModelAction, importAction, exportChatAction,
     exportAllAction, quitAction, toggleSidebarAction, toggleSettingsAction, tokensViewAction,
     searchAction,
-    modelManagerAction, loadOptionsAction, aboutMachineAction; shortcut stopAction.
+    modelManagerAction, loadOptionsAction, serverAction, aboutMachineAction; shortcut
+    stopAction.
     """
     bar = window.menuBar()
     new_chat = _action(
@@ -132,6 +134,12 @@ def build_menus(
         _action(window, "&Models…", "modelManagerAction", models.open_model_manager, "Ctrl+Shift+M")
     )
     model_menu.addActions([open_model, load_options])
+    model_menu.addSeparator()
+    serve = QAction("&Serve to other programs (OpenAI API)", window)
+    serve.setObjectName("serverAction")
+    serve.setCheckable(True)
+    serve.setToolTip("An OpenAI-compatible API on 127.0.0.1:8080 for the model in use")
+    model_menu.addAction(serve)
 
     help_menu = bar.addMenu("&Help")
     help_menu.setObjectName("helpMenu")
@@ -146,4 +154,4 @@ def build_menus(
     stop.setContext(Qt.ShortcutContext.WindowShortcut)
     stop.activated.connect(slots.stop_reply)
     stop.setEnabled(False)
-    return Menus(export_chat, load_options, toggle_sidebar, toggle_panel, tokens, stop)
+    return Menus(export_chat, load_options, toggle_sidebar, toggle_panel, tokens, serve, stop)

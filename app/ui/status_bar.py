@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 from app.core.inference.gpu_fallback import Placement
@@ -68,10 +68,15 @@ class StatusWidgets(QObject):
         self._cancel.hide()
         self._backend = QLabel("")
         named(self._backend, "backendLabel", "Backend")
+        self._server = QLabel("")
+        named(self._server, "serverLabel", "Local API server")
+        self._server.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._server.hide()
         self._memory = QLabel("")
         named(self._memory, "memoryLabel", "Memory in use")
         bar.setObjectName("statusBar")
-        for widget in (self._model, self._progress, self._cancel, self._backend, self._memory):
+        parts = (self._model, self._progress, self._cancel, self._backend, self._server)
+        for widget in (*parts, self._memory):
             bar.addPermanentWidget(widget)
         self._timer = QTimer(self)
         self._timer.setObjectName("memoryTimer")
@@ -110,6 +115,17 @@ class StatusWidgets(QObject):
         self._model.setToolTip(str(model.info.path))
         self._backend.setText(where.text)
         self._backend.setToolTip(note or "Where the model runs")
+
+    def show_server(self, url: str | None, requests: int) -> None:
+        """The API server's URL and requests answered (None: it is off)."""
+        self._server.setVisible(url is not None)
+        if url is not None:
+            noun = "request" if requests == 1 else "requests"
+            self._server.setText(f"API: {url} · {requests} {noun}")
+            self._server.setToolTip(
+                "Other programs on this computer can use the model through this "
+                "OpenAI-compatible address (Model → Serve to other programs turns it off)."
+            )
 
     def stop(self) -> None:
         """Stop polling (at shutdown)."""

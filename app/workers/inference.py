@@ -421,6 +421,14 @@ class InferenceWorker(ThreadWorker):
             raise RuntimeError("InferenceWorker.engine used off the worker's thread")
         return self._engine
 
+    def shared_engine(self) -> Engine | None:
+        """The loaded engine, for sharing its weights with a context of another thread (the
+        API server's `Scheduler.sharing`), which reads only the model, the vocabulary and
+        the chat template, never this engine's context. None without a model. The sharer
+        must stop before this worker unloads or replaces the model."""
+        engine = self._engine
+        return engine if engine is not None and engine.loaded is not None else None
+
     def _engine_here(self) -> Engine:
         if self._engine is None:
             self._engine = Engine()  # created on the worker's thread

@@ -92,8 +92,15 @@ class ConversationController(QObject):
 
     # ----- opening -----
 
-    def open_most_recent(self) -> None:
-        """Open the chat changed last, or a new chat when there is none."""
+    def open_most_recent(self, interrupted: int = 0) -> None:
+        """Open the chat changed last, or a new chat when there is none; say how many
+        replies were `interrupted` when Hearth last closed."""
+        if interrupted:
+            self.status.emit(
+                f"{interrupted} repl{'ies were' if interrupted != 1 else 'y was'} interrupted "
+                "when Hearth last closed; the text written so far is kept.",
+                15_000,
+            )
         conversations = self._store.list_conversations()
         if conversations:
             recent = max(conversations, key=lambda c: (c.updated_at, c.id))
