@@ -32,5 +32,5 @@ class SideColumn(QSplitter):
         self.tabs.addTab(self.context, "Conte&xt")
         self.addWidget(self.sampling)
         self.addWidget(self.tabs)
-        self.setStretchFactor(0, 1)
-        self.setStretchFactor(1, 1)
+        self.setStretchFactor(0, 3)  # the sliders get the larger share
+        self.setStretchFactor(1, 2)
