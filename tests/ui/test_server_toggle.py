@@ -40,7 +40,7 @@ def test_the_server_toggle_serves_the_loaded_model(
     label = window.findChild(QLabel, "serverLabel")
     assert label is not None and url in label.text()
 
-    with urllib.request.urlopen(f"{url}/models", timeout=30) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{url}/models", timeout=30) as response:
         listed = json.loads(response.read())["data"]
     assert len(listed) == 1  # the model the window has loaded
     reply = post(
