@@ -158,6 +158,7 @@ class TokenView(MessageText):
             self._cursor_end = QTextCursor(self.document())
             self._cursor_end.movePosition(QTextCursor.MoveOperation.End)
         cursor = self._cursor_end
+        cursor.beginEditBlock()  # one layout pass for the whole batch
         for record in records:
             index = len(self._records)
             self._records.append(record)
@@ -172,6 +173,7 @@ class TokenView(MessageText):
             cursor.insertText(visible_piece(text) if not text.strip() else text, fmt)
             if "\n" in text:
                 cursor.insertText("\n", QTextCharFormat())
+        cursor.endEditBlock()
         self.setAccessibleDescription(f"{len(self._records)} tokens")
 
     @Slot(QUrl)
