@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from app.cli.common import bounded_int, data_dir_options, open_paths
 
 if TYPE_CHECKING:
-    from app.core.models.download import DownloadProgress
+    from app.core.models.download_types import DownloadProgress
 
 _BAR_WIDTH = 28
 _PIPE_INTERVAL_S = 3.0

@@ -19,16 +19,14 @@ from typing import Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.models.download import (
+from app.core.models.download import download_model_file, download_option
+from app.core.models.download_files import discard_download, unfinished_downloads
+from app.core.models.download_types import (
     DownloadCancelled,
     DownloadControl,
     DownloadPaused,
     DownloadProgress,
     DownloadRequest,
-    discard_download,
-    download_model_file,
-    download_option,
-    unfinished_downloads,
 )
 from app.core.models.hub import QuantOption, RepoFiles
 from app.core.models.quantize import QuantizeCancelled, QuantizeControl, QuantizePlan, run_quantize

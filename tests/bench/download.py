@@ -24,7 +24,9 @@ from pathlib import Path
 import httpx2
 from huggingface_hub import constants
 
-from app.core.models.download import CHUNK_SIZE, DownloadRequest, download_model_file
+from app.core.models.download import download_model_file
+from app.core.models.download_files import CHUNK_SIZE
+from app.core.models.download_types import DownloadRequest
 from app.core.paths import app_paths
 
 REPO = "bench/random-GGUF"

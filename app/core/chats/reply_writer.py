@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.core.chats.conversation import ReplyEnd, StoredMessage, reply_end
-from app.core.chats.store import Clock, Store
+from app.core.chats.store import Store
+from app.core.chats.store_base import Clock
 from app.core.inference.events import GenerationDone, GenerationStats
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord, pack

@@ -9,26 +9,20 @@ they are, so a paused, dropped or interrupted download continues later with a Ra
 request, even after a restart. The sha256 (the LFS checksum) is computed while writing and
 checked at the end; only a verified file is moved into `models/hub/<owner>/<repo>/<file>`
 (atomically) and recorded in provenance. A corrupt file is deleted and never shows up.
+
+The files on disk (the `.part` file, its sidecar, resume offsets, disk checks, the writer
+thread) are `download_files.py`; the request, progress, control and errors are
+`download_types.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import json
 import logging
 import os
-import queue
 import re
-import shutil
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
 
 import httpx2
 from huggingface_hub import (
@@ -40,8 +34,38 @@ from huggingface_hub import (
 )
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]  # public, lazily exported
 
-from app.core.errors import HearthError
+from app.core.models.download_files import (
+    CHUNK_SIZE,
+    PARTIAL_FOLDER,
+    RemoteFile,
+    Sink,
+    already_downloaded,
+    check_disk,
+    exclusive,
+    final_path,
+    hash_existing,
+    partial_path,
+    partial_size,
+    prune_empty,
+    remove_partial,
+    resumable_offset,
+    sidecar_path,
+    verify,
+    write_error,
+    write_sidecar,
+)
 from app.core.models.download_retry import RetryPolicy
+from app.core.models.download_types import (
+    ConnectionDroppedError,
+    DiskFree,
+    DownloadCancelled,
+    DownloadControl,
+    DownloadRequest,
+    Meter,
+    OptionProgress,
+    PartOpener,
+    ProgressCallback,
+)
 from app.core.models.hub import (
     HubClient,
     HubError,
@@ -51,156 +75,14 @@ from app.core.models.hub import (
     RepoFiles,
     hub_errors,
 )
-from app.core.models.provenance import Origin, origin_of, record_origin
+from app.core.models.provenance import Origin, record_origin
 from app.core.paths import AppPaths
 from app.core.units import format_bytes
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20
-"""Bytes handed to the writer thread at a time (hashlib releases the GIL on big buffers)."""
-DISK_MARGIN = 64 << 20
-"""Free space to leave on the disk beyond the file itself."""
-PROGRESS_INTERVAL_S = 0.1
-SPEED_WINDOW_S = 5.0
 CONNECT_TIMEOUT_S = 15.0
-HUB_FOLDER = "hub"
-PARTIAL_FOLDER = ".partial"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_WRITE_QUEUE_CHUNKS = 8
-
-Phase = Literal["checking", "downloading", "retrying", "verifying", "done"]
-DiskFree = Callable[[Path], int]
-"""Free bytes on the disk holding a folder (default: `shutil.disk_usage(...).free`)."""
-PartOpener = Callable[[Path], BinaryIO]
-"""Opens the `.part` file for appending (default: `open(path, "ab")`); tests inject a
-writer that raises ENOSPC to simulate a disk filling up mid-download."""
-
-
-class DownloadError(HearthError):
-    """A download failed (base of the failures below)."""
-
-
-class DiskFullError(DownloadError):
-    """Not enough free disk space for the download."""
-
-    def __init__(self, message: str, *, needed: int = 0, free: int = 0) -> None:
-        super().__init__(message)
-        self.needed = needed
-        self.free = free
-
-
-class ChecksumMismatchError(DownloadError):
-    """The downloaded bytes do not match the Hub's sha256 (or size); the file was deleted."""
-
-
-class ConnectionDroppedError(DownloadError):
-    """The server dropped the connection mid-file; the partial file is kept for resuming."""
-
-
-class DownloadPaused(HearthError):
-    """The download was paused; the partial file is kept. Not a failure."""
-
-
-class DownloadCancelled(HearthError):
-    """The download was cancelled and its partial file removed. Not a failure."""
-
-
-@dataclass(frozen=True)
-class DownloadRequest:
-    """One file to fetch from a Hub repo.
-
-    Attributes:
-        repo_id: "owner/name".
-        filename: Path inside the repo.
-        revision: A commit sha (from `RepoFiles.revision`) or a branch such as "main".
-        size: Expected bytes; 0 to take the Hub's.
-        sha256: Expected LFS sha256; None to take the Hub's (the LFS etag).
-        endpoint: Hub base URL; None for huggingface_hub's (`HF_ENDPOINT`).
-        token: Access token; None for the stored one.
-    """
-
-    repo_id: str
-    filename: str
-    revision: str = "main"
-    size: int = 0
-    sha256: str | None = None
-    endpoint: str | None = None
-    token: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class DownloadProgress:
-    """Where a download stands (reported at most ~10 times a second).
-
-    `retry` counts the automatic reconnections so far (0 on the first try), out of at most
-    `retries`; phase "retrying" is the wait before the next one ("retrying (2/5)").
-    """
-
-    filename: str
-    done_bytes: int
-    total_bytes: int
-    bytes_per_second: float
-    eta_seconds: float | None
-    phase: Phase
-    retry: int = 0
-    retries: int = 0
-
-
-class DownloadControl:
-    """Pause or cancel a running download from another thread; checked between chunks."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stop: Literal["pause", "cancel"] | None = None
-        self._stopped = threading.Event()
-
-    def pause(self) -> None:
-        """Stop soon and keep the partial file: the download raises `DownloadPaused`."""
-        with self._lock:
-            if self._stop is None:
-                self._stop = "pause"
-        self._stopped.set()
-
-    def cancel(self) -> None:
-        """Stop soon and delete the partial file: the download raises `DownloadCancelled`."""
-        with self._lock:
-            self._stop = "cancel"
-        self._stopped.set()
-
-    def wait(self, seconds: float) -> None:
-        """Sleep up to `seconds`, waking at once when pause or cancel is asked for."""
-        self._stopped.wait(seconds)
-
-    @property
-    def stopping(self) -> bool:
-        """Pause or cancel was asked for."""
-        return self._stop is not None
-
-    def check(self, filename: str) -> None:
-        """Raise `DownloadPaused` / `DownloadCancelled` if asked to stop."""
-        stop = self._stop
-        if stop == "cancel":
-            raise DownloadCancelled(f"Download of {filename} cancelled.")
-        if stop == "pause":
-            raise DownloadPaused(f"Download of {filename} paused; resume it to continue.")
-
-
-ProgressCallback = Callable[[DownloadProgress], None]
-
-_active_lock = threading.Lock()
-_active_parts: set[Path] = set()
-
-
-def final_path(paths: AppPaths, repo_id: str, filename: str) -> Path:
-    """Where a downloaded file lives: models/hub/<owner>/<repo>/<filename>."""
-    owner, _, name = repo_id.partition("/")
-    return paths.models / HUB_FOLDER / owner / name / filename
-
-
-def partial_path(paths: AppPaths, repo_id: str, filename: str) -> Path:
-    """The `.part` file of an unfinished download (its sidecar adds `.json`)."""
-    return paths.models / PARTIAL_FOLDER / repo_id.replace("/", "__") / f"{filename}.part"
 
 
 def download_model_file(
@@ -240,17 +122,17 @@ def download_model_file(
         HubError: Offline, repo or file not found, gated repo, token refused.
     """
     control = control or DownloadControl()
-    meter = _Meter(request.filename, progress)
+    meter = Meter(request.filename, progress)
     endpoint = (request.endpoint or constants.ENDPOINT).rstrip("/")
     meter.report("checking", 0, request.size, force=True)
     control.check(request.filename)
     remote = _remote_file(request, endpoint)
     final = final_path(paths, request.repo_id, request.filename)
-    if _already_downloaded(paths, final, remote):
+    if already_downloaded(paths, final, remote):
         meter.report("done", remote.size, remote.size, force=True)
         return final
     part = partial_path(paths, request.repo_id, request.filename)
-    with _exclusive(part):
+    with exclusive(part):
         try:
             return _download(
                 paths,
@@ -265,7 +147,7 @@ def download_model_file(
                 retry or RetryPolicy.from_env(),
             )
         except DownloadCancelled:
-            _remove_partial(part)
+            remove_partial(part)
             raise
 
 
@@ -300,18 +182,18 @@ def download_option(
         for f in option.files
     ]
     remaining = sum(
-        max(0, r.size - _partial_size(partial_path(paths, r.repo_id, r.filename)))
+        max(0, r.size - partial_size(partial_path(paths, r.repo_id, r.filename)))
         for r in requests
         if not final_path(paths, r.repo_id, r.filename).is_file()
     )
-    _check_disk(paths, remaining, disk_free, what=option.name)
+    check_disk(paths, remaining, disk_free, what=option.name)
     total = option.size_bytes
     done_before = 0
     first: Path | None = None
     for request in requests:
         shard_progress = None
         if progress is not None:
-            shard_progress = _OptionProgress(progress, done_before, total).report
+            shard_progress = OptionProgress(progress, done_before, total).report
         path = download_model_file(
             paths,
             request,
@@ -366,59 +248,10 @@ def pull(
     )
 
 
-def unfinished_downloads(paths: AppPaths) -> list[DownloadRequest]:
-    """Partial downloads left behind (paused, dropped, or the app was closed), to resume."""
-    folder = paths.models / PARTIAL_FOLDER
-    found: list[DownloadRequest] = []
-    for sidecar in sorted(folder.rglob("*.part.json")) if folder.is_dir() else ():
-        record = _read_sidecar(sidecar)
-        if record is None:
-            continue
-        found.append(
-            DownloadRequest(
-                repo_id=record["repo_id"],
-                filename=record["filename"],
-                revision=record["revision"],
-                size=int(record["size"]),
-                sha256=record.get("sha256"),
-                endpoint=record.get("endpoint"),
-            )
-        )
-    return found
-
-
-def partial_bytes(paths: AppPaths, request: DownloadRequest) -> int:
-    """Bytes already fetched for an unfinished download."""
-    return _partial_size(partial_path(paths, request.repo_id, request.filename))
-
-
-def discard_download(paths: AppPaths, request: DownloadRequest) -> None:
-    """Delete an unfinished download's partial file and sidecar."""
-    part = partial_path(paths, request.repo_id, request.filename)
-    with _exclusive(part):
-        _remove_partial(part)
-
-
 # -- the transfer ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _RemoteFile:
-    repo_id: str
-    filename: str
-    commit: str
-    size: int
-    sha256: str | None
-    etag: str
-    endpoint: str
-    token: str | None = field(repr=False)
-
-    @property
-    def url(self) -> str:
-        return hf_hub_url(self.repo_id, self.filename, revision=self.commit, endpoint=self.endpoint)
-
-
-def _remote_file(request: DownloadRequest, endpoint: str) -> _RemoteFile:
+def _remote_file(request: DownloadRequest, endpoint: str) -> RemoteFile:
     """Ask the Hub (HEAD on the resolve URL) for the file's commit, size and etag."""
     url = hf_hub_url(
         request.repo_id, request.filename, revision=request.revision, endpoint=endpoint
@@ -440,7 +273,7 @@ def _remote_file(request: DownloadRequest, endpoint: str) -> _RemoteFile:
     sha256 = request.sha256 or (etag if _SHA256_RE.match(etag) else None)
     if sha256 is None:
         log.warning("%s/%s: no sha256 known; only its size is checked", request.repo_id, etag)
-    return _RemoteFile(
+    return RemoteFile(
         repo_id=request.repo_id,
         filename=request.filename,
         commit=meta.commit_hash or request.revision,
@@ -452,43 +285,36 @@ def _remote_file(request: DownloadRequest, endpoint: str) -> _RemoteFile:
     )
 
 
-def _already_downloaded(paths: AppPaths, final: Path, remote: _RemoteFile) -> bool:
-    if not final.is_file() or final.stat().st_size != remote.size:
-        return False
-    origin = origin_of(paths.models, final)
-    return origin is not None and origin.sha256 is not None and origin.sha256 == remote.sha256
-
-
 def _download(
     paths: AppPaths,
     request: DownloadRequest,
-    remote: _RemoteFile,
+    remote: RemoteFile,
     part: Path,
     final: Path,
-    meter: _Meter,
+    meter: Meter,
     control: DownloadControl,
     disk_free: DiskFree | None,
     open_part: PartOpener | None,
     retry: RetryPolicy,
 ) -> Path:
-    offset = _resumable_offset(part, remote)
-    _check_disk(paths, remote.size - offset, disk_free, what=request.filename)
+    offset = resumable_offset(part, remote)
+    check_disk(paths, remote.size - offset, disk_free, what=request.filename)
     part.parent.mkdir(parents=True, exist_ok=True)
-    _write_sidecar(part, remote)
+    write_sidecar(part, remote)
     digest = hashlib.sha256()
     if offset:
         log.info("resuming %s/%s at byte %d", remote.repo_id, remote.filename, offset)
-        _hash_existing(part, offset, digest, meter, control, remote.size)
+        hash_existing(part, offset, digest, meter, control, remote.size)
     if offset < remote.size or remote.size == 0:
         offset, digest = _transfer_with_retries(
             remote, part, offset, digest, meter, control, open_part, retry
         )
     meter.report("verifying", offset, remote.size, force=True)
-    _verify(part, remote, offset, digest.hexdigest())
+    verify(part, remote, offset, digest.hexdigest())
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, final)
-    _sidecar(part).unlink(missing_ok=True)
-    _prune_empty(part.parent, paths.models / PARTIAL_FOLDER)
+    sidecar_path(part).unlink(missing_ok=True)
+    prune_empty(part.parent, paths.models / PARTIAL_FOLDER)
     record_origin(
         paths.models,
         final,
@@ -505,11 +331,11 @@ def _download(
 
 
 def _transfer(
-    remote: _RemoteFile,
+    remote: RemoteFile,
     part: Path,
     offset: int,
     digest: hashlib._Hash,
-    meter: _Meter,
+    meter: Meter,
     control: DownloadControl,
     open_part: PartOpener | None,
     stall_s: float,
@@ -556,7 +382,7 @@ def _transfer(
             digest = hashlib.sha256()
             with open(part, "r+b") as file:
                 file.truncate(0)
-        sink = _Sink(part, digest, open_part)
+        sink = Sink(part, digest, open_part)
         done = offset
         pending: list[bytes] = []
         pending_size = 0
@@ -579,7 +405,7 @@ def _transfer(
         except OSError as exc:
             with contextlib.suppress(OSError):
                 sink.close()
-            raise _write_error(exc, part, remote.size - done) from exc
+            raise write_error(exc, part, remote.size - done) from exc
         except httpx2.TransportError as exc:
             try:
                 if pending:  # keep every byte that arrived
@@ -587,7 +413,7 @@ def _transfer(
                     done += pending_size
                 sink.close()
             except OSError as write_exc:
-                raise _write_error(write_exc, part, remote.size - done) from write_exc
+                raise write_error(write_exc, part, remote.size - done) from write_exc
             stalled = isinstance(exc, httpx2.ReadTimeout)
             why = f"no data for {stall_s:g} s" if stalled else _reason(exc)
             raise _Dropped(done, digest, why) from exc
@@ -598,7 +424,7 @@ def _transfer(
         try:
             sink.close()
         except OSError as exc:
-            raise _write_error(exc, part, remote.size - done) from exc
+            raise write_error(exc, part, remote.size - done) from exc
     return done, digest
 
 
@@ -613,11 +439,11 @@ class _Dropped(Exception):
 
 
 def _transfer_with_retries(
-    remote: _RemoteFile,
+    remote: RemoteFile,
     part: Path,
     offset: int,
     digest: hashlib._Hash,
-    meter: _Meter,
+    meter: Meter,
     control: DownloadControl,
     open_part: PartOpener | None,
     policy: RetryPolicy,
@@ -659,281 +485,6 @@ def _transfer_with_retries(
         meter.report("retrying", offset, remote.size, force=True)
         control.wait(delay)
         control.check(remote.filename)
-
-
-def _verify(part: Path, remote: _RemoteFile, done: int, sha256: str) -> None:
-    """Check size and sha256; delete the partial file (and sidecar) when they are wrong."""
-    actual = _partial_size(part)
-    problem = None
-    if remote.size and actual != remote.size:
-        problem = f"it has {actual} bytes instead of {remote.size}"
-    elif remote.sha256 is not None and sha256 != remote.sha256:
-        problem = f"its sha256 is {sha256[:12]}... instead of {remote.sha256[:12]}..."
-    if problem is None:
-        return
-    _remove_partial(part)
-    raise ChecksumMismatchError(
-        f"The download of {remote.filename} from {remote.repo_id} is corrupt ({problem}); "
-        "it was deleted. Try again."
-    )
-
-
-def _resumable_offset(part: Path, remote: _RemoteFile) -> int:
-    """Bytes of an earlier partial download of this same file; 0 (and cleaned) otherwise."""
-    sidecar = _read_sidecar(_sidecar(part))
-    size = _partial_size(part)
-    if sidecar is None:
-        if size:
-            log.info("%s has no usable sidecar; starting over", part)
-        _remove_partial(part)
-        return 0
-    if (sidecar.get("etag"), int(sidecar.get("size", -1))) != (remote.etag, remote.size) or (
-        remote.sha256 and sidecar.get("sha256") not in (None, remote.sha256)
-    ):
-        log.warning(
-            "%s/%s changed on the Hub since the partial download (revision %s, etag %s; now "
-            "revision %s, etag %s); starting over",
-            remote.repo_id,
-            remote.filename,
-            sidecar.get("revision"),
-            sidecar.get("etag"),
-            remote.commit,
-            remote.etag,
-        )
-        _remove_partial(part)
-        return 0
-    if sidecar.get("revision") != remote.commit:
-        log.info("%s: same file at a newer revision %s; resuming", remote.filename, remote.commit)
-    if size > remote.size:
-        log.warning("%s is longer than the file on the Hub; starting over", part)
-        _remove_partial(part)
-        return 0
-    return size
-
-
-def _hash_existing(
-    part: Path,
-    size: int,
-    digest: hashlib._Hash,
-    meter: _Meter,
-    control: DownloadControl,
-    total: int,
-) -> None:
-    """Feed the bytes already on disk to the checksum (phase "checking")."""
-    done = 0
-    with open(part, "rb") as file:
-        while done < size:
-            chunk = file.read(min(CHUNK_SIZE * 4, size - done))
-            if not chunk:
-                break
-            digest.update(chunk)
-            done += len(chunk)
-            meter.report("checking", done, total)
-            control.check(part.name)
-    meter.report("checking", done, total, force=True)
-
-
-def _check_disk(paths: AppPaths, remaining: int, disk_free: DiskFree | None, *, what: str) -> None:
-    """Raise `DiskFullError` unless `remaining` bytes plus a margin fit on the models disk."""
-    if remaining <= 0:
-        return
-    paths.models.mkdir(parents=True, exist_ok=True)
-    free = (disk_free or _disk_free)(paths.models)
-    needed = remaining + DISK_MARGIN
-    if free < needed:
-        raise DiskFullError(
-            f"Not enough disk space for {what}: it needs {format_bytes(needed)} free in "
-            f"{paths.models}, and {format_bytes(free)} is free. Free some space and try again.",
-            needed=needed,
-            free=free,
-        )
-
-
-def _disk_free(folder: Path) -> int:
-    return shutil.disk_usage(folder).free
-
-
-def _write_error(exc: OSError, part: Path, remaining: int) -> HearthError:
-    if exc.errno == errno.ENOSPC:
-        return DiskFullError(
-            f"The disk filled up while writing {part.name} ({format_bytes(remaining)} still to "
-            "go); the partial file is kept. Free some space and resume.",
-            needed=remaining,
-        )
-    return DownloadError(f"Could not write {part}: {exc.strerror or exc}.")
-
-
-class _Sink:
-    """Writes and hashes chunks on a thread of its own, overlapping the network reads."""
-
-    def __init__(self, part: Path, digest: hashlib._Hash, open_part: PartOpener | None) -> None:
-        try:
-            self._file = (open_part or _append)(part)
-        except OSError as exc:
-            raise _write_error(exc, part, 0) from exc
-        self._digest = digest
-        self._error: OSError | None = None
-        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=_WRITE_QUEUE_CHUNKS)
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="hearth-download-writer")
-        self._thread.start()
-
-    def put(self, pieces: list[bytes]) -> None:
-        """Queue pieces received together (about `CHUNK_SIZE` bytes) for writing."""
-        if self._error is not None:
-            raise self._error
-        self._queue.put(pieces)
-
-    def close(self) -> None:
-        """Wait for every write, close the file; raise the first write error."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
-            self._file.close()
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        while (pieces := self._queue.get()) is not None:
-            if self._error is not None:
-                continue
-            try:
-                for piece in pieces:  # both release the GIL on pieces this big
-                    self._file.write(piece)
-                    self._digest.update(piece)
-            except OSError as exc:
-                self._error = exc
-        with contextlib.suppress(OSError):
-            self._file.flush()
-
-
-def _append(part: Path) -> BinaryIO:
-    return open(part, "ab")
-
-
-class _Meter:
-    """Rate-limited progress with a moving-average speed and ETA."""
-
-    def __init__(self, filename: str, callback: ProgressCallback | None) -> None:
-        self._filename = filename
-        self._callback = callback
-        self._last = 0.0
-        self._samples: deque[tuple[float, int]] = deque()
-        self.retry = (0, 0)  # (retries so far, at most)
-
-    def report(self, phase: Phase, done: int, total: int, *, force: bool = False) -> None:
-        if self._callback is None:
-            return
-        now = time.monotonic()
-        if phase != "downloading":
-            self._samples.clear()
-        self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[0][0] > SPEED_WINDOW_S:
-            self._samples.popleft()
-        if not force and now - self._last < PROGRESS_INTERVAL_S:
-            return
-        self._last = now
-        then, done_then = self._samples[0]
-        speed = (done - done_then) / (now - then) if now > then else 0.0
-        eta = (total - done) / speed if speed > 0 and total >= done else None
-        self._callback(
-            DownloadProgress(self._filename, done, total, speed, eta, phase, *self.retry)
-        )
-
-
-@dataclass
-class _OptionProgress:
-    """Shard progress turned into progress of the whole option."""
-
-    callback: ProgressCallback
-    done_before: int
-    total: int
-
-    def report(self, shard: DownloadProgress) -> None:
-        done = self.done_before + shard.done_bytes
-        speed = shard.bytes_per_second
-        eta = (self.total - done) / speed if speed > 0 and self.total >= done else None
-        phase: Phase = "downloading" if shard.phase == "done" else shard.phase
-        if shard.phase == "done" and done >= self.total:
-            phase = "done"
-        self.callback(
-            replace(shard, done_bytes=done, total_bytes=self.total, eta_seconds=eta, phase=phase)
-        )
-
-
-# -- partial files --------------------------------------------------------------------
-
-
-def _sidecar(part: Path) -> Path:
-    return part.with_name(part.name + ".json")
-
-
-def _write_sidecar(part: Path, remote: _RemoteFile) -> None:
-    record = {
-        "repo_id": remote.repo_id,
-        "revision": remote.commit,
-        "filename": remote.filename,
-        "size": remote.size,
-        "sha256": remote.sha256,
-        "etag": remote.etag,
-        "endpoint": remote.endpoint,
-    }
-    sidecar = _sidecar(part)
-    temporary = sidecar.with_name(sidecar.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(temporary, sidecar)
-
-
-def _read_sidecar(sidecar: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-        if not isinstance(record, dict) or not all(
-            isinstance(record.get(k), str) for k in ("repo_id", "filename", "revision")
-        ):
-            raise ValueError("missing fields")
-        int(record["size"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring the unusable download sidecar %s: %s", sidecar, exc)
-        return None
-    return record
-
-
-def _partial_size(part: Path) -> int:
-    try:
-        return part.stat().st_size
-    except OSError:
-        return 0
-
-
-def _remove_partial(part: Path) -> None:
-    part.unlink(missing_ok=True)
-    _sidecar(part).unlink(missing_ok=True)
-
-
-def _prune_empty(folder: Path, stop: Path) -> None:
-    """Remove `folder` and its parents up to (not including) `stop` while they are empty."""
-    with contextlib.suppress(OSError):
-        while folder != stop and stop in folder.parents:
-            folder.rmdir()
-            folder = folder.parent
-
-
-@contextlib.contextmanager
-def _exclusive(part: Path) -> Iterator[None]:
-    """One download per partial file in this process."""
-    key = part.resolve()
-    with _active_lock:
-        if key in _active_parts:
-            raise DownloadError(f"{part.name.removesuffix('.part')} is already downloading.")
-        _active_parts.add(key)
-    try:
-        yield
-    finally:
-        with _active_lock:
-            _active_parts.discard(key)
 
 
 def _content_range_start(value: str | None) -> int:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.models.download import DownloadProgress
+from app.core.models.download_types import DownloadProgress
 from app.core.units import format_bytes
 from app.ui.widgets import named
 from app.workers.model_jobs import DownloadItem, DownloadQueue

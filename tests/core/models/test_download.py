@@ -15,7 +15,15 @@ from typing import BinaryIO
 import pytest
 
 from app.core.gguf_file import read_gguf_info
-from app.core.models.download import (
+from app.core.models.download import download_model_file, download_option, pull
+from app.core.models.download_files import (
+    discard_download,
+    final_path,
+    partial_bytes,
+    partial_path,
+    unfinished_downloads,
+)
+from app.core.models.download_types import (
     ChecksumMismatchError,
     ConnectionDroppedError,
     DiskFullError,
@@ -24,14 +32,6 @@ from app.core.models.download import (
     DownloadPaused,
     DownloadProgress,
     DownloadRequest,
-    discard_download,
-    download_model_file,
-    download_option,
-    final_path,
-    partial_bytes,
-    partial_path,
-    pull,
-    unfinished_downloads,
 )
 from app.core.models.hub import (
     GatedRepoError,
@@ -322,7 +322,7 @@ def test_a_sidecar_that_no_longer_matches_the_hub_starts_over(
     repo.add(FILE, changed)  # a new upload of the same file name
     repo.sha = "f" * 40
     hub.requests.clear()
-    with caplog.at_level(logging.WARNING, logger="app.core.models.download"):
+    with caplog.at_level(logging.WARNING, logger="app.core.models.download_files"):
         path = download_model_file(
             paths, request_for(hub, repo, revision="main", size=0, sha256=None)
         )

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from app.core.models.download import (
+from app.core.models.download import download_model_file
+from app.core.models.download_files import partial_bytes
+from app.core.models.download_retry import RetryPolicy
+from app.core.models.download_types import (
     ConnectionDroppedError,
     DownloadControl,
     DownloadPaused,
     DownloadProgress,
-    download_model_file,
-    partial_bytes,
 )
-from app.core.models.download_retry import RetryPolicy
 from app.core.paths import AppPaths, app_paths
 from tests.core.models.test_download import FILE, REPO, MiB, request_for
 from tests.fake_hub import FakeHub, FakeRepo, serving_hub
