@@ -245,6 +245,7 @@ def _piece(text: str) -> str:
 def _ask(args: argparse.Namespace) -> int:
     from app.core.errors import ChatTemplateError
     from app.core.inference.messages import Message
+    from app.core.inference.prompt_parts import describe_prompt
 
     tolerant_output()
     _clean_arguments(args, TextCleaner())
@@ -254,7 +255,14 @@ def _ask(args: argparse.Namespace) -> int:
             Message("user", args.prompt)
         ]
         if args.show_prompt:
-            print_prompt_parts(engine.describe_prompt(messages, settings.max_tokens), sys.stderr)
+            parts = describe_prompt(
+                engine.vocabulary,
+                messages,
+                n_ctx=engine.n_ctx,
+                max_tokens=settings.max_tokens,
+                template=engine.template,
+            )
+            print_prompt_parts(parts, sys.stderr)
         _reply(engine, messages, settings, args, sys.stdout)
     except ChatTemplateError as exc:
         print(f"hearth: error: {exc}{_fallback_hint(exc)}", file=sys.stderr)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import llama_cpp
 import numpy as np
@@ -35,6 +35,7 @@ from app.core.inference.events import (
     TokenAlternative,
     TokenEvent,
 )
+from app.core.inference.llama_params import context_params
 from app.core.inference.load_options import LoadedModel
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
@@ -108,24 +109,16 @@ class BatchDecoder:
         top_n: int = 20,
         like: LoadedModel | None = None,
     ) -> None:
-        params = llama_cpp.llama_context_default_params()
-        if like is not None:
-            params.flash_attn_type = (
-                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-                if like.flash_attn == "on"
-                else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-            )
-            if like.options is not None:
-                params.type_k = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_k.upper()}")
-                params.type_v = getattr(llama_cpp, f"GGML_TYPE_{like.options.type_v.upper()}")
-        params.n_ctx = n_ctx * n_slots
-        params.n_batch = n_batch
+        options = like.options if like is not None else None
+        flash_attn: Literal["on", "off"] = (
+            "on" if like is not None and like.flash_attn == "on" else "off"
+        )
+        params = context_params(
+            options, n_ctx * n_slots, n_threads, flash_attn, n_seq_max=n_slots, n_batch=n_batch
+        )
         params.n_ubatch = n_batch
-        params.n_seq_max = n_slots
-        params.kv_unified = False
-        params.n_threads = n_threads
         params.n_threads_batch = n_threads
-        params.no_perf = True
+        params.kv_unified = False
         self._ctx: Any = llama_cpp.llama_init_from_model(model, params)
         if not self._ctx:
             raise ModelLoadError(

@@ -9,7 +9,6 @@ and before every token.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import secrets
 import threading
@@ -42,7 +41,14 @@ from app.core.inference.events import (
     StopReason,
     TokenEvent,
 )
-from app.core.inference.kv_snapshot import KVSnapshot, llama_build_tag, model_key
+from app.core.inference.kv_snapshot import (
+    KVSnapshot,
+    llama_build_tag,
+    model_key,
+    read_sequence_state,
+    write_sequence_state,
+)
+from app.core.inference.llama_params import context_params, model_params
 from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
 from app.core.inference.messages import Message
 from app.core.inference.next_logits import NextLogits, texts_for
@@ -53,7 +59,6 @@ from app.core.inference.prompt import (
     plan_prompt,
     reply_budget,
 )
-from app.core.inference.prompt_parts import PromptParts, describe_prompt
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
@@ -68,21 +73,6 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float], None]
 
-_GGML_TYPES = {
-    "f32": llama_cpp.GGML_TYPE_F32,
-    "f16": llama_cpp.GGML_TYPE_F16,
-    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
-    "q5_1": llama_cpp.GGML_TYPE_Q5_1,
-    "q5_0": llama_cpp.GGML_TYPE_Q5_0,
-    "q4_1": llama_cpp.GGML_TYPE_Q4_1,
-    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
-    "iq4_nl": llama_cpp.GGML_TYPE_IQ4_NL,
-}
-_FLASH_ATTN = {
-    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
-    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-}
 _DECODE_OK, _DECODE_NO_SLOT, _DECODE_ABORTED = 0, 1, 2
 
 
@@ -175,19 +165,7 @@ class Engine:
             n_gpu_layers = -1 if offload else 0
         threads = options.n_threads or default_threads()
 
-        mparams = llama_cpp.llama_model_default_params()
-        mparams.n_gpu_layers = n_gpu_layers
-        mparams.load_mode = {
-            (True, False): llama_cpp.LLAMA_LOAD_MODE_MMAP,
-            (True, True): llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK,
-            (False, True): llama_cpp.LLAMA_LOAD_MODE_MLOCK,
-            (False, False): llama_cpp.LLAMA_LOAD_MODE_NONE,
-        }[(options.use_mmap, options.use_mlock)]
-        mparams.main_gpu = options.main_gpu
-        mparams.use_extra_bufts = options.use_extra_bufts
-        split = (ctypes.c_float * llama_cpp.llama_max_devices())(*options.tensor_split)
-        if options.tensor_split:
-            mparams.tensor_split = split  # `split` outlives the load call below
+        mparams, _keep = model_params(options, n_gpu_layers)  # _keep outlives the load
 
         def on_progress(fraction: float, _data: Any) -> bool:
             if progress is not None:
@@ -213,18 +191,8 @@ class Engine:
                 path=path,
             )
 
-        cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = n_ctx
-        cparams.n_batch = options.n_batch
-        cparams.n_ubatch = min(options.n_ubatch, options.n_batch)
-        cparams.n_seq_max = 1
-        cparams.n_threads = threads
-        cparams.n_threads_batch = options.n_threads_batch or threads
         flash_attn = effective_flash_attn(options, n_gpu_layers if offload else 0)
-        cparams.flash_attn_type = _FLASH_ATTN[flash_attn]
-        cparams.type_k = _GGML_TYPES[options.type_k]
-        cparams.type_v = _GGML_TYPES[options.type_v]
-        cparams.no_perf = True
+        cparams = context_params(options, n_ctx, threads, flash_attn)
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             llama_cpp.llama_model_free(model)
@@ -690,18 +658,6 @@ class Engine:
             elapsed_ms=(time.perf_counter() - t0) * 1000,
         )
 
-    def describe_prompt(
-        self, messages: Sequence[Message], max_tokens: int | None = None
-    ) -> PromptParts:
-        """The prompt for `messages` split into parts with token counts (drop-oldest rule)."""
-        return describe_prompt(
-            self._vocabulary(),
-            messages,
-            n_ctx=self.n_ctx,
-            max_tokens=max_tokens,
-            template=self._template,
-        )
-
     # ----- KV snapshots -----
 
     @property
@@ -717,12 +673,9 @@ class Engine:
     def save_snapshot(self) -> KVSnapshot:
         """Serialize the current KV cache (sequence 0) and the tokens it holds."""
         loaded = self._require()
-        size = int(llama_cpp.llama_state_seq_get_size(self._ctx, 0))
-        buf = (ctypes.c_uint8 * max(size, 1))()
-        written = int(llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0))
         return KVSnapshot(
             tokens=tuple(self._kv_tokens),
-            state=bytes(buf)[:written],
+            state=read_sequence_state(self._ctx),
             build=loaded.build,
             model=self._model_key,
             n_ctx=loaded.n_ctx,
@@ -738,9 +691,7 @@ class Engine:
         if not snapshot.matches(loaded.build, self._model_key, loaded.n_ctx):
             log.info("discarding a KV snapshot from another build, model or context size")
             return False
-        data = (ctypes.c_uint8 * len(snapshot.state)).from_buffer_copy(snapshot.state)
-        read = int(llama_cpp.llama_state_seq_set_data(self._ctx, data, len(snapshot.state), 0))
-        if read == 0:
+        if not write_sequence_state(self._ctx, snapshot.state):
             log.warning("llama.cpp rejected a KV snapshot; starting from an empty cache")
             self._truncate_kv(0)
             return False

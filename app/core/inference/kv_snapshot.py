@@ -6,12 +6,14 @@ from another build or model is discarded rather than loaded.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _MAGIC = b"HKV1"
 
@@ -101,3 +103,21 @@ def snapshot_budget(available_ram: int | None = None) -> int:
 
         available_ram = available_memory()
     return max(MIN_SNAPSHOT_BUDGET, min(MAX_SNAPSHOT_BUDGET, available_ram // 4))
+
+
+def read_sequence_state(ctx: Any, seq: int = 0) -> bytes:
+    """The KV cache of one sequence of a llama.cpp context, as bytes."""
+    import llama_cpp
+
+    size = int(llama_cpp.llama_state_seq_get_size(ctx, seq))
+    buf = (ctypes.c_uint8 * max(size, 1))()
+    written = int(llama_cpp.llama_state_seq_get_data(ctx, buf, size, seq))
+    return bytes(buf)[:written]
+
+
+def write_sequence_state(ctx: Any, state: bytes, seq: int = 0) -> bool:
+    """Load bytes from `read_sequence_state` into a sequence; False if llama.cpp refuses."""
+    import llama_cpp
+
+    data = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+    return int(llama_cpp.llama_state_seq_set_data(ctx, data, len(state), seq)) != 0
