@@ -74,6 +74,8 @@ class ChatView(QWidget):
             id: make a new version that has the rival there and goes on from it.
         exploreStepRequested(int, int): A reply's id and a token index: show that step's
             distribution in the explorer.
+        compareRequested(int): A user message's id: compare the replies two settings make
+            to it.
     """
 
     editRequested = Signal(int, str)
@@ -84,6 +86,7 @@ class ChatView(QWidget):
     tokenDataRequested = Signal(int)
     branchRequested = Signal(int, int, int)
     exploreStepRequested = Signal(int, int)
+    compareRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -372,6 +375,9 @@ class ChatView(QWidget):
 
     def request_explore_step(self, message_id: int, index: int) -> None:
         self.exploreStepRequested.emit(message_id, index)
+
+    def request_compare(self, message_id: int) -> None:
+        self.compareRequested.emit(message_id)
 
     # ----- tokens -----
 

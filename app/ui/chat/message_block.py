@@ -87,6 +87,10 @@ class BlockHost(Protocol):
         """Show the distribution at token `index` of a reply in the explorer."""
         ...
 
+    def request_compare(self, message_id: int) -> None:
+        """The person asked to compare two settings' replies to a user message."""
+        ...
+
 
 SEGMENT_CHARS = 1500
 """A streaming reply goes on in a new text segment at the next line break once its
@@ -118,9 +122,9 @@ class MessageBlock(QFrame):
     """One message: header with actions, the text, and (for replies) status and stats.
 
     Object names: messageBlock (property `messageId`), roleLabel, previousVersionButton,
-    versionLabel, nextVersionButton, copyButton, editButton (user), regenerateButton
-    (assistant), deleteButton, messageText, messageEditor, saveEditButton, cancelEditButton,
-    replyStatusLabel, replyStatsLabel, regenerateWithSettingsButton.
+    versionLabel, nextVersionButton, copyButton, editButton and compareButton (user),
+    regenerateButton (assistant), deleteButton, messageText, messageEditor, saveEditButton,
+    cancelEditButton, replyStatusLabel, replyStatsLabel, regenerateWithSettingsButton.
     """
 
     def __init__(
@@ -202,9 +206,14 @@ class MessageBlock(QFrame):
                 "Edit", "editButton", "Edit message", self.start_edit
             )
             self.regenerate_button: QToolButton | None = None
+            self.compare_button: QToolButton | None = self._tool_button(
+                "Compare…", "compareButton", "Compare two settings' replies", self._on_compare
+            )
             row.addWidget(self.edit_button)
+            row.addWidget(self.compare_button)
         else:
             self.edit_button = None
+            self.compare_button = None
             self.regenerate_button = self._tool_button(
                 "Regenerate", "regenerateButton", "Regenerate reply", self._on_regenerate
             )
@@ -330,8 +339,14 @@ class MessageBlock(QFrame):
         self._show_footer()
 
     def set_actions_enabled(self, enabled: bool) -> None:
-        """Edit, regenerate, version and delete actions on or off (copy stays on)."""
-        for button in (self.edit_button, self.regenerate_button, self.delete_button):
+        """Edit, compare, regenerate, version and delete actions on or off (copy stays on)."""
+        buttons = (
+            self.edit_button,
+            self.compare_button,
+            self.regenerate_button,
+            self.delete_button,
+        )
+        for button in buttons:
             if button is not None:
                 button.setEnabled(enabled)
         if self._with_settings is not None:
@@ -559,6 +574,10 @@ class MessageBlock(QFrame):
     @Slot()
     def _on_copy(self) -> None:
         self._view.copy_text(self.plain_text())
+
+    @Slot()
+    def _on_compare(self) -> None:
+        self._view.request_compare(self._message.id)
 
     @Slot()
     def _on_regenerate(self) -> None:
