@@ -34,12 +34,12 @@ from app.core.chats.store import Store
 from app.core.errors import HearthError
 from app.core.inference.events import GenerationDone
 from app.core.inference.messages import Message
-from app.core.inference.sampling import SamplingSettings
+from app.core.inference.sampling import PRESETS, SamplingSettings
 from app.core.inference.token_data import TokenRecord
 from app.ui.chat.chat_view import ChatView
 from app.ui.chat.compare_dialog import SIDES, CompareDialog
 from app.ui.controllers.state import ChatState
-from app.ui.sampling.sampling_panel import SamplingPanel
+from app.ui.sampling.sampling_panel import SAMPLER_FIELDS, SamplingPanel
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 
@@ -131,6 +131,11 @@ class CompareController(QObject):
         return self._dialog
 
     @property
+    def request_ids(self) -> tuple[int, ...]:
+        """The worker request ids of the replies compared now (A, B); () before a start."""
+        return tuple(run.request_id for run in self._session.runs) if self._session else ()
+
+    @property
     def running(self) -> bool:
         """True while a side's reply has not ended."""
         session = self._session
@@ -154,14 +159,16 @@ class CompareController(QObject):
             message,
             engine_messages(path[: position + 1], conversation.system_prompt),
         )
+        current = self._panel.settings()
+        presets = {  # as the panel applies them: a built-in sets the samplers only
+            name: current.with_changes(**{f: getattr(preset, f) for f in SAMPLER_FIELDS})
+            for name, preset in PRESETS.items()
+        }
         try:
-            presets = self._store.presets()
+            presets.update(self._store.presets())
         except HearthError as exc:
-            log.warning("no presets for compare: %s", exc)
-            presets = {}
-        dialog = CompareDialog(
-            message.content, self._panel.settings(), presets, self._chat.window()
-        )
+            log.warning("no saved presets for compare: %s", exc)
+        dialog = CompareDialog(message.content, current, presets, self._chat.window())
         dialog.startRequested.connect(self._start)
         dialog.stopRequested.connect(self.stop)
         dialog.keepRequested.connect(self._keep)
