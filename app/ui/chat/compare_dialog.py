@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -137,8 +139,9 @@ class SettingsForm(QWidget):
 class ReplyColumn(QGroupBox):
     """One side: its settings form, then its reply as tokens, its stats, and its actions.
 
-    Object names (X is A or B): compareColumnX, compareStatusX, compareTokensX,
-    compareStatsX, compareExploreX, compareKeepX (and the form's, see `SettingsForm`).
+    Object names (X is A or B): compareColumnX, compareStatusX, compareScrollX (holding
+    compareTokensX), compareStatsX, compareExploreX, compareKeepX (and the form's, see
+    `SettingsForm`).
     """
 
     def __init__(
@@ -148,16 +151,27 @@ class ReplyColumn(QGroupBox):
         presets: Mapping[str, SamplingSettings],
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(side, parent)
+        super().__init__(f"Settings {side}", parent)
         named(self, f"compareColumn{side}", f"Settings {side} and its reply")
         self.side = side
         self.form = SettingsForm(side, current, presets, self)
         self.status = QLabel("", self)
         named(self.status, f"compareStatus{side}", f"{side}: status")
         self.status.setWordWrap(True)
-        self.tokens = TokenView(self)
+        self.tokens = TokenView()
         named(self.tokens, f"compareTokens{side}", f"{side}: reply as tokens")
-        self.tokens.setMinimumHeight(160)
+        scroll = QScrollArea(self)  # the tokens view is as tall as its text: scroll it here
+        named(scroll, f"compareScroll{side}", f"{side}: the reply")
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setBackgroundRole(QPalette.ColorRole.Base)
+        page = QWidget()
+        page.setBackgroundRole(QPalette.ColorRole.Base)
+        page_layout = QVBoxLayout(page)
+        page_layout.setContentsMargins(4, 4, 4, 4)
+        page_layout.addWidget(self.tokens)
+        page_layout.addStretch(1)
+        scroll.setWidget(page)
         self.stats = QLabel("", self)
         named(self.stats, f"compareStats{side}", f"{side}: how the reply was made")
         self.stats.setWordWrap(True)
@@ -178,7 +192,7 @@ class ReplyColumn(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.form)
         layout.addWidget(self.status)
-        layout.addWidget(self.tokens, 1)
+        layout.addWidget(scroll, 1)
         layout.addWidget(self.stats)
         layout.addLayout(buttons)
         self.step = -1
