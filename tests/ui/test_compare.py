@@ -11,8 +11,10 @@ from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox
 from pytestqt.qtbot import QtBot
 
+from app.core.chats.store import Store
 from app.core.inference.events import GenerationDone, StopReason
 from app.core.inference.token_data import TokenRecord
+from app.core.paths import app_paths
 from app.ui.chat.compare_dialog import CompareDialog
 from app.ui.controllers.compare import CompareController, first_divergence
 from app.ui.main_window import MainWindow
@@ -195,3 +197,24 @@ def test_closing_mid_generation_cancels_both_and_saves_nothing(
     send(qtbot, window, "Thanks.")
     wait_reply_done(qtbot, window)
     assert window.current_path[-1].status == "complete"
+
+
+def test_closing_the_window_mid_comparison_leaves_the_chat_as_it_was(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path, tmp_path: Path
+) -> None:
+    paths = app_paths(tmp_path / "closing").ensure()
+    window = make_window(model=starter_model, paths=paths)
+    window.store.save_preset("Long count", LONG)
+    send(qtbot, window, COUNT)
+    wait_reply_done(qtbot, window)
+    conversation_id = window.current_conversation_id
+    assert conversation_id is not None
+    before = window.store.messages(conversation_id)
+    _controller, dialog = open_compare(qtbot, window)
+    child(dialog, QComboBox, "compareBaseA").setCurrentText("Long count")
+    click(qtbot, child(dialog, QPushButton, "compareStartButton"))
+    qtbot.waitUntil(lambda: len(dialog.records(0)) > 0, timeout=TIMEOUT_MS)
+    assert window.shutdown()  # the worker stopped in time
+    with Store.open(paths) as store:
+        assert store.messages(conversation_id) == before
+        assert store.mark_interrupted_replies() == 0
