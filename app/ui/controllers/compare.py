@@ -180,9 +180,14 @@ class CompareController(QObject):
 
     def _blocked(self) -> str:
         """Why no comparison can start now ("" when one can)."""
-        if self._state.model is None:
-            return "Load a model to compare replies."
-        if not self._state.can_send():
+        state = self._state
+        if state.shut_down:
+            return "Hearth is closing."
+        if state.loads_pending:
+            return "A model is loading: compare when it has loaded."
+        if state.model is None:
+            return "Load a model to compare replies (File → Open model…)."
+        if state.active is not None:
             return "A reply is being written in the chat: compare when it has finished."
         return ""
 
