@@ -13,13 +13,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (
-    QMainWindow,
-    QSplitter,
-    QStackedWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from app.core.chats.conversation import Conversation, StoredMessage
 from app.core.chats.store import Store
@@ -32,6 +26,7 @@ from app.core.paths import AppPaths
 from app.ui.chat.chat_view import ChatView
 from app.ui.chat.composer import Composer
 from app.ui.controllers.chat_files import ChatFiles
+from app.ui.controllers.compare import CompareController
 from app.ui.controllers.conversations import ConversationController
 from app.ui.controllers.draft_counter import DraftCounter
 from app.ui.controllers.explorer import ExplorerController
@@ -157,6 +152,9 @@ class MainWindow(QMainWindow):
             self._conversations.system_prompt,
             self,
         )
+        self._compare = CompareController(
+            self._state, self._store, self._inference, self._snapshots, self._chat, self._panel
+        )
         self._menus = build_menus(self, self, self._models, self._files)
         self._status = StatusWidgets(self.statusBar())
         self._server = ServerController(self._state, self._inference, self._menus, self._status)
@@ -235,6 +233,7 @@ class MainWindow(QMainWindow):
 
         models.loadStarting.connect(replies.stop)
         models.loadStarting.connect(self._server.pause_for_load)
+        models.loadStarting.connect(self._compare.stop)
         models.loadingShown.connect(self._status.show_loading)
         models.loadProgress.connect(self._status.set_progress)
         models.loadingHidden.connect(self._status.hide_loading)
@@ -254,6 +253,8 @@ class MainWindow(QMainWindow):
         chats.countNeeded.connect(self._explorer.refresh)
         self._composer.draftChanged.connect(self._explorer.refresh)
         self._chat.exploreStepRequested.connect(self._explorer.explore_step)
+        self._compare.exploreRequested.connect(self._explorer.explore_messages)
+        self._compare.reloadNeeded.connect(chats.reload)
         chats.titleChanged.connect(self._show_title)
         chats.countNeeded.connect(self._draft.request)
         chats.controlsChanged.connect(self._update_controls)
@@ -568,6 +569,8 @@ class MainWindow(QMainWindow):
         self._state.shut_down = True
         self._status.stop()
         self._server.stop()
+
+        self._compare.shutdown()
         self._stopped_cleanly = self._replies.shutdown(self._stop_inference)
         self._counter.stop()
         self._models.shutdown(SHUTDOWN_TIMEOUT_MS)

@@ -74,6 +74,8 @@ class ChatView(QWidget):
             id: make a new version that has the rival there and goes on from it.
         exploreStepRequested(int, int): A reply's id and a token index: show that step's
             distribution in the explorer.
+        compareRequested(int): A user message's id: compare the replies two settings make
+            to it.
     """
 
     editRequested = Signal(int, str)
@@ -84,6 +86,7 @@ class ChatView(QWidget):
     tokenDataRequested = Signal(int)
     branchRequested = Signal(int, int, int)
     exploreStepRequested = Signal(int, int)
+    compareRequested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -385,6 +388,9 @@ class ChatView(QWidget):
         self._unseen = set(message_ids)
         for message_id, block in self._blocks.items():
             block.set_unseen(message_id in self._unseen)
+
+    def request_compare(self, message_id: int) -> None:
+        self.compareRequested.emit(message_id)
 
     # ----- tokens -----
 

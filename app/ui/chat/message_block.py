@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from PySide6.QtCore import QEvent, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import (
     QColor,
     QDesktopServices,
-    QKeyEvent,
     QPainter,
     QPaintEvent,
     QPalette,
-    QResizeEvent,
     QTextCursor,
 )
 from PySide6.QtWidgets import (
@@ -37,6 +35,7 @@ from PySide6.QtWidgets import (
 from app.core.chats.conversation import StoredMessage, reply_summary, settings_summary
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
+from app.ui.chat.edit_box import EditBox
 from app.ui.chat.markdown_render import COPY_SCHEME, render_markdown
 from app.ui.chat.message_text import MessageText
 from app.ui.chat.token_view import TokenPanel
@@ -87,6 +86,10 @@ class BlockHost(Protocol):
         """Show the distribution at token `index` of a reply in the explorer."""
         ...
 
+    def request_compare(self, message_id: int) -> None:
+        """The person asked to compare two settings' replies to a user message."""
+        ...
+
 
 SEGMENT_CHARS = 1500
 """A streaming reply goes on in a new text segment at the next line break once its
@@ -118,9 +121,9 @@ class MessageBlock(QFrame):
     """One message: header with actions, the text, and (for replies) status and stats.
 
     Object names: messageBlock (property `messageId`), roleLabel, previousVersionButton,
-    versionLabel, nextVersionButton, copyButton, editButton (user), regenerateButton
-    (assistant), deleteButton, messageText, messageEditor, saveEditButton, cancelEditButton,
-    replyStatusLabel, replyStatsLabel, regenerateWithSettingsButton.
+    versionLabel, nextVersionButton, copyButton, editButton and compareButton (user),
+    regenerateButton (assistant), deleteButton, messageText, messageEditor, saveEditButton,
+    cancelEditButton, replyStatusLabel, replyStatsLabel, regenerateWithSettingsButton.
     """
 
     def __init__(
@@ -212,9 +215,14 @@ class MessageBlock(QFrame):
                 "Edit", "editButton", "Edit message", self.start_edit
             )
             self.regenerate_button: QToolButton | None = None
+            self.compare_button: QToolButton | None = self._tool_button(
+                "Compare…", "compareButton", "Compare two settings' replies", self._on_compare
+            )
             row.addWidget(self.edit_button)
+            row.addWidget(self.compare_button)
         else:
             self.edit_button = None
+            self.compare_button = None
             self.regenerate_button = self._tool_button(
                 "Regenerate", "regenerateButton", "Regenerate reply", self._on_regenerate
             )
@@ -340,8 +348,14 @@ class MessageBlock(QFrame):
         self._show_footer()
 
     def set_actions_enabled(self, enabled: bool) -> None:
-        """Edit, regenerate, version and delete actions on or off (copy stays on)."""
-        for button in (self.edit_button, self.regenerate_button, self.delete_button):
+        """Edit, compare, regenerate, version and delete actions on or off (copy stays on)."""
+        buttons = (
+            self.edit_button,
+            self.compare_button,
+            self.regenerate_button,
+            self.delete_button,
+        )
+        for button in buttons:
             if button is not None:
                 button.setEnabled(enabled)
         if self._with_settings is not None:
@@ -530,7 +544,7 @@ class MessageBlock(QFrame):
     def _build_editor(self) -> None:
         layout = self.layout()
         assert isinstance(layout, QVBoxLayout)
-        editor = _EditBox(self)
+        editor = EditBox(self)
         _named(editor, "messageEditor", "Edit message")
         editor.submitted.connect(self.submit_edit)
         editor.cancelled.connect(self.cancel_edit)
@@ -578,6 +592,10 @@ class MessageBlock(QFrame):
     @Slot()
     def _on_copy(self) -> None:
         self._view.copy_text(self.plain_text())
+
+    @Slot()
+    def _on_compare(self) -> None:
+        self._view.request_compare(self._message.id)
 
     @Slot()
     def _on_regenerate(self) -> None:
@@ -629,61 +647,3 @@ class MessageBlock(QFrame):
             painter.drawRoundedRect(self.rect().adjusted(1, 1, -1, -1), 8, 8)
             painter.end()
         super().paintEvent(event)
-
-
-class _EditBox(QPlainTextEdit):
-    """The inline editor: Enter saves, Shift+Enter starts a line, Esc cancels.
-
-    Signals:
-        submitted(): Enter was pressed.
-        cancelled(): Esc was pressed.
-    """
-
-    submitted = Signal()
-    cancelled = Signal()
-    MIN_LINES, MAX_LINES = 2, 14
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
-        self._fit_height()
-
-    @Slot()
-    def _fit_height(self) -> None:
-        lines = max(self.MIN_LINES, min(self.MAX_LINES, self.document().lineCount()))
-        margins = self.contentsMargins()
-        extra = margins.top() + margins.bottom() + 2 * int(self.document().documentMargin())
-        height = lines * self.fontMetrics().lineSpacing() + extra
-        if height != self.height():
-            self.setFixedHeight(height)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        if event.oldSize().width() != event.size().width():
-            self._fit_height()
-
-    def event(self, event: QEvent) -> bool:
-        if (
-            event.type() == QEvent.Type.ShortcutOverride
-            and isinstance(event, QKeyEvent)
-            and event.key() == Qt.Key.Key_Escape
-        ):
-            event.accept()  # Esc cancels the edit, even where the window binds Esc
-            return True
-        return super().event(event)
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        key = event.key()
-        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-                self.insertPlainText("\n")
-            else:
-                self.submitted.emit()
-            event.accept()
-            return
-        if key == Qt.Key.Key_Escape:
-            event.accept()
-            self.cancelled.emit()
-            return
-        super().keyPressEvent(event)

@@ -41,6 +41,7 @@ _ALPHAS = (0.0, 0.18, 0.34, 0.5, 0.66, 0.85)
 _HUE = (213, 94, 0)  # Okabe-Ito vermillion
 _BOUNDARY = ("rgba(127,127,127,0.10)", "rgba(127,127,127,0.22)")
 _UNDERLINE_BELOW = 0.1
+_MARK = (0, 114, 178)  # Okabe-Ito blue: a marked token stands apart from every tint
 
 
 def probability_bin(prob: float) -> int:
@@ -136,6 +137,8 @@ class TokenView(MessageText):
         super().__init__(parent)
         named(self, "tokenView", "Reply as tokens")
         self._records: list[TokenRecord] = []
+        self._starts: list[tuple[int, int]] = []
+        self._marked = -1
         self._cursor_end: QTextCursor | None = None
         self.highlighted.connect(self._on_highlighted)
         self.anchorClicked.connect(self._on_clicked)
@@ -148,6 +151,8 @@ class TokenView(MessageText):
     def set_records(self, records: Sequence[TokenRecord]) -> None:
         """Show these tokens, replacing any."""
         self._records = []
+        self._starts = []
+        self._marked = -1
         self.clear()
         self._cursor_end = QTextCursor(self.document())
         self.append_records(records)
@@ -170,11 +175,35 @@ class TokenView(MessageText):
             fmt.setFontUnderline(record.prob < _UNDERLINE_BELOW)
             fmt.setToolTip(f"{record.text!r}: {record.prob:.1%}")
             text = record.text
+            start = cursor.position()
             cursor.insertText(visible_piece(text) if not text.strip() else text, fmt)
+            self._starts.append((start, cursor.position()))
             if "\n" in text:
                 cursor.insertText("\n", QTextCharFormat())
         cursor.endEditBlock()
         self.setAccessibleDescription(f"{len(self._records)} tokens")
+
+    @property
+    def marked(self) -> int:
+        """The token marked with `mark` (-1: none)."""
+        return self._marked
+
+    def mark(self, index: int) -> None:
+        """Set token `index` apart (white on blue, bold): a token the person should look at,
+        such as where two replies part. One token at most: `set_records` clears the mark."""
+        if not 0 <= index < len(self._records) or self._marked >= 0:
+            return
+        start, end = self._starts[index]
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(start)
+        cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+        fmt = QTextCharFormat()
+        fmt.setBackground(QColor(*_MARK))
+        fmt.setForeground(QColor("white"))
+        fmt.setFontWeight(700)
+        cursor.mergeCharFormat(fmt)
+        self._marked = index
+        self.setAccessibleDescription(f"{len(self._records)} tokens; token {index + 1} marked")
 
     @Slot(QUrl)
     def _on_highlighted(self, url: QUrl) -> None:

@@ -56,6 +56,7 @@ class ExplorerController(QObject):
         self._settings = settings
         self._system_prompt = system_prompt
         self._explore_id = 0
+        self._where: str | None = None
         self._describe_id = 0
         self._describe_ids = iter(range(1, 2**62))
         explorer.exploreRequested.connect(self.explore_next)
@@ -110,9 +111,23 @@ class ExplorerController(QObject):
         messages = to_engine_messages(before, self._system_prompt())
         self._request(messages, tuple(r.token_id for r in data.records[:index]))
 
-    def _request(self, messages: tuple[Message, ...], continue_with: tuple[int, ...]) -> None:
+    @Slot(object, object, str)
+    def explore_messages(self, messages: object, continue_with: object, where: str) -> None:
+        """The distribution after explicit engine `messages` and reply tokens (a compared
+        reply that is not in the chat); `where` names the position for the person."""
+        if not isinstance(messages, tuple) or not isinstance(continue_with, tuple):
+            return
+        if self._state.model is None:
+            self._explorer.set_message("Load a model to explore its next token.")
+            return
+        self._request(messages, continue_with, where)
+
+    def _request(
+        self, messages: tuple[Message, ...], continue_with: tuple[int, ...], where: str = ""
+    ) -> None:
         if self._explore_id:
             self._inference.cancel(self._explore_id)
+        self._where = where or None
         self._explore_id = self._state.next_request_id()
         self._explorer.set_message("Reading the prompt…")
         self._inference.explore(self._explore_id, messages, continue_with)
@@ -123,7 +138,10 @@ class ExplorerController(QObject):
             return
         self._explore_id = 0
         self._explorer.set_settings(self._settings())
-        self._explorer.set_next_logits(result)
+        where = self._where
+        if where is not None:
+            where += f" (position {result.position:,}; {result.cached:,} tokens from the cache)"
+        self._explorer.set_next_logits(result, where)
         self._inference.report_cache()
 
     @Slot(int, str)
