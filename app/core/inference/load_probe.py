@@ -144,12 +144,21 @@ def _run_child(
         if outcome is not None and outcome[0] == "ok":
             return LoadVerdict("ok", "", use_extra_bufts, bool(outcome[1]))
         if outcome is not None and outcome[0] == "refused":
-            said = problems[-1] if problems else str(outcome[1])
+            said = _refusal(problems) or str(outcome[1])
             return LoadVerdict("refused", said.strip(), use_extra_bufts)
         return LoadVerdict("crashed", _crash_reason(child.exitcode, problems, stderr_path))
     finally:
         receiver.close()
         stderr_path.unlink(missing_ok=True)
+
+
+def _refusal(problems: list[str]) -> str:
+    """llama.cpp's reason for refusing a file: its "error loading model" line (which says
+    what is wrong) rather than the generic last one."""
+    for line in problems:
+        if "error loading model" in line:
+            return line.split("error loading model:", 1)[-1].strip()
+    return problems[-1] if problems else ""
 
 
 def _crash_reason(exitcode: int | None, problems: list[str], stderr_path: Path) -> str:
@@ -163,17 +172,33 @@ def _crash_reason(exitcode: int | None, problems: list[str], stderr_path: Path) 
             what = f"signal {-exitcode}"
     elif exitcode:
         what = f"exit status {exitcode}"
-    said = _last_line(stderr_path) or (problems[-1] if problems else "")
+    said = _last_line(stderr_path) or next(
+        (line for line in reversed(problems) if line.strip(" .\t")), ""
+    )
     return f"{what}: {said}" if said else what
 
 
 def _last_line(path: Path) -> str:
-    """The last line llama.cpp printed that says what went wrong (an assert, an error)."""
+    """The line llama.cpp printed last that says what went wrong: an assert first, then an
+    uncaught C++ exception, then any error; else its last line."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    for line in reversed(lines):
-        if "GGML_ASSERT" in line or "error" in line.lower() or "failed" in line.lower():
-            return line.strip()[:300]
-    return lines[-1].strip()[:300] if lines else ""
+    lines = [line.strip() for line in lines if line.strip(" .\t")]  # not progress dots
+    for wanted in (
+        lambda line: "GGML_ASSERT" in line or "GGML_ABORT" in line,
+        lambda line: "what():" in line or "terminate called" in line,
+        lambda line: "error" in line.lower() or "failed" in line.lower(),
+    ):
+        for line in reversed(lines):
+            if wanted(line):
+                return _short(line)
+    return _short(lines[-1]) if lines else ""
+
+
+def _short(line: str) -> str:
+    """A log line without the build folder's long path before the source file's name."""
+    if "/llama.cpp/" in line:
+        line = line.split("/llama.cpp/", 1)[1]
+    return line[:300]
