@@ -529,7 +529,7 @@ def value_mutants() -> list[Mutant]:
                 probe=n != 2**31 - 1,
             )
     add("tokens=short", _array_kv("tokenizer.ggml.tokens", lambda t: t[:-10]))
-    add("tokens=long", _array_kv("tokenizer.ggml.tokens", lambda t: t + ["x", "y", "z"]))
+    add("tokens=long", _array_kv("tokenizer.ggml.tokens", lambda t: [*t, "x", "y", "z"]))
     add("token_type=short", _array_kv("tokenizer.ggml.token_type", lambda t: t[:-10]))
     add("token_type=long", _array_kv("tokenizer.ggml.token_type", lambda t: [*t, 1, 1]))
     add("token_type/one=99", _array_kv("tokenizer.ggml.token_type", lambda t: [*t[:-1], 99]))
@@ -630,3 +630,22 @@ def corpus() -> tuple[Mutant, ...]:
     duplicates = {n for n in names if names.count(n) > 1}
     assert not duplicates, f"duplicate mutant names: {sorted(duplicates)}"
     return mutants
+
+
+# --- files that crash llama.cpp, one per way it dies -------------------------------------
+
+CRASHERS: dict[str, Edit] = {
+    # token_embd as I32: ggml's scheduler finds no backend for the lookup: GGML_ASSERT.
+    "abort": _tensor_data("token_embd.weight", _as_int32),
+    # attn_q as I32: a matrix multiply reads integers as floats past its buffers: SIGSEGV.
+    "segfault": _tensor_data("blk.0.attn_q.weight", _as_int32),
+    # a SentencePiece tokenizer without byte tokens: std::out_of_range escapes llama.cpp
+    # while tokenizing, and the C++ runtime aborts.
+    "exception": set_kv("tokenizer.ggml.model", "llama", GGUFValueType.STRING),
+}
+"""Files whose header Hearth accepts and that still end the process that loads them."""
+
+
+def write_crashing_gguf(path: Path, kind: str = "abort") -> Path:
+    """A tiny model that makes llama.cpp crash in the way `kind` names (see `CRASHERS`)."""
+    return write_tiny_gguf(path, edit=CRASHERS[kind])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import ModelLoadError
+from app.core.gguf_file import read_gguf_info
 from app.core.inference.kv_snapshot import llama_build_tag
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_probe_child import ProbeJob, probe_in_child
@@ -57,13 +58,20 @@ def checked_options(
 ) -> tuple[LoadOptions, list[str]]:
     """The options to load `path` with in this process, after the probe, and warnings.
 
+    The header is read first: a file it refuses (damaged, or with a value that would crash
+    llama.cpp) never reaches the probe. Warnings name values that load but make no sense
+    (the header's, then NaN or infinite outputs seen by the probe).
+
     Raises:
+        ModelFileError: The header is damaged, or holds a value llama.cpp would crash on
+            (the message names the key).
         ModelLoadError: The file crashed llama.cpp in the probe (loading it here would end
             the app); the message names the file, what happened and what to do.
     """
     path = Path(path)
     if not path.is_file():  # the load itself says what is wrong with the path
         return options, []
+    warnings = list(read_gguf_info(path).warnings)
     gpu = options.n_gpu_layers != 0
     key = file_key(path, llama_build_tag(), gpu)
     verdict = verdicts.get(key)
@@ -72,7 +80,7 @@ def checked_options(
         if verdict is not None:
             verdicts.put(key, verdict)
     if verdict is None:  # timed out: nothing known, load as asked
-        return options, []
+        return options, warnings
     if verdict.status == "crashed":
         raise ModelLoadError(
             f"{path.name} makes llama.cpp crash ({verdict.reason}), so Hearth did not load "
@@ -80,7 +88,6 @@ def checked_options(
             "pick another quantization of this model.",
             path=path,
         )
-    warnings = []
     if not verdict.finite:
         warnings.append(
             f"{path.name} computes NaN or infinite values: its weights look damaged, and "
@@ -186,13 +193,13 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     lines = [line.strip() for line in lines if line.strip(" .\t")]  # not progress dots
-    for wanted in (
-        lambda line: "GGML_ASSERT" in line or "GGML_ABORT" in line,
-        lambda line: "what():" in line or "terminate called" in line,
-        lambda line: "error" in line.lower() or "failed" in line.lower(),
+    for marks in (
+        ("GGML_ASSERT", "GGML_ABORT"),
+        ("what():", "terminate called"),
+        ("error", "failed"),
     ):
         for line in reversed(lines):
-            if wanted(line):
+            if any(mark in line.lower() for mark in map(str.lower, marks)):
                 return _short(line)
     return _short(lines[-1]) if lines else ""
 
