@@ -31,7 +31,14 @@ from app.core.gguf_file import read_gguf_info
 from app.core.inference.kv_snapshot import llama_build_tag
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_probe_child import ProbeJob, probe_in_child
-from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
+from app.core.machine.load_verdicts import (
+    LoadVerdict,
+    LoadVerdicts,
+    file_key,
+    nan_warning,
+    verdict_problem,
+)
+from app.core.machine.load_verdicts import probe_cache_dir as probe_cache_dir  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +51,6 @@ _SIGNAL_WORDS = {
     signal.SIGBUS: "a bus error",
     signal.SIGFPE: "an arithmetic fault",
 }
-
-
-def probe_cache_dir(default: Path) -> Path:
-    """Where verdicts are kept: `HEARTH_PROBE_CACHE` if set (tests share one), else
-    `default` (the app's cache folder)."""
-    override = os.environ.get("HEARTH_PROBE_CACHE")
-    return Path(override) if override else default
 
 
 def checked_options(
@@ -82,17 +82,9 @@ def checked_options(
     if verdict is None:  # timed out: nothing known, load as asked
         return options, warnings
     if verdict.status == "crashed":
-        raise ModelLoadError(
-            f"{path.name} makes llama.cpp crash ({verdict.reason}), so Hearth did not load "
-            "it. The file may be damaged or made for another llama.cpp: re-download it, or "
-            "pick another quantization of this model.",
-            path=path,
-        )
+        raise ModelLoadError(verdict_problem(path, verdict) or verdict.reason, path=path)
     if not verdict.finite:
-        warnings.append(
-            f"{path.name} computes NaN or infinite values: its weights look damaged, and "
-            "replies will be nonsense. Re-download it."
-        )
+        warnings.append(nan_warning(path))
     if verdict.loads and not verdict.use_extra_bufts and options.use_extra_bufts:
         log.info("%s: loading without extra buffer types (%s)", path.name, verdict.reason)
         options = replace(options, use_extra_bufts=False)
