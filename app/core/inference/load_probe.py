@@ -174,6 +174,8 @@ def _crash_reason(exitcode: int | None, problems: list[str], stderr_path: Path) 
     said = _last_line(stderr_path) or next(
         (line for line in reversed(problems) if line.strip(" .\t")), ""
     )
+    if exitcode == -signal.SIGABRT and ("what():" in said or "terminate called" in said):
+        what = "an error llama.cpp did not catch (a C++ exception)"
     return f"{what}: {said}" if said else what
 
 
