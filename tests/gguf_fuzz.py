@@ -11,9 +11,8 @@ Two kinds of mutants:
   vocabulary, token types out of range, vocabularies of the wrong length, NaN weights,
   integer tensors where floats belong...).
 
-`corpus()` lists them by name; `Mutant.write(path)` writes one. `probe` marks the
-representative set the default test run also loads in a child process; the rest are loaded
-only by the slow sweep.
+`corpus()` lists them by name; `Mutant.write(folder)` writes one. `CRASHERS` and
+`write_crashing_gguf` make files that crash llama.cpp in each way it dies.
 """
 
 from __future__ import annotations
@@ -39,13 +38,11 @@ U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
 
 @dataclass(frozen=True)
 class Mutant:
-    """One broken file: a unique name (a test id), how it is made, and whether the default
-    run probes it."""
+    """One broken file: a unique name (a test id) and how it is made."""
 
     name: str
     level: str  # "header" or "value"
     make: Callable[[Path], None]
-    probe: bool = False
 
     def write(self, folder: Path) -> Path:
         """Write the file into `folder`; return its path."""
@@ -220,11 +217,11 @@ def raw_tis(base: str = "f32") -> list[bytes]:
     return [raw[ti.start : ti.end] for ti in layout(base).tis]
 
 
-def _bytes_mutant(name: str, make: Callable[[], bytes], probe: bool = False) -> Mutant:
+def _bytes_mutant(name: str, make: Callable[[], bytes]) -> Mutant:
     def write(path: Path) -> None:
         path.write_bytes(make())
 
-    return Mutant(f"header/{name}", "header", write, probe)
+    return Mutant(f"header/{name}", "header", write)
 
 
 # --- header mutants ------------------------------------------------------------------------
@@ -235,16 +232,16 @@ def header_mutants() -> list[Mutant]:
     raw, lay = base_bytes("f32"), layout("f32")
     out: list[Mutant] = []
 
-    def add(name: str, data: bytes | Callable[[], bytes], probe: bool = False) -> None:
-        out.append(_bytes_mutant(name, data if callable(data) else (lambda d=data: d), probe))
+    def add(name: str, data: bytes | Callable[[], bytes]) -> None:
+        out.append(_bytes_mutant(name, data if callable(data) else (lambda d=data: d)))
 
     for magic in (b"GGUG", b"\0\0\0\0", b"FUGG", b"GGML", b"gguf"):
         add(f"magic={magic.hex()}", patched(raw, 0, magic))
     for version in (0, 1, 2, 4, 0x03000000, U32_MAX):
-        add(f"version={version}", patched(raw, 4, u32(version)), probe=version == 2)
+        add(f"version={version}", patched(raw, 4, u32(version)))
     n_t, n_kv = len(lay.tis), len(lay.kvs)
     for count in (0, n_t - 1, n_t + 1, 2**32, U64_MAX):
-        add(f"n_tensors={count}", patched(raw, 8, u64(count)), probe=count == n_t - 1)
+        add(f"n_tensors={count}", patched(raw, 8, u64(count)))
     for count in (0, n_kv - 1, n_kv + 1, 2**32, U64_MAX):
         add(f"n_kv={count}", patched(raw, 16, u64(count)))
 
@@ -302,8 +299,8 @@ def _structural_mutants() -> list[Mutant]:
     keys = [kv.key for kv in lay.kvs]
     out: list[Mutant] = []
 
-    def add(name: str, make: Callable[[], bytes], probe: bool = False) -> None:
-        out.append(_bytes_mutant(name, make, probe))
+    def add(name: str, make: Callable[[], bytes]) -> None:
+        out.append(_bytes_mutant(name, make))
 
     for key in ("general.architecture", f"{ARCH}.block_count", "tokenizer.ggml.tokens"):
         i = keys.index(key)
@@ -323,11 +320,9 @@ def _structural_mutants() -> list[Mutant]:
         "tokenizer.ggml.merges",
     ):
         i = keys.index(key)
-        probe = key in (f"{ARCH}.block_count", "tokenizer.ggml.tokens", "tokenizer.ggml.merges")
         add(
             f"missing_key/{key}",
             lambda i=i: assembled("f32", kvs[:i] + kvs[i + 1 :], tis),
-            probe,
         )
     for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"):
         i = keys.index(key)
@@ -336,7 +331,6 @@ def _structural_mutants() -> list[Mutant]:
         add(
             f"empty_array/{key}",
             lambda i=i, e=empty: assembled("f32", [*kvs[:i], e, *kvs[i + 1 :]], tis),
-            probe=True,
         )
     for value, vtype, payload in (
         ("0", 4, u32(0)),
@@ -350,14 +344,12 @@ def _structural_mutants() -> list[Mutant]:
         add(
             f"alignment={value}",
             lambda e=entry, a=align: assembled("f32", [*kvs, e], tis, alignment=a),
-            probe=value == "64",
         )
     for i in (0, 1, len(tis) - 1):
         name = lay.tis[i].name
         add(
             f"missing_tensor_info/{name}",
             lambda i=i: assembled("f32", kvs, tis[:i] + tis[i + 1 :]),
-            probe=i == 1,
         )
     add("duplicate_tensor_info", lambda: assembled("f32", kvs, [*tis, tis[-1]]))
     return out
@@ -378,8 +370,8 @@ def _tensor_info_mutants() -> list[Mutant]:
     raw, lay = base_bytes("f32"), layout("f32")
     out: list[Mutant] = []
 
-    def add(name: str, data: bytes, probe: bool = False) -> None:
-        out.append(_bytes_mutant(name, lambda d=data: d, probe))
+    def add(name: str, data: bytes) -> None:
+        out.append(_bytes_mutant(name, lambda d=data: d))
 
     matrix, embd, norm, last = (
         lay.ti("blk.0.attn_q.weight"),
@@ -387,17 +379,15 @@ def _tensor_info_mutants() -> list[Mutant]:
         lay.ti("blk.0.attn_norm.weight"),
         lay.tis[-1],
     )
-    same_size = {"I32", "F32"}
     for ti in (matrix, embd):
         for kind in ("I32", "I8", "I16", "I64", "F64", "F16", "BF16", "Q4_0", "Q8_0"):
             type_id = int(GGMLQuantizationType[kind])
-            probe = kind in same_size or (ti is matrix and kind in ("F16", "Q8_0", "I8"))
-            add(f"tensor_type/{ti.name}={kind}", patched(raw, ti.type_at, u32(type_id)), probe)
+            add(f"tensor_type/{ti.name}={kind}", patched(raw, ti.type_at, u32(type_id)))
         for type_id in (99, U32_MAX):
             add(f"tensor_type/{ti.name}={type_id}", patched(raw, ti.type_at, u32(type_id)))
     for kind in ("Q8_0", "I32", "F16"):
         type_id = int(GGMLQuantizationType[kind])
-        add(f"tensor_type/{norm.name}={kind}", patched(raw, norm.type_at, u32(type_id)), True)
+        add(f"tensor_type/{norm.name}={kind}", patched(raw, norm.type_at, u32(type_id)))
 
     for ti in (matrix, embd):
         add(f"n_dims/{ti.name}=0", patched(raw, ti.n_dims_at, u32(0)))
@@ -406,28 +396,28 @@ def _tensor_info_mutants() -> list[Mutant]:
         add(f"n_dims/{ti.name}=max", patched(raw, ti.n_dims_at, u32(U32_MAX)))
         dims_at = ti.n_dims_at + 4
         d0, d1 = ti.dims
-        add(f"dims/{ti.name}=0x{d1}", patched(raw, dims_at, u64(0)), probe=ti is matrix)
-        add(f"dims/{ti.name}={d0}x0", patched(raw, dims_at + 8, u64(0)), probe=ti is embd)
+        add(f"dims/{ti.name}=0x{d1}", patched(raw, dims_at, u64(0)))
+        add(f"dims/{ti.name}={d0}x0", patched(raw, dims_at + 8, u64(0)))
         add(f"dims/{ti.name}={d0 + 1}x{d1}", patched(raw, dims_at, u64(d0 + 1)))
-        add(f"dims/{ti.name}={d0 // 2}x{d1}", patched(raw, dims_at, u64(d0 // 2)), True)
-        add(f"dims/{ti.name}=swapped", patched(raw, dims_at, u64(d1) + u64(d0)), True)
+        add(f"dims/{ti.name}={d0 // 2}x{d1}", patched(raw, dims_at, u64(d0 // 2)))
+        add(f"dims/{ti.name}=swapped", patched(raw, dims_at, u64(d1) + u64(d0)))
         add(f"dims/{ti.name}=2^40", patched(raw, dims_at, u64(2**40)))
 
     for ti in (lay.tis[0], matrix, last):
         add(f"offset/{ti.name}=+1", patched(raw, ti.offset_at, u64(ti.offset + 1)))
-        add(f"offset/{ti.name}=+32", patched(raw, ti.offset_at, u64(ti.offset + 32)), True)
+        add(f"offset/{ti.name}=+32", patched(raw, ti.offset_at, u64(ti.offset + 32)))
         add(f"offset/{ti.name}=2^63", patched(raw, ti.offset_at, u64(2**63)))
     all_zero = raw
     for ti in lay.tis:
         all_zero = patched(all_zero, ti.offset_at, u64(0))
-    add("offset/all=0", all_zero, probe=True)
+    add("offset/all=0", all_zero)
 
     # Names: empty, a twin of another tensor's, undecodable, unknown to llama.cpp.
     add(f"tensor_name_length/{matrix.name}=0", patched(raw, matrix.start, u64(0)))
     twin = lay.ti("blk.0.attn_k.weight")
     add("tensor_name/twin", patched(raw, twin.start + 8, matrix.name.encode()))
     add("tensor_name/undecodable", patched(raw, matrix.start + 8, b"\xff\xfe\xfd"))
-    add("tensor_name/unknown", patched(raw, matrix.start + 8, b"blk.7"), probe=True)
+    add("tensor_name/unknown", patched(raw, matrix.start + 8, b"blk.7"))
     return out
 
 
@@ -437,11 +427,11 @@ def _tensor_info_mutants() -> list[Mutant]:
 Edit = Callable[[GGUFWriter], None]
 
 
-def _value_mutant(name: str, edit: Edit, base: str = "f32", probe: bool = True) -> Mutant:
+def _value_mutant(name: str, edit: Edit, base: str = "f32") -> Mutant:
     def write(path: Path) -> None:
         write_tiny_gguf(path, edit=edit, **BASES[base])  # type: ignore[arg-type]
 
-    return Mutant(f"value/{name}", "value", write, probe)
+    return Mutant(f"value/{name}", "value", write)
 
 
 def set_kv(key: str, value: object, vtype: GGUFValueType, sub: GGUFValueType | None = None) -> Edit:
@@ -489,11 +479,11 @@ def value_mutants() -> list[Mutant]:
     arr, strt = GGUFValueType.ARRAY, GGUFValueType.STRING
     out: list[Mutant] = []
 
-    def add(name: str, edit: Edit, base: str = "f32", probe: bool = True) -> None:
-        out.append(_value_mutant(name, edit, base, probe))
+    def add(name: str, edit: Edit, base: str = "f32") -> None:
+        out.append(_value_mutant(name, edit, base))
 
     for n in (0, 1, 3, 2**31, U32_MAX):
-        add(f"block_count={n}", _arch("block_count", n), probe=n != 1)
+        add(f"block_count={n}", _arch("block_count", n))
     for n in (0, 3, U32_MAX):
         add(f"head_count={n}", _arch("attention.head_count", n))
     for n in (0, 3, 64):
@@ -507,26 +497,24 @@ def value_mutants() -> list[Mutant]:
     ):
         add(f"per_layer/{label}", set_kv(f"{ARCH}.{key}", values, arr, u32t))
     for n in (0, 1, U32_MAX):
-        add(f"context_length={n}", _arch("context_length", n), probe=n != 1)
+        add(f"context_length={n}", _arch("context_length", n))
     add("embedding_length=0", _arch("embedding_length", 0))
     add("embedding_length=63", _arch("embedding_length", 63))
     add("feed_forward_length=0", _arch("feed_forward_length", 0))
     for value in (0.0, -1.0, -10000.0, float("nan"), float("inf")):
         add(f"rope.freq_base={value}", _arch("rope.freq_base", value, f32t))
     add("rope.dimension_count=0", _arch("rope.dimension_count", 0))
-    add("rope.dimension_count=4096", _arch("rope.dimension_count", 4096), probe=False)
+    add("rope.dimension_count=4096", _arch("rope.dimension_count", 4096))
     for value in (0.0, float("nan"), -1.0):
         add(
             f"rms_eps={value}",
             _arch("attention.layer_norm_rms_epsilon", value, f32t),
-            probe=value == 0.0,
         )
     for key in ("bos", "eos"):
         for n in (MIN_VOCAB, 2**31 - 1, U32_MAX):
             add(
                 f"{key}_token_id={n}",
                 set_kv(f"tokenizer.ggml.{key}_token_id", n, u32t),
-                probe=n != 2**31 - 1,
             )
     add("tokens=short", _array_kv("tokenizer.ggml.tokens", lambda t: t[:-10]))
     add("tokens=long", _array_kv("tokenizer.ggml.tokens", lambda t: [*t, "x", "y", "z"]))
@@ -542,17 +530,17 @@ def value_mutants() -> list[Mutant]:
     add("merges=no_space", _array_kv("tokenizer.ggml.merges", lambda m: [*m, "nospace"]))
     add("block_count_as=float32", _arch("block_count", 2.0, f32t))
     add("block_count_as=string", _arch("block_count", "2", strt))
-    add("block_count_as=int8", _arch("block_count", 2, GGUFValueType.INT8), probe=False)
-    add("block_count_as=uint64", _arch("block_count", 2, GGUFValueType.UINT64), probe=False)
+    add("block_count_as=int8", _arch("block_count", 2, GGUFValueType.INT8))
+    add("block_count_as=uint64", _arch("block_count", 2, GGUFValueType.UINT64))
     add("context_length_as=bool", _arch("context_length", True, GGUFValueType.BOOL))
-    add("freq_base_as=uint32", _arch("rope.freq_base", 10000, u32t), probe=False)
+    add("freq_base_as=uint32", _arch("rope.freq_base", 10000, u32t))
 
     nan, inf = float("nan"), float("inf")
     add("weights/token_embd=nan", _tensor_data("token_embd.weight", lambda a: a * nan))
     add("weights/output=nan", _tensor_data("output.weight", lambda a: a * nan))
     add("weights/output_one=inf", _tensor_data("output.weight", _set_first(inf)))
     add("weights/attn_norm=nan", _tensor_data("blk.0.attn_norm.weight", lambda a: a * nan))
-    add("weights/output_norm=0", _tensor_data("output_norm.weight", lambda a: a * 0), probe=False)
+    add("weights/output_norm=0", _tensor_data("output_norm.weight", lambda a: a * 0))
     add(
         "weights/f16_token_embd=inf",
         _tensor_data("token_embd.weight", lambda a: a + np.float16(inf)),
@@ -562,10 +550,10 @@ def value_mutants() -> list[Mutant]:
     add("tensor_as_i32/attn_q", _tensor_data("blk.0.attn_q.weight", _as_int32))
     add("tensor_as_i32/output_norm", _tensor_data("output_norm.weight", _as_int32))
     add("tensor_as_i8/attn_norm", _tensor_data("blk.0.attn_norm.weight", _as_int8))
-    add("tensor_as_f16/attn_norm", _tensor_data("blk.0.attn_norm.weight", _as_f16), probe=False)
+    add("tensor_as_f16/attn_norm", _tensor_data("blk.0.attn_norm.weight", _as_f16))
     add("missing_tensor/output_norm", _drop_tensor("output_norm.weight"))
     add("missing_tensor/ffn_down", _drop_tensor("blk.1.ffn_down.weight"))
-    add("missing_tensor/output", _drop_tensor("output.weight"), probe=False)
+    add("missing_tensor/output", _drop_tensor("output.weight"))
     add("tensor_shape/attn_k=transposed", _transpose("blk.0.attn_k.weight"))
     return out
 
