@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def write_tiny_gguf(
     split_count: int = 1,
     seed: int = 0,
     omit_tensors: tuple[str, ...] = (),
+    edit: Callable[[GGUFWriter], None] | None = None,
 ) -> Path:
     """Write a complete llama-architecture model with random weights and a byte-level BPE.
 
@@ -85,6 +87,9 @@ def write_tiny_gguf(
         split_count: Above 1, the split.* keys of a split model's first shard.
         seed: Seed of the random weights.
         omit_tensors: Tensor names to leave out (a well-formed file llama.cpp rejects).
+        edit: Called with the writer after every key and tensor is added, before anything
+            is written: it may change `writer.kv_data[0]` (key -> `GGUFValue`) and
+            `writer.tensors[0]` (name -> `TensorInfo`) to make a broken file.
 
     Returns:
         `path`.
@@ -108,6 +113,8 @@ def write_tiny_gguf(
         else:
             data = (rng.standard_normal(tensor_shape) * 0.02).astype(matrix_type)
         writer.add_tensor(tensor_name, data)
+    if edit is not None:
+        edit(writer)
     try:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()

@@ -13,7 +13,13 @@ if TYPE_CHECKING:
     from app.core.models.library import LibraryModel
 
 _NAME_WIDTH = 48
-_FIT_LABELS = {"fits": "fits", "tight": "tight", "too_big": "too big", "unknown": "?"}
+_FIT_LABELS = {
+    "fits": "fits",
+    "untried": "untried",
+    "tight": "tight",
+    "too_big": "too big",
+    "unknown": "?",
+}
 
 
 def register(sub: Any) -> None:
@@ -84,6 +90,7 @@ def table_lines(models: Sequence[LibraryModel]) -> list[str]:
     header = ("NAME", "QUANT", "SIZE", "CONTEXT", "SOURCE", "FIT")
     rows = [header]
     notes: list[str] = []
+    warnings: list[str] = []
     for model in models:
         name = model.name
         if model.is_projector:
@@ -96,6 +103,7 @@ def table_lines(models: Sequence[LibraryModel]) -> list[str]:
         if model.problem:
             fit = "problem"
             notes.append(f"  {model.path}: {model.problem}")
+        warnings += [f"  {model.path}: {warning}" for warning in model.warnings]
         rows.append(
             (
                 name,
@@ -112,4 +120,8 @@ def table_lines(models: Sequence[LibraryModel]) -> list[str]:
     ]
     if notes:
         lines += ["", "Files that cannot be used:", *notes]
+    if warnings:
+        lines += ["", "Files that load but look wrong:", *warnings]
+    if any(model.fit == "untried" for model in models):
+        lines += ["", "untried: fits in memory; not loaded with this llama.cpp yet."]
     return lines

@@ -31,6 +31,7 @@ from gguf import (
 )
 
 from app.core.errors import ModelFileError, UnsupportedModelError
+from app.core.gguf_checks import check_values
 from app.core.units import format_bytes
 
 SUPPORTED_VERSIONS = (2, 3)
@@ -80,7 +81,8 @@ class GGUFInfo:
     """What a GGUF header says about a model. Sizes are in bytes.
 
     `n_ff` (feed-forward width, 0 if unknown) and `tensors` (every tensor's size, in file
-    order) feed the memory estimate and the GPU offload planner.
+    order) feed the memory estimate and the GPU offload planner. `warnings` name values
+    that load but make no sense (`app.core.gguf_checks`), for a person.
     """
 
     path: Path
@@ -105,6 +107,7 @@ class GGUFInfo:
     split_count: int
     n_ff: int = 0
     tensors: tuple[TensorSize, ...] = field(default=(), repr=False)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,9 @@ def read_gguf_info(path: Path | str) -> GGUFInfo:
         ModelFileError: The file is missing, unreadable, not a GGUF, damaged or incomplete.
         UnsupportedModelError: A well-formed GGUF this build cannot run (GGUF version,
             architecture or tensor type unknown, or not a language model).
+
+    A value that would make llama.cpp crash (zero layers, say) is refused as a
+    `ModelFileError` naming the key; nonsense that loads is in `GGUFInfo.warnings`.
     """
     path = Path(path)
     file_size = _check_regular_file(path)
@@ -483,6 +489,8 @@ def _describe(
     default_head_dim = n_embd // n_head if n_head else 0
     tokens = metadata.get("tokenizer.ggml.tokens")
     token_list = tokens if isinstance(tokens, list) else []
+    n_vocab = len(token_list) or arch_int("vocab_size")
+    warnings = check_values(path, architecture, metadata, n_vocab)
     name = metadata.get("general.name")
     template = metadata.get("tokenizer.chat_template")
     return GGUFInfo(
@@ -501,13 +509,14 @@ def _describe(
         n_head_kv=arch_int("attention.head_count_kv", n_head),
         head_dim_k=arch_int("attention.key_length", default_head_dim),
         head_dim_v=arch_int("attention.value_length", default_head_dim),
-        n_vocab=len(token_list) or arch_int("vocab_size"),
+        n_vocab=n_vocab,
         chat_template=template if isinstance(template, str) else None,
         bos_token=_token_text(token_list, metadata.get("tokenizer.ggml.bos_token_id")),
         eos_token=_token_text(token_list, metadata.get("tokenizer.ggml.eos_token_id")),
         split_count=_as_int(metadata.get("split.count"), 1),
         n_ff=arch_int("feed_forward_length"),
         tensors=tuple(TensorSize(t.name, t.n_bytes, t.ggml_type.name, t.dims) for t in tensors),
+        warnings=warnings,
     )
 
 

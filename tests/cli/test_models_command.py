@@ -80,7 +80,7 @@ def test_models_json_describes_every_source(
         assert entry["quant"] == info.quant
         assert entry["size_bytes"] == path.stat().st_size
         assert entry["context_length"] == info.context_length
-        assert entry["fit"] in {"fits", "tight", "too_big", "unknown"}
+        assert entry["fit"] in {"fits", "untried", "tight", "too_big", "unknown"}
         assert entry["problem"] is None
     assert by_path[own]["name"] == "Own" and by_path[own]["deletable"] is True
     assert by_path[own]["has_chat_template"] is True
@@ -108,7 +108,7 @@ def test_models_table_is_readable(
     assert lines[0].split() == ["NAME", "QUANT", "SIZE", "CONTEXT", "SOURCE", "FIT"]
     chat = next(line for line in lines if line.startswith("Tiny Chat"))
     assert "F32" in chat and "2,048" in chat and "hearth" in chat
-    assert chat.split()[-1] in {"fits", "tight", "big", "?"}
+    assert chat.split()[-1] in {"fits", "untried", "tight", "big", "?"}
     vision = next(line for line in lines if line.startswith("Tiny Vision"))
     assert "[mmproj]" in vision and vision.endswith("projector")
     broken = next(line for line in lines if line.startswith("broken"))

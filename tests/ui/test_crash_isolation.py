@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from tests.gguf_factory import write_tiny_gguf
+from tests.gguf_fuzz import write_crashing_gguf
 from tests.ui import test_main_window
 from tests.ui.test_main_window import TIMEOUT_MS, MakeWindow, send, wait_reply_done
 
@@ -25,12 +25,12 @@ def test_a_crashing_model_is_refused_and_the_window_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HEARTH_PROBE_CACHE", str(tmp_path / "probe"))
-    bad = write_tiny_gguf(tmp_path / "no-layers.gguf", n_layer=0)
+    bad = write_crashing_gguf(tmp_path / "int-embeddings.gguf", "abort")
     window = make_window()
     with qtbot.waitSignal(window.modelLoadEnded, timeout=TIMEOUT_MS):
         window.load_model(bad)
     assert window.model is None
-    assert "no-layers.gguf" in window.notice_text
+    assert "int-embeddings.gguf" in window.notice_text
     assert "crash" in window.notice_text
     # The same window loads a good model and chats.
     window.load_model(starter_model)

@@ -27,10 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import ModelLoadError
+from app.core.gguf_file import read_gguf_info
 from app.core.inference.kv_snapshot import llama_build_tag
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_probe_child import ProbeJob, probe_in_child
-from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
+from app.core.machine.load_verdicts import (
+    LoadVerdict,
+    LoadVerdicts,
+    file_key,
+    nan_warning,
+    verdict_problem,
+)
+from app.core.machine.load_verdicts import probe_cache_dir as probe_cache_dir  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +53,25 @@ _SIGNAL_WORDS = {
 }
 
 
-def probe_cache_dir(default: Path) -> Path:
-    """Where verdicts are kept: `HEARTH_PROBE_CACHE` if set (tests share one), else
-    `default` (the app's cache folder)."""
-    override = os.environ.get("HEARTH_PROBE_CACHE")
-    return Path(override) if override else default
-
-
 def checked_options(
     path: Path | str, options: LoadOptions, verdicts: LoadVerdicts
 ) -> tuple[LoadOptions, list[str]]:
     """The options to load `path` with in this process, after the probe, and warnings.
 
+    The header is read first: a file it refuses (damaged, or with a value that would crash
+    llama.cpp) never reaches the probe. Warnings name values that load but make no sense
+    (the header's, then NaN or infinite outputs seen by the probe).
+
     Raises:
+        ModelFileError: The header is damaged, or holds a value llama.cpp would crash on
+            (the message names the key).
         ModelLoadError: The file crashed llama.cpp in the probe (loading it here would end
             the app); the message names the file, what happened and what to do.
     """
     path = Path(path)
     if not path.is_file():  # the load itself says what is wrong with the path
         return options, []
+    warnings = list(read_gguf_info(path).warnings)
     gpu = options.n_gpu_layers != 0
     key = file_key(path, llama_build_tag(), gpu)
     verdict = verdicts.get(key)
@@ -72,20 +80,11 @@ def checked_options(
         if verdict is not None:
             verdicts.put(key, verdict)
     if verdict is None:  # timed out: nothing known, load as asked
-        return options, []
+        return options, warnings
     if verdict.status == "crashed":
-        raise ModelLoadError(
-            f"{path.name} makes llama.cpp crash ({verdict.reason}), so Hearth did not load "
-            "it. The file may be damaged or made for another llama.cpp: re-download it, or "
-            "pick another quantization of this model.",
-            path=path,
-        )
-    warnings = []
+        raise ModelLoadError(verdict_problem(path, verdict) or verdict.reason, path=path)
     if not verdict.finite:
-        warnings.append(
-            f"{path.name} computes NaN or infinite values: its weights look damaged, and "
-            "replies will be nonsense. Re-download it."
-        )
+        warnings.append(nan_warning(path))
     if verdict.loads and not verdict.use_extra_bufts and options.use_extra_bufts:
         log.info("%s: loading without extra buffer types (%s)", path.name, verdict.reason)
         options = replace(options, use_extra_bufts=False)
@@ -144,12 +143,21 @@ def _run_child(
         if outcome is not None and outcome[0] == "ok":
             return LoadVerdict("ok", "", use_extra_bufts, bool(outcome[1]))
         if outcome is not None and outcome[0] == "refused":
-            said = problems[-1] if problems else str(outcome[1])
+            said = _refusal(problems) or str(outcome[1])
             return LoadVerdict("refused", said.strip(), use_extra_bufts)
         return LoadVerdict("crashed", _crash_reason(child.exitcode, problems, stderr_path))
     finally:
         receiver.close()
         stderr_path.unlink(missing_ok=True)
+
+
+def _refusal(problems: list[str]) -> str:
+    """llama.cpp's reason for refusing a file: its "error loading model" line (which says
+    what is wrong) rather than the generic last one."""
+    for line in problems:
+        if "error loading model" in line:
+            return line.split("error loading model:", 1)[-1].strip()
+    return problems[-1] if problems else ""
 
 
 def _crash_reason(exitcode: int | None, problems: list[str], stderr_path: Path) -> str:
@@ -163,17 +171,35 @@ def _crash_reason(exitcode: int | None, problems: list[str], stderr_path: Path) 
             what = f"signal {-exitcode}"
     elif exitcode:
         what = f"exit status {exitcode}"
-    said = _last_line(stderr_path) or (problems[-1] if problems else "")
+    said = _last_line(stderr_path) or next(
+        (line for line in reversed(problems) if line.strip(" .\t")), ""
+    )
+    if exitcode == -signal.SIGABRT and ("what():" in said or "terminate called" in said):
+        what = "an error llama.cpp did not catch (a C++ exception)"
     return f"{what}: {said}" if said else what
 
 
 def _last_line(path: Path) -> str:
-    """The last line llama.cpp printed that says what went wrong (an assert, an error)."""
+    """The line llama.cpp printed last that says what went wrong: an assert first, then an
+    uncaught C++ exception, then any error; else its last line."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    for line in reversed(lines):
-        if "GGML_ASSERT" in line or "error" in line.lower() or "failed" in line.lower():
-            return line.strip()[:300]
-    return lines[-1].strip()[:300] if lines else ""
+    lines = [line.strip() for line in lines if line.strip(" .\t")]  # not progress dots
+    for marks in (
+        ("GGML_ASSERT", "GGML_ABORT"),
+        ("what():", "terminate called"),
+        ("error", "failed"),
+    ):
+        for line in reversed(lines):
+            if any(mark in line.lower() for mark in map(str.lower, marks)):
+                return _short(line)
+    return _short(lines[-1]) if lines else ""
+
+
+def _short(line: str) -> str:
+    """A log line without the build folder's long path before the source file's name."""
+    if "/llama.cpp/" in line:
+        line = line.split("/llama.cpp/", 1)[1]
+    return line[:300]

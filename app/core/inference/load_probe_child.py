@@ -26,6 +26,7 @@ from app.core.llama_child import llama_capi, redirect_stderr
 PROBE_CONTEXT = 128
 PROBE_TEXT = b"Hello, how are you?"
 _WARN = 3  # ggml_log_level: warnings and errors are kept
+_CONT = 5  # ggml_log_level: the rest of the previous message (loading progress dots)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ProbeJob:
 def probe_in_child(conn: Connection, job: ProbeJob) -> None:
     """Entry point of the child: load, read a few tokens, report, exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _quiet_crashes()
     redirect_stderr(job.stderr_path)
     try:
         conn.send(_probe(conn, job))
@@ -51,11 +53,27 @@ def probe_in_child(conn: Connection, job: ProbeJob) -> None:
     os._exit(0)  # skip tearing down llama.cpp's backends: the answer is sent
 
 
+def _quiet_crashes() -> None:
+    """A crash here is expected now and then: no core file, and no backtrace (ggml runs
+    gdb for one on an abort, which takes seconds and writes to the terminal)."""
+    os.environ["GGML_NO_BACKTRACE"] = "1"
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):  # not on this system: a core file may appear
+        pass
+
+
 def _probe(conn: Connection, job: ProbeJob) -> tuple[Any, ...]:
     capi = llama_capi()
     pending = [""]
+    last_level = [0]
 
     def on_log(level: int, text: bytes | None, _user_data: Any) -> None:
+        if level == _CONT:
+            level = last_level[0]
+        last_level[0] = level
         pending[0] += (text or b"").decode("utf-8", errors="replace")
         while "\n" in pending[0]:
             line, pending[0] = pending[0].split("\n", 1)

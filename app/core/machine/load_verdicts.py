@@ -19,6 +19,7 @@ from typing import Literal
 log = logging.getLogger(__name__)
 
 VERDICTS_FILE = "load-verdicts.json"
+PROBE_CACHE_ENV = "HEARTH_PROBE_CACHE"
 Status = Literal["ok", "crashed", "refused"]
 
 
@@ -44,6 +45,37 @@ class LoadVerdict:
     def loads(self) -> bool:
         """True when the file is known to load."""
         return self.status == "ok"
+
+
+def nan_warning(path: Path) -> str:
+    """The warning for a model whose outputs held NaN or infinity when it was tried."""
+    return (
+        f"{path.name} computes NaN or infinite values: its weights or settings look damaged, "
+        "and replies will be nonsense. Re-download it."
+    )
+
+
+def verdict_problem(path: Path, verdict: LoadVerdict) -> str | None:
+    """Why a file the probe tried cannot be used, for a person; None when it loaded."""
+    if verdict.status == "crashed":
+        return (
+            f"{path.name} makes llama.cpp crash ({verdict.reason}), so Hearth did not load "
+            "it. The file may be damaged or made for another llama.cpp: re-download it, or "
+            "pick another quantization of this model."
+        )
+    if verdict.status == "refused":
+        return (
+            f"llama.cpp could not load {path.name} ({verdict.reason or 'no reason given'}): "
+            "re-download it, or pick another quantization of this model."
+        )
+    return None
+
+
+def probe_cache_dir(default: Path) -> Path:
+    """Where verdicts are kept: `HEARTH_PROBE_CACHE` if set (tests share one), else
+    `default` (the app's cache folder)."""
+    override = os.environ.get(PROBE_CACHE_ENV)
+    return Path(override) if override else default
 
 
 def file_key(path: Path, build: str, gpu: bool) -> str:

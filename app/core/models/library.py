@@ -1,5 +1,10 @@
 """The local model library: every GGUF on this machine, described, with whether it fits.
 
+A model "fits" only when its memory needs fit this machine and the load probe has loaded it
+with this llama.cpp (`app.core.machine.load_verdicts`); until then it is "untried". Files
+that crashed or were refused by llama.cpp are listed with the reason, and values that load
+but make no sense (`app.core.gguf_checks`, NaN outputs) as warnings.
+
 Models come from Hearth's models folder (with the starter model), folders the person
 added, the Hugging Face cache and the model folders of LM Studio, GPT4All and Ollama
 (`app.core.models.model_sources`); nothing is copied or moved. Each file's header is read once
@@ -26,6 +31,12 @@ from typing import Any
 
 from app.core.errors import HearthError, ModelFileError, UnsupportedModelError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.machine.load_verdicts import (
+    LoadVerdicts,
+    nan_warning,
+    probe_cache_dir,
+    verdict_problem,
+)
 from app.core.machine.memory import estimate_memory
 from app.core.models.model_sources import (
     ModelCandidate,
@@ -46,7 +57,7 @@ FITS_SHARE = 0.8
 """A model "fits" when it needs at most this share of the memory available."""
 FOLDERS_FILE_NAME = "library_folders.json"
 HEADER_CACHE_FILE_NAME = "library_headers.json"
-_HEADER_CACHE_VERSION = 1
+_HEADER_CACHE_VERSION = 2  # 2: warnings, and values that crash llama.cpp are problems
 _SPLIT_NAME = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
 _PROJECTOR_MARK = "mmproj"
 _PROJECTOR_ARCH = "clip"
@@ -78,9 +89,13 @@ class LibraryModel:
             "ollama".
         deletable: Hearth downloaded or made it (provenance), or it is the starter.
         repo_id: The Hub repo when known.
-        fit: "fits", "tight", "too_big" or "unknown" for this machine.
+        fit: "fits" (memory to spare, and known to load with this llama.cpp), "untried"
+            (memory to spare, never loaded yet), "tight", "too_big" or "unknown".
         memory_needed: Estimated bytes to run it at the default context; 0 if unknown.
-        problem: Why the file cannot be used (damaged, truncated...), else None.
+        problem: Why the file cannot be used (damaged, truncated, crashed llama.cpp...),
+            else None.
+        warnings: Values that load but make no sense (a rope base of 0, token ids outside
+            the vocabulary, NaN outputs), for a person; empty when none.
     """
 
     path: Path
@@ -99,12 +114,14 @@ class LibraryModel:
     fit: str
     memory_needed: int
     problem: str | None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (paths as text)."""
         data = asdict(self)
         data["path"] = str(self.path)
         data["files"] = [str(file) for file in self.files]
+        data["warnings"] = list(self.warnings)
         return data
 
 
@@ -216,6 +233,7 @@ def scan_library(
     roots: SourceRoots | None = None,
     machine: MachineMemory | None = None,
     read_header: HeaderReader = read_gguf_info,
+    verdicts: LoadVerdicts | None = None,
 ) -> list[LibraryModel]:
     """Every model on this machine, sorted by name. Never raises for a bad file: such
     files are listed with `problem` set.
@@ -228,6 +246,7 @@ def scan_library(
         roots: Where those apps keep models; None for this machine's (`source_roots()`).
         machine: Memory to judge the fit against; None to measure it now.
         read_header: Reads one header (tests count calls).
+        verdicts: What the load probe found per file; None for the app's cache.
     """
     folders = LibraryFolders(paths.config).list() if extra_folders is None else extra_folders
     candidates = _hearth_candidates(paths)
@@ -239,7 +258,9 @@ def scan_library(
     machine = machine if machine is not None else MachineMemory.measure()
     origins = read_origins(paths.models) if paths.models.is_dir() else {}
     cache = _HeaderCache(paths.cache / HEADER_CACHE_FILE_NAME, read_header)
-    models = [_describe(group, cache, origins, machine) for group in groups]
+    if verdicts is None:
+        verdicts = LoadVerdicts(probe_cache_dir(paths.cache))
+    models = [_describe(group, cache, origins, machine, verdicts) for group in groups]
     cache.save()
     return sorted(models, key=lambda m: (m.name.casefold(), str(m.path)))
 
@@ -424,10 +445,15 @@ class _HeaderFacts:
     memory_needed: int = 0  # this file alone at the default context
     problem: str | None = None
     unsupported: bool = False  # the problem is "well-formed but not runnable"
+    warnings: tuple[str, ...] = ()
 
 
 def _describe(
-    group: _Group, cache: _HeaderCache, origins: dict[Path, Origin], machine: MachineMemory
+    group: _Group,
+    cache: _HeaderCache,
+    origins: dict[Path, Origin],
+    machine: MachineMemory,
+    verdicts: LoadVerdicts,
 ) -> LibraryModel:
     ordered = [group.shards[i] for i in sorted(group.shards)]
     first = ordered[0]
@@ -458,7 +484,15 @@ def _describe(
     if extra and facts.tensor_bytes:
         n_params = round(n_params * (facts.tensor_bytes + extra) / facts.tensor_bytes)
     memory = facts.memory_needed + extra if facts.memory_needed and not is_projector else 0
+    warnings = facts.warnings
+    verdict = None if problem or is_projector else verdicts.for_file(first.path)
+    if verdict is not None:
+        problem = verdict_problem(first.path, verdict)
+        if verdict.loads and not verdict.finite:
+            warnings = (*warnings, nan_warning(first.path))
     fit = "unknown" if problem or is_projector else fit_verdict(memory, *_machine(machine))
+    if fit == "fits" and (verdict is None or not verdict.loads):
+        fit = "untried"
     origin_list = [origins.get(_real(path)) for path in files]
     is_starter = first.source == "starter"
     deletable = is_starter or (first.source == "hearth" and all(origin_list))
@@ -480,6 +514,7 @@ def _describe(
         fit=fit,
         memory_needed=memory,
         problem=problem,
+        warnings=warnings,
     )
 
 
@@ -534,6 +569,7 @@ def _read_facts(path: Path, read_header: HeaderReader) -> _HeaderFacts:
         has_chat_template=bool(info.chat_template),
         is_projector=info.architecture == _PROJECTOR_ARCH,
         memory_needed=memory,
+        warnings=info.warnings,
     )
 
 
@@ -598,6 +634,7 @@ class _HeaderCache:
         ):
             try:
                 facts = _HeaderFacts(**entry["facts"])
+                facts = replace(facts, warnings=tuple(facts.warnings))  # a list in JSON
             except (TypeError, KeyError):
                 facts = None
             if facts is not None:

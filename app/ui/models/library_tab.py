@@ -40,12 +40,16 @@ log = logging.getLogger(__name__)
 
 FIT_TEXT = {
     "fits": "Fits",
+    "untried": "Not tried yet",
     "tight": "Tight",
     "too_big": "Too big",
     "unknown": "?",
 }
 FIT_TIPS = {
-    "fits": "Fits in this machine's free memory with room to spare.",
+    "fits": "Fits in this machine's free memory with room to spare, and loads with this "
+    "version of llama.cpp.",
+    "untried": "Fits in this machine's free memory; Hearth has not loaded it with this version "
+    "of llama.cpp yet (the first load tries it safely in a separate process).",
     "tight": "Just fits: close other programs, or use a smaller context.",
     "too_big": "Needs more memory than this machine has free.",
     "unknown": "The file's header could not be read, so its needs are unknown.",
@@ -68,12 +72,23 @@ def bits_per_weight(size_bytes: int, n_params: int) -> float | None:
     return size_bytes * 8 / n_params if n_params > 0 else None
 
 
+def fit_text(model: LibraryModel) -> str:
+    """The "Fits" column: broken, or the fit verdict, marked when a value looks wrong."""
+    if model.problem:
+        return "Broken"
+    text = FIT_TEXT.get(model.fit, model.fit)
+    return f"{text} ⚠" if model.warnings else text
+
+
 def details_html(model: LibraryModel) -> str:
     """The details pane's text for one model."""
     esc = html.escape
     lines = [f"<b>{esc(model.name)}</b>"]
     if model.problem:
         lines.append(f"<span style='color:#c0392b'>{esc(model.problem)}</span>")
+    lines.extend(
+        f"<span style='color:#b9770e'>Warning: {esc(warning)}</span>" for warning in model.warnings
+    )
     facts = [
         f"Architecture: {esc(model.architecture or 'unknown')}",
         f"Quantization: {esc(model.quant or 'unknown')}",
@@ -297,7 +312,7 @@ class LibraryTab(QWidget):
                     format_bytes(model.size_bytes),
                     f"{model.context_length:,}" if model.context_length else "",
                     SOURCE_TEXT.get(model.source, model.source),
-                    "Broken" if model.problem else FIT_TEXT.get(model.fit, model.fit),
+                    fit_text(model),
                 ]
             )
             item.setData(0, _MODEL_ROLE, model)
@@ -305,7 +320,7 @@ class LibraryTab(QWidget):
             item.setData(3, _SortableItem.KEY, model.size_bytes)
             item.setData(4, _SortableItem.KEY, model.context_length)
             item.setToolTip(0, str(model.path))
-            tip = model.problem or FIT_TIPS.get(model.fit, "")
+            tip = model.problem or "\n".join(model.warnings) or FIT_TIPS.get(model.fit, "")
             item.setToolTip(6, tip)
             if model.is_projector:
                 item.setText(1, f"{model.quant} · projector")

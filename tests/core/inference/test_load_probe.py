@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.errors import ModelLoadError
+from app.core.errors import ModelFileError, ModelLoadError
 from app.core.inference.engine import Engine
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_probe import checked_options
@@ -15,13 +15,14 @@ from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
 from app.core.machine.load_verdicts import LoadVerdicts
 from tests.gguf_factory import write_tiny_gguf
+from tests.gguf_fuzz import write_crashing_gguf
 
 CPU = LoadOptions(n_ctx=256, n_gpu_layers=0, n_threads=1)
 
 
 def crashing_model(tmp_path: Path) -> Path:
-    """A GGUF whose header Hearth accepts but whose zero layers make llama.cpp abort."""
-    return write_tiny_gguf(tmp_path / "no-layers.gguf", n_layer=0)
+    """A GGUF whose header Hearth accepts but whose integer embeddings make llama.cpp abort."""
+    return write_crashing_gguf(tmp_path / "int-embeddings.gguf", "abort")
 
 
 def test_a_model_that_aborts_llama_cpp_is_refused_with_the_reason(tmp_path: Path) -> None:
@@ -30,7 +31,7 @@ def test_a_model_that_aborts_llama_cpp_is_refused_with_the_reason(tmp_path: Path
     with pytest.raises(ModelLoadError) as caught:
         checked_options(path, CPU, verdicts)
     message = caught.value.message
-    assert "no-layers.gguf" in message
+    assert "int-embeddings.gguf" in message
     assert "crash" in message and "re-download" in message
     assert "abort" in message or "GGML_ASSERT" in message  # llama.cpp's own words
     verdict = verdicts.for_file(path)
@@ -73,3 +74,25 @@ def test_a_changed_file_is_probed_again(tmp_path: Path) -> None:
     assert verdicts.for_file(path) is None
     checked_options(path, CPU, verdicts)
     assert verdicts.for_file(path) == first
+
+
+def test_zero_layers_are_refused_by_the_header_before_any_child_runs(tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "no-layers.gguf", n_layer=0)
+    verdicts = LoadVerdicts(tmp_path / "cache")
+    with pytest.raises(ModelFileError) as caught:
+        checked_options(path, CPU, verdicts)
+    message = caught.value.message
+    assert "no-layers.gguf" in message and "llama.block_count = 0" in message
+    assert "download it again" in message
+    assert verdicts.for_file(path) is None  # refused before the probe: nothing was tried
+
+
+@pytest.mark.parametrize("kind", ["segfault", "exception"])
+def test_every_way_llama_cpp_dies_is_a_refusal_with_the_reason(tmp_path: Path, kind: str) -> None:
+    path = write_crashing_gguf(tmp_path / f"{kind}.gguf", kind)
+    verdicts = LoadVerdicts(tmp_path / "cache")
+    with pytest.raises(ModelLoadError) as caught:
+        checked_options(path, CPU, verdicts)
+    expected = {"segfault": "segmentation fault", "exception": "unordered_map"}[kind]
+    assert expected in caught.value.message
+    assert "...." not in caught.value.message  # llama.cpp's progress dots are no reason

@@ -12,6 +12,7 @@ import pytest
 
 from app.core.errors import HearthError, ModelFileError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
 from app.core.machine.memory import estimate_memory
 from app.core.models.library import (
     HEADER_CACHE_FILE_NAME,
@@ -54,9 +55,20 @@ def scan(paths: AppPaths, home: Path, **kwargs: object) -> list[LibraryModel]:
     options: dict[str, object] = {
         "roots": source_roots(home, env={}, platform="linux"),
         "machine": PLENTY,
+        "verdicts": verdicts(paths),
     }
     options.update(kwargs)
     return scan_library(paths, **options)  # type: ignore[arg-type]
+
+
+def verdicts(paths: AppPaths) -> LoadVerdicts:
+    """The load verdicts `scan` reads (a folder of the test's own)."""
+    return LoadVerdicts(paths.cache / "verdicts")
+
+
+def mark_loads(paths: AppPaths, path: Path) -> None:
+    """Record that the load probe loaded `path` (as `checked_options` does)."""
+    verdicts(paths).put(file_key(path, "test build", gpu=False), LoadVerdict("ok"))
 
 
 def by_name(models: list[LibraryModel]) -> dict[str, LibraryModel]:
@@ -72,6 +84,7 @@ def test_models_folder_entries_describe_their_headers(paths: AppPaths, home: Pat
         chat_template=CHATML_TEMPLATE,
     )
     f16 = write_tiny_gguf(paths.models / "beta.gguf", name="Beta", dtype="f16")
+    mark_loads(paths, f32)
 
     models = scan(paths, home)
 
@@ -89,6 +102,7 @@ def test_models_folder_entries_describe_their_headers(paths: AppPaths, home: Pat
     assert alpha.problem is None and not alpha.is_projector
     assert alpha.memory_needed == estimate_memory(info, 512).total
     assert alpha.fit == "fits"
+    assert beta.fit == "untried"  # it fits in memory, but was never loaded yet
     assert local_models(paths) == [f16, f32]
 
 
@@ -98,7 +112,7 @@ def test_to_dict_is_json_with_the_contract_fields(paths: AppPaths, home: Path) -
     assert set(data) == {
         "path", "name", "architecture", "n_params", "quant", "size_bytes", "context_length",
         "has_chat_template", "is_projector", "source", "deletable", "repo_id", "fit",
-        "memory_needed", "files", "problem",
+        "memory_needed", "files", "problem", "warnings",
     }  # fmt: skip
     assert data["path"] == str(path) and data["files"] == [str(path)]
 
@@ -343,7 +357,7 @@ def test_fit_verdict_thresholds(needed: int, ram: int, vram: tuple[int, ...], ve
 
 
 def test_fit_follows_the_machine_it_is_given(paths: AppPaths, home: Path) -> None:
-    write_tiny_gguf(paths.models / "m.gguf", context_length=8192)
+    mark_loads(paths, write_tiny_gguf(paths.models / "m.gguf", context_length=8192))
     (generous,) = scan(paths, home)
     needed = generous.memory_needed
     info = read_gguf_info(paths.models / "m.gguf")
