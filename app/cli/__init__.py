@@ -21,13 +21,14 @@ from app.cli import (
     quantize,
     repair,
     self_test,
+    serve,
     starter,
     tokenize,
     transfer,
 )
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub, repair, tokenize)
+COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub, repair, tokenize, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.errors import (
+    ContextOverflowError,
     EngineStateError,
     InvalidSettingError,
     LoadCancelled,
@@ -45,7 +46,13 @@ from app.core.inference.kv_snapshot import KVSnapshot, llama_build_tag, model_ke
 from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
 from app.core.inference.messages import Message
 from app.core.inference.next_logits import NextLogits, texts_for
-from app.core.inference.prompt import ChatTemplate, OverflowPolicy, PromptPlan, plan_prompt
+from app.core.inference.prompt import (
+    ChatTemplate,
+    OverflowPolicy,
+    PromptPlan,
+    plan_prompt,
+    reply_budget,
+)
 from app.core.inference.prompt_parts import PromptParts, describe_prompt
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
@@ -292,6 +299,18 @@ class Engine:
         """Readable text of one token (bytes that are not whole UTF-8 shown as escapes)."""
         return self._vocabulary().token_text(token_id)
 
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The loaded model's vocabulary (tokens, token bytes, end of turn, template)."""
+        return self._vocabulary()
+
+    @property
+    def model_handle(self) -> Any:
+        """The `llama_model` pointer, for another context on the same weights (the API
+        server's batch, `app.core.inference.batch`); valid until `close()`."""
+        self._require()
+        return self._model
+
     def _vocabulary(self) -> Vocabulary:
         self._require()
         assert self._vocab is not None
@@ -329,13 +348,15 @@ class Engine:
         policy: OverflowPolicy = OverflowPolicy.STOP,
         top_n: int = TOP_N,
         continue_with: Sequence[int] = (),
+        grammar: str | None = None,
     ) -> Iterator[GenerationEvent]:
         """Stream the assistant's reply to `messages` as events, ending with `GenerationDone`.
 
         Each `TokenEvent` carries the `top_n` (0 to 20) most likely alternatives.
         `continue_with` are token ids the reply starts with, already decided (a branch at
         a chosen token): they are read like the prompt (from the KV cache where it holds
-        them) and the events and the reply text cover only what follows.
+        them) and the events and the reply text cover only what follows. `grammar` (GBNF,
+        root rule `root`) constrains the reply.
 
         Raises (before any event): ContextOverflowError, ChatTemplateError, EngineStateError,
         InvalidSettingError (top_n out of range).
@@ -356,10 +377,43 @@ class Engine:
             return iter((GenerationDone.cancelled_before_prompt(),))
         if continue_with:
             plan = replace(plan, tokens=plan.tokens + tuple(int(t) for t in continue_with))
-        return self._run(plan, holder, cancel)
+        return self._run(plan, holder, cancel, grammar)
+
+    def complete(
+        self,
+        prompt: str,
+        settings: SamplingSettings | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        grammar: str | None = None,
+        top_n: int = TOP_N,
+    ) -> Iterator[GenerationEvent]:
+        """Stream the continuation of raw prompt text (no chat template), like `generate`.
+
+        Raises (before any event): ContextOverflowError, EngineStateError.
+        """
+        self._require()
+        assert self._probs is not None
+        self._probs.top_n = max(0, min(top_n, MAX_TOP_N))
+        holder = SettingsHolder(settings)
+        tokens = self.tokenize_prompt(prompt)
+        budget = reply_budget(holder.get().max_tokens, self.n_ctx)
+        if not tokens or len(tokens) + budget > self.n_ctx:
+            raise ContextOverflowError(
+                f"The prompt needs {len(tokens):,} tokens plus {budget:,} for the reply, but "
+                f"the context holds {self.n_ctx:,}. Shorten it or lower max tokens.",
+                needed=len(tokens) + budget,
+                limit=self.n_ctx,
+            )
+        plan = PromptPlan(tuple(tokens), (), (), budget)
+        return self._run(plan, holder, cancel or threading.Event(), grammar)
 
     def _run(
-        self, plan: PromptPlan, holder: SettingsHolder, cancel: threading.Event
+        self,
+        plan: PromptPlan,
+        holder: SettingsHolder,
+        cancel: threading.Event,
+        grammar: str | None = None,
     ) -> Iterator[GenerationEvent]:
         t_start = time.perf_counter()
         self._busy = True
@@ -404,7 +458,7 @@ class Engine:
                     if chain is None or (
                         current is not chain.settings and current != chain.settings
                     ):
-                        chain = self._rebuild_chain(chain, current, seed)
+                        chain = self._rebuild_chain(chain, current, seed, grammar, generated)
                         reply.set_stops(current.stop + self._template.extra_stops)
                     assert logits_row is not None
                     if from_saved:
@@ -477,12 +531,22 @@ class Engine:
         return overlap_pays(loaded.n_threads, loaded.n_gpu_layers)
 
     def _rebuild_chain(
-        self, old: SamplerChain | None, settings: SamplingSettings, seed: int
+        self,
+        old: SamplerChain | None,
+        settings: SamplingSettings,
+        seed: int,
+        grammar: str | None = None,
+        generated: Sequence[int] = (),
     ) -> SamplerChain:
         if old is not None:
             old.close()
-        chain = SamplerChain(settings, seed, self._n_vocab, self.n_ctx)
+        vocab = self._vocab.pointer if self._vocab is not None else None
+        chain = SamplerChain(
+            settings, seed, self._n_vocab, self.n_ctx, grammar=grammar, vocab=vocab
+        )
         chain.remember(self._kv_tokens)
+        if grammar is not None:
+            chain.replay_grammar(generated)
         return chain
 
     def _reuse_prefix(self, prompt: list[int]) -> int:
