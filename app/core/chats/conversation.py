@@ -203,6 +203,8 @@ def to_engine_messages(
 
 def reply_end(stats: GenerationStats) -> ReplyEnd:
     """The status a finished generation leaves its reply in."""
+    if stats.stop_reason is StopReason.INTERRUPTED:
+        return "interrupted"  # a remote server's stream broke mid-reply
     return "cancelled" if stats.stop_reason is StopReason.CANCELLED else "complete"
 
 
