@@ -348,8 +348,7 @@ class RemoteBackend:
             request = self._streaming.build_request(
                 "POST", "/chat/completions", json=body, extensions={"trace": closer.trace}
             )
-            with explained(self.endpoint):
-                response = self._streaming.send(request, stream=True)
+            response = self._streaming.send(request, stream=True)  # errors: see _stream
             if response.status_code < 400:
                 return response, body
             try:
