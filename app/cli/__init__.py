@@ -19,6 +19,7 @@ from app.cli import (
     models,
     next,
     quantize,
+    remote,
     repair,
     self_test,
     serve,
@@ -28,7 +29,20 @@ from app.cli import (
 )
 from app.cli.common import Parser, UsageError, data_dir_options
 
-COMMANDS = (chat, next, starter, transfer, doctor, models, quantize, hub, repair, tokenize, serve)
+COMMANDS = (
+    chat,
+    next,
+    starter,
+    transfer,
+    doctor,
+    models,
+    quantize,
+    hub,
+    repair,
+    tokenize,
+    serve,
+    remote,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,6 +77,21 @@ def register(sub: Any) -> None:
         help="show each token's probability and its N (0-20) most likely alternatives: "
         "a table after the reply, or `logprobs` (OpenAI shape) in the --json line",
     )
+    remote = gen.add_argument_group(
+        "a model on a server (vLLM, SGLang, llama-server, Ollama, Hearth)"
+    )
+    remote.add_argument(
+        "--backend",
+        metavar="URL_OR_NAME",
+        help="an OpenAI-compatible server's base URL (http://host:8000/v1) or a saved "
+        "connection's name; --model then names the server's model (default: its first)",
+    )
+    remote.add_argument(
+        "--api-key-env", metavar="VAR", help="read the server's API key from this variable"
+    )
+    remote.add_argument(
+        "--ca-bundle", metavar="FILE", help="trust the server's TLS certificate authority in FILE"
+    )
     parents = [data_dir_options(), model_options(), gen]
     ask = sub.add_parser("ask", parents=parents, help="one reply, streamed to stdout")
     ask.add_argument("prompt", metavar="PROMPT")
@@ -113,6 +128,11 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _load_engine(args: argparse.Namespace) -> Any:
+    if args.backend:
+        from app.cli.remote import connect_backend
+
+        settings = _settings(args)
+        return connect_backend(args), settings
     from app.core.inference.engine import Engine
     from app.core.inference.load_options import LoadOptions
     from app.core.inference.load_probe import checked_options, probe_cache_dir
@@ -197,6 +217,8 @@ def _reply(
             elif isinstance(event, GenerationDone):
                 out.write(event.tail + "\n")
                 out.flush()
+                if event.note:
+                    print(f"hearth: warning: {event.note}", file=sys.stderr)
                 if args.json:
                     stats = event.stats.to_dict()
                     record = {
@@ -254,7 +276,12 @@ def _ask(args: argparse.Namespace) -> int:
         messages = ([Message("system", args.system)] if args.system else []) + [
             Message("user", args.prompt)
         ]
-        if args.show_prompt:
+        if args.show_prompt and args.backend:
+            print(
+                "hearth: note: --show-prompt needs a local model (the server renders the prompt)",
+                file=sys.stderr,
+            )
+        elif args.show_prompt:
             parts = describe_prompt(
                 engine.vocabulary,
                 messages,

@@ -43,6 +43,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="skip the Hugging Face cache and the other apps' folders",
     )
+    cmd.add_argument(
+        "--remote",
+        action="store_true",
+        help="list the models of each saved connection (hearth connections) instead",
+    )
     cmd.set_defaults(handler=run)
 
 
@@ -52,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     from app.core.models.library import LibraryFolders, scan_library
 
+    if args.remote:
+        from app.cli.remote import print_remote_models
+
+        return print_remote_models(args)
     paths = open_paths(args)
     folders = LibraryFolders(paths.config)
     if args.add_folder or args.remove_folder or args.folders:

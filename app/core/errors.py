@@ -110,3 +110,78 @@ class ReadOnlyStorageError(HearthError):
 
     Reading still works: open the store with `read_only=True`.
     """
+
+
+class RemoteError(HearthError):
+    """A remote OpenAI-compatible server could not be reached or refused a request.
+
+    `endpoint` is the base URL it concerns.
+    """
+
+    def __init__(self, message: str, *, endpoint: str = "") -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class RemoteUnreachableError(RemoteError):
+    """Nothing answers at the endpoint's address (refused, no route, connect timeout)."""
+
+
+class RemoteDNSError(RemoteUnreachableError):
+    """The endpoint's host name does not resolve."""
+
+
+class RemoteTLSError(RemoteError):
+    """The TLS handshake failed; `problem` names the certificate problem."""
+
+    def __init__(self, message: str, *, endpoint: str = "", problem: str = "") -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.problem = problem
+
+
+class RemoteAuthError(RemoteError):
+    """The server refused the API key (401) or the key may not do this (403)."""
+
+    def __init__(self, message: str, *, endpoint: str = "", status: int = 401) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.status = status
+
+
+class RemoteModelNotFoundError(RemoteError):
+    """The server does not serve the model asked for (404)."""
+
+
+class RemoteRateLimitError(RemoteError):
+    """The server asks to slow down (429); `retry_after` in seconds when it said."""
+
+    def __init__(
+        self, message: str, *, endpoint: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.retry_after = retry_after
+
+
+class RemoteServerError(RemoteError):
+    """The server failed (5xx) or answered with something that is not the API (`status`)."""
+
+    def __init__(self, message: str, *, endpoint: str = "", status: int = 0) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.status = status
+
+
+class RemoteRequestError(RemoteServerError):
+    """The server refused the request itself (400/422: a value it does not accept, a
+    prompt longer than its context)."""
+
+
+class RemoteTimeoutError(RemoteError):
+    """The server accepted the request but sent nothing before the time limit."""
+
+
+class RemoteStreamCutError(RemoteError):
+    """The connection broke before the reply's first token (after it, the partial reply is
+    kept and ends as interrupted instead)."""
+
+
+class ConnectionSettingsError(HearthError):
+    """A saved connection (name, URL, key, CA bundle) is missing or not valid."""

@@ -30,6 +30,8 @@ from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.load_probe import checked_options
 from app.core.inference.messages import Message
 from app.core.inference.prompt import OverflowPolicy
+from app.core.inference.remote import RemoteBackend
+from app.core.inference.remote_http import Endpoint
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TOP_N, record_from_event
 from app.core.logs import current_log_file
@@ -108,6 +110,13 @@ class InferenceWorker(ThreadWorker):
         exploreFailed(int, str): Request id and why no distribution could be computed
             (no model, cancelled, a template error, the engine busy).
         cacheReported(object): The tokens in the KV cache now (a tuple of ids).
+        remoteConnected(object): A `RemoteBackend` is now the chat's model (its `model`,
+            `endpoint`, `capabilities` and `n_ctx` may be read; drive it only here).
+        remoteFailed(str): Why the remote model could not be used.
+
+    With a remote model chosen (`use_remote`), `generate` streams from it and `explore`
+    answers that the server cannot give a full distribution; `unload` or a local `load`
+    ends it.
     """
 
     loadProgress = Signal(float)
@@ -126,6 +135,8 @@ class InferenceWorker(ThreadWorker):
     explored = Signal(int, object)
     exploreFailed = Signal(int, str)
     cacheReported = Signal(object)
+    remoteConnected = Signal(object)
+    remoteFailed = Signal(str)
 
     def __init__(
         self,
@@ -145,6 +156,7 @@ class InferenceWorker(ThreadWorker):
         self._gpu = gpu_stand_in or GpuStandIn()
         self._verdicts = verdicts
         self._engine: Engine | None = None
+        self._remote: RemoteBackend | None = None
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
         self._load_cancel = threading.Event()
@@ -204,6 +216,7 @@ class InferenceWorker(ThreadWorker):
         if self._closed:
             self.loadFailed.emit("Hearth is shutting down; the model was not loaded.")
             return
+        self._drop_remote()
         engine = self._engine_here()
         had_model = engine.loaded is not None
         last = [-1.0]
@@ -299,8 +312,8 @@ class InferenceWorker(ThreadWorker):
         top_n: int = TOP_N,
         continue_with: tuple[int, ...] = (),
     ) -> None:
-        engine = self._engine
-        if self._closed or engine is None or engine.loaded is None:
+        engine: Engine | RemoteBackend | None = self._remote or self._engine
+        if self._closed or engine is None or (isinstance(engine, Engine) and engine.loaded is None):
             self.failed.emit(request_id, "No model is loaded. Open a model first.")
             return
         holder: SettingsHolder | SamplingSettings | None = (
@@ -364,6 +377,13 @@ class InferenceWorker(ThreadWorker):
         forced = tuple(int(t) for t in continue_with) if isinstance(continue_with, tuple) else ()
         engine = self._engine
         try:
+            if self._remote is not None:
+                self.exploreFailed.emit(
+                    request_id,
+                    f"The full next-token distribution is not available from this server "
+                    f"({self._remote.endpoint.label}).",
+                )
+                return
             if self._closed or engine is None or engine.loaded is None:
                 self.exploreFailed.emit(request_id, "No model is loaded. Open a model first.")
                 return
@@ -388,12 +408,45 @@ class InferenceWorker(ThreadWorker):
     def report_cache(self) -> None:
         """Send the tokens in the KV cache now as `cacheReported` (empty: no model)."""
         engine = self._engine
-        loaded = engine is not None and engine.loaded is not None
+        loaded = engine is not None and engine.loaded is not None and self._remote is None
         self.cacheReported.emit(engine.cached_tokens if engine is not None and loaded else ())
+
+    @Slot(object, str)
+    def use_remote(self, endpoint: object, model: str) -> None:
+        """Make `model` on the server at `endpoint` (an `Endpoint`) the chat's model: list
+        the server's models, check `model` is one, probe its tokenizer; the local model is
+        freed. Sends `remoteConnected` or `remoteFailed`."""
+        if self._closed or not isinstance(endpoint, Endpoint):
+            self.remoteFailed.emit("Hearth is shutting down; the server was not connected.")
+            return
+        try:
+            backend = RemoteBackend(endpoint, model or None)
+        except HearthError as exc:
+            log.warning("could not use %s: %s", endpoint.base_url, exc)
+            self.remoteFailed.emit(exc.message)
+            return
+        except Exception as exc:
+            log.exception("unexpected error connecting to %s", endpoint.base_url)
+            self.remoteFailed.emit(unexpected_error_message(exc))
+            return
+        self._drop_remote()
+        self._remote = backend
+        if self._engine is not None and self._engine.loaded is not None:
+            self._engine.close()
+        self.remoteConnected.emit(backend)
+
+    def _drop_remote(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
     @Slot()
     def unload(self) -> None:
-        """Free the model and its context."""
+        """Free the model and its context (or leave the remote model)."""
+        if self._remote is not None:
+            self._drop_remote()
+            self.unloaded.emit()
+            return
         engine = self._engine
         if engine is None or engine.loaded is None:
             return
@@ -405,6 +458,7 @@ class InferenceWorker(ThreadWorker):
 
     def release(self) -> None:
         """Close the engine (on this thread, from `shutdown`)."""
+        self._drop_remote()
         if self._engine is not None:
             self._engine.close()
             self._engine = None
@@ -448,6 +502,7 @@ class InferenceThread(WorkerHost):
     _unloadRequested = Signal()
     _exploreRequested = Signal(int, object, object)
     _cacheRequested = Signal()
+    _remoteRequested = Signal(object, str)
 
     def __init__(
         self,
@@ -475,6 +530,7 @@ class InferenceThread(WorkerHost):
         self._unloadRequested.connect(worker.unload)
         self._exploreRequested.connect(worker.explore)
         self._cacheRequested.connect(worker.report_cache)
+        self._remoteRequested.connect(worker.use_remote)
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
         """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
@@ -517,6 +573,12 @@ class InferenceThread(WorkerHost):
         """Queue a `worker.cacheReported` with the KV cache's tokens."""
         if self.is_running:
             self._cacheRequested.emit()
+
+    def use_remote(self, endpoint: Endpoint, model: str = "") -> None:
+        """Queue making a server's model the chat's model; watch `worker.remoteConnected`
+        / `remoteFailed`. "" picks the server's first model."""
+        if self.is_running:
+            self._remoteRequested.emit(endpoint, model)
 
     def unload(self) -> None:
         """Queue freeing the model."""

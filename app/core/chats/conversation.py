@@ -219,6 +219,8 @@ def unseen_message_ids(message: StoredMessage) -> tuple[int, ...]:
 
 def reply_end(stats: GenerationStats) -> ReplyEnd:
     """The status a finished generation leaves its reply in."""
+    if stats.stop_reason is StopReason.INTERRUPTED:
+        return "interrupted"  # a remote server's stream broke mid-reply
     return "cancelled" if stats.stop_reason is StopReason.CANCELLED else "complete"
 
 

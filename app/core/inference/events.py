@@ -17,6 +17,8 @@ class StopReason(str, Enum):
     MAX_TOKENS = "max_tokens"
     CANCELLED = "cancelled"
     CONTEXT_FULL = "context_full"
+    INTERRUPTED = "interrupted"
+    """The connection to a remote server broke mid-reply; the text so far is kept."""
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,15 @@ class GenerationDone:
     """The last event of every generation, cancelled ones included.
 
     `text` is the whole reply; `tail` is the part of it no `TokenEvent` carried (text held
-    back until the end); `tokens` are the generated ids, end-of-turn excluded.
+    back until the end); `tokens` are the generated ids, end-of-turn excluded. `note` says
+    what a person should know about how it ended (why a remote reply was interrupted).
     """
 
     text: str
     tail: str
     tokens: tuple[int, ...]
     stats: GenerationStats
+    note: str = ""
 
     @classmethod
     def cancelled_before_prompt(cls) -> GenerationDone:
