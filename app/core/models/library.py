@@ -20,24 +20,29 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import HearthError, ModelFileError, UnsupportedModelError
-from app.core.gguf_file import GGUFInfo, read_gguf_info
+from app.core.errors import HearthError, ModelFileError
+from app.core.gguf_file import read_gguf_info
 from app.core.machine.load_verdicts import (
     LoadVerdicts,
     nan_warning,
     probe_cache_dir,
     verdict_problem,
 )
-from app.core.machine.memory import estimate_memory
+from app.core.models.library_headers import (
+    HeaderCache,
+    HeaderFacts,
+    HeaderReader,
+    file_size,
+    named_projector,
+    write_json_atomically,
+)
 from app.core.models.model_sources import (
     ModelCandidate,
     SourceRoots,
@@ -51,19 +56,11 @@ from app.core.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONTEXT = 4096
-"""The context the fit verdict assumes (or the model's own, when smaller)."""
 FITS_SHARE = 0.8
 """A model "fits" when it needs at most this share of the memory available."""
 FOLDERS_FILE_NAME = "library_folders.json"
 HEADER_CACHE_FILE_NAME = "library_headers.json"
-_HEADER_CACHE_VERSION = 2  # 2: warnings, and values that crash llama.cpp are problems
 _SPLIT_NAME = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
-_PROJECTOR_MARK = "mmproj"
-_PROJECTOR_ARCH = "clip"
-
-HeaderReader = Callable[[Path], GGUFInfo]
-"""Reads a GGUF header (`read_gguf_info`); tests pass a counting one."""
 
 
 class LibraryError(HearthError):
@@ -164,11 +161,6 @@ def fit_verdict(needed: int, ram_available: int, vram_free: Sequence[int] = ()) 
     return "too_big"
 
 
-def default_context(context_length: int) -> int:
-    """The context the library judges a model at: min(4096, the model's own)."""
-    return min(DEFAULT_CONTEXT, context_length) if context_length > 0 else DEFAULT_CONTEXT
-
-
 class LibraryFolders:
     """Folders the person added to the library, kept in config/library_folders.json."""
 
@@ -222,7 +214,7 @@ class LibraryFolders:
         self._save(kept)
 
     def _save(self, folders: Sequence[Path]) -> None:
-        _write_json_atomically(self._file, {"folders": [str(f) for f in folders]})
+        write_json_atomically(self._file, {"folders": [str(f) for f in folders]})
 
 
 def scan_library(
@@ -257,7 +249,7 @@ def scan_library(
     groups = _group(_unique(candidates))
     machine = machine if machine is not None else MachineMemory.measure()
     origins = read_origins(paths.models) if paths.models.is_dir() else {}
-    cache = _HeaderCache(paths.cache / HEADER_CACHE_FILE_NAME, read_header)
+    cache = HeaderCache(paths.cache / HEADER_CACHE_FILE_NAME, read_header)
     if verdicts is None:
         verdicts = LoadVerdicts(probe_cache_dir(paths.cache))
     models = [_describe(group, cache, origins, machine, verdicts) for group in groups]
@@ -430,27 +422,9 @@ def _group(candidates: Iterable[ModelCandidate]) -> list[_Group]:
 # --- describing ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _HeaderFacts:
-    """What the library keeps from one file's header (cached as JSON)."""
-
-    name: str = ""  # general.name; "" when the header has none
-    architecture: str = ""
-    n_params: int = 0
-    quant: str = ""
-    tensor_bytes: int = 0
-    context_length: int = 0
-    has_chat_template: bool = False
-    is_projector: bool = False
-    memory_needed: int = 0  # this file alone at the default context
-    problem: str | None = None
-    unsupported: bool = False  # the problem is "well-formed but not runnable"
-    warnings: tuple[str, ...] = ()
-
-
 def _describe(
     group: _Group,
-    cache: _HeaderCache,
+    cache: HeaderCache,
     origins: dict[Path, Origin],
     machine: MachineMemory,
     verdicts: LoadVerdicts,
@@ -458,15 +432,13 @@ def _describe(
     ordered = [group.shards[i] for i in sorted(group.shards)]
     first = ordered[0]
     files = tuple(c.path for c in ordered)
-    sizes = [_size(path) for path in files]
+    sizes = [file_size(path) for path in files]
     if first.problem is not None:  # not a regular file: never open it (a FIFO would block)
-        facts = _HeaderFacts(problem=first.problem)
+        facts = HeaderFacts(problem=first.problem)
     elif 1 in group.shards:
         facts = cache.facts(first.path)
     else:
-        facts = _HeaderFacts(
-            problem=f"The first part of the split model '{group.base}' is missing."
-        )
+        facts = HeaderFacts(problem=f"The first part of the split model '{group.base}' is missing.")
     missing = [i for i in range(1, group.count + 1) if i not in group.shards]
     problem = facts.problem
     if missing and problem is None:
@@ -476,7 +448,7 @@ def _describe(
             f"{group.count} of the split model '{group.base}' {'are' if several else 'is'} "
             "missing: download the missing parts again."
         )
-    is_projector = facts.is_projector or first.is_projector or _named_projector(first.path)
+    is_projector = facts.is_projector or first.is_projector or named_projector(first.path)
     if is_projector and facts.unsupported:
         problem = None
     extra = sum(sizes[1:])
@@ -530,162 +502,7 @@ def _machine(machine: MachineMemory) -> tuple[int, tuple[int, ...]]:
     return machine.ram_available, machine.vram_free
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _named_projector(path: Path) -> bool:
-    return _PROJECTOR_MARK in path.name.lower()
-
-
-def _read_facts(path: Path, read_header: HeaderReader) -> _HeaderFacts:
-    """Read one header into facts; a bad file gives facts with `problem` set."""
-    try:
-        info = read_header(path)
-    except UnsupportedModelError as exc:
-        projector = _projector_facts(path)
-        if projector is not None:
-            return projector
-        return _HeaderFacts(problem=str(exc), unsupported=True)
-    except ModelFileError as exc:
-        return _HeaderFacts(problem=str(exc))
-    except Exception as exc:  # a scan never stops for one file
-        log.exception("reading the header of %s failed", path)
-        return _HeaderFacts(problem=f"'{path.name}' could not be read ({exc}).")
-    try:
-        memory = estimate_memory(info, default_context(info.context_length)).total
-    except HearthError:
-        memory = 0
-    return _HeaderFacts(
-        name=info.name if info.name != path.stem else "",
-        architecture=info.architecture,
-        n_params=info.n_params,
-        quant=info.quant,
-        tensor_bytes=info.tensor_bytes,
-        context_length=info.context_length,
-        has_chat_template=bool(info.chat_template),
-        is_projector=info.architecture == _PROJECTOR_ARCH,
-        memory_needed=memory,
-        warnings=info.warnings,
-    )
-
-
-def _projector_facts(path: Path) -> _HeaderFacts | None:
-    """Facts of a vision projector (which `read_gguf_info` refuses); None if it is not one."""
-    from gguf import GGUFReader, LlamaFileType
-
-    try:
-        reader = GGUFReader(path, "r")
-        values: dict[str, Any] = {}
-        for key in ("general.architecture", "general.type", "general.name", "general.file_type"):
-            found = reader.get_field(key)
-            values[key] = found.contents() if found is not None else None
-        n_params = sum(int(t.n_elements) for t in reader.tensors)
-        tensor_bytes = sum(int(t.n_bytes) for t in reader.tensors)
-        del reader
-    except Exception:  # not readable as a GGUF: not a projector we can describe
-        return None
-    if values["general.architecture"] != _PROJECTOR_ARCH and values["general.type"] != "mmproj":
-        return None
-    quant = ""
-    if isinstance(values["general.file_type"], int):
-        try:
-            quant = LlamaFileType(values["general.file_type"]).name
-        except ValueError:
-            quant = ""
-        quant = quant.removeprefix("MOSTLY_").removeprefix("ALL_")
-    name = values["general.name"]
-    return _HeaderFacts(
-        name=name if isinstance(name, str) else "",
-        architecture=str(values["general.architecture"] or ""),
-        n_params=n_params,
-        quant=quant,
-        tensor_bytes=tensor_bytes,
-        is_projector=True,
-    )
-
-
-class _HeaderCache:
-    """Header facts by (resolved path, size, mtime_ns), in a JSON file; a damaged file is
-    ignored. Only the files seen in this scan are kept when saving."""
-
-    def __init__(self, file: Path, read_header: HeaderReader) -> None:
-        self._file = file
-        self._read_header = read_header
-        self._old = self._load()
-        self._new: dict[str, dict[str, Any]] = {}
-        self._changed = False
-
-    def facts(self, path: Path) -> _HeaderFacts:
-        real = path.resolve()
-        try:
-            status = real.stat()
-        except OSError:
-            return _read_facts(path, self._read_header)  # explains what is wrong
-        key = str(real)
-        entry = self._old.get(key)
-        if (
-            isinstance(entry, dict)
-            and entry.get("size") == status.st_size
-            and entry.get("mtime_ns") == status.st_mtime_ns
-        ):
-            try:
-                facts = _HeaderFacts(**entry["facts"])
-                facts = replace(facts, warnings=tuple(facts.warnings))  # a list in JSON
-            except (TypeError, KeyError):
-                facts = None
-            if facts is not None:
-                self._new[key] = entry
-                return facts
-        facts = _read_facts(path, self._read_header)
-        self._new[key] = {
-            "size": status.st_size,
-            "mtime_ns": status.st_mtime_ns,
-            "facts": asdict(facts),
-        }
-        self._changed = True
-        return facts
-
-    def save(self) -> None:
-        if not self._changed and self._new.keys() == self._old.keys():
-            return
-        try:
-            _write_json_atomically(
-                self._file, {"version": _HEADER_CACHE_VERSION, "files": self._new}
-            )
-        except OSError as exc:
-            log.warning("cannot save the header cache %s: %s", self._file, exc)
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self._file.read_text(encoding="utf-8"))
-            if data.get("version") != _HEADER_CACHE_VERSION:
-                return {}
-            files = data["files"]
-            return files if isinstance(files, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.warning("ignoring the damaged header cache %s: %s", self._file, exc)
-            return {}
-
-
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _write_json_atomically(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _remove_empty_parents(folder: Path, root: Path) -> None:

@@ -20,13 +20,13 @@ from app.core.models.library import (
     LibraryFolders,
     LibraryModel,
     MachineMemory,
-    default_context,
     delete_model,
     fit_verdict,
     local_models,
     resolve_model,
     scan_library,
 )
+from app.core.models.library_headers import default_context
 from app.core.models.model_sources import source_roots
 from app.core.models.provenance import Origin, read_origins, record_origin
 from app.core.models.starter import STARTER
