@@ -128,7 +128,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _load_engine(args: argparse.Namespace) -> Any:
-    if args.backend:
+    if getattr(args, "backend", None):  # `hearth next` has no --backend
         from app.cli.remote import connect_backend
 
         settings = _settings(args)
