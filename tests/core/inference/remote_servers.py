@@ -11,12 +11,13 @@ import datetime
 import ipaddress
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,15 @@ def wait_until_listening(url: str, process: subprocess.Popen[bytes]) -> None:
             raise AssertionError(f"the server exited with {process.returncode}")
         try:
             if url.startswith("https:"):
-                socket.create_connection(("127.0.0.1", port), timeout=2).close()
-                time.sleep(1.0)  # the app is up a moment after the port
+                # Up once it completes a TLS handshake; the self-signed certificate is
+                # refused here (verification stays on), which itself proves an answer.
+                with (
+                    socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+                    suppress(ssl.SSLCertVerificationError),
+                ):
+                    ssl.create_default_context().wrap_socket(
+                        raw, server_hostname="127.0.0.1"
+                    ).close()
                 return
             if httpx.get(url, timeout=2).status_code < 500:
                 return
