@@ -52,6 +52,7 @@ class ExplorerController(QObject):
         self._counter = counter
         self._explorer = explorer = side.explorer
         self._context = side.context
+        side.tabs.currentChanged.connect(self._on_tab_changed)
         self._composer = composer
         self._settings = settings
         self._system_prompt = system_prompt
@@ -164,6 +165,8 @@ class ExplorerController(QObject):
         if model is None or self._state.shut_down:
             self._context.set_parts(None)
             return
+        if not self._context.isVisible():
+            return  # split the prompt only for a person looking at it (per keystroke)
         self._describe_id = next(self._describe_ids)
         self._counter.describe(
             self._describe_id,
@@ -172,6 +175,10 @@ class ExplorerController(QObject):
             model.n_ctx,
         )
         self._inference.report_cache()
+
+    @Slot(int)
+    def _on_tab_changed(self, _index: int) -> None:
+        self.refresh()  # the context view shows what changed while it was hidden
 
     @Slot(int, object)
     def _on_described(self, request_id: int, parts: object) -> None:

@@ -156,7 +156,10 @@ class ExplorerPanel(QWidget):
         self._schedule()
 
     def set_settings(self, settings: SamplingSettings) -> None:
-        """Re-apply the chain for new settings (no inference)."""
+        """Re-apply the chain for new settings (no inference); the same settings again
+        change nothing (the chat's settings are re-sent on every draft change)."""
+        if settings == self._settings:
+            return
         self._settings = settings
         self._update_costs()
         self._schedule()
