@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 from app.core.errors import ModelLoadError
-from app.core.inference.engine import Engine, ProgressCallback
+from app.core.host.engine_host import EngineHost
+from app.core.inference.engine import ProgressCallback
 from app.core.inference.gpu_fallback import Loader
 from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.workers.inference import GpuStandIn
@@ -37,7 +38,7 @@ class FullGpu:
         )
 
     def make_loader(
-        self, engine: Engine, progress: ProgressCallback, cancel: threading.Event, _check: bool
+        self, engine: EngineHost, progress: ProgressCallback, cancel: threading.Event, _check: bool
     ) -> Loader:
         def load(path: Path, options: LoadOptions) -> LoadedModel:
             with self._lock:

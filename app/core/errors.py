@@ -40,6 +40,21 @@ class ModelLoadError(HearthError):
     """llama.cpp refused to load a model or create its context."""
 
 
+class EngineCrashedError(ModelLoadError):
+    """llama.cpp ended the engine host (an abort, a segfault) while it loaded or replied.
+
+    The app lives on; the model is gone and loads again on request. `reason` is what killed
+    the host and llama.cpp's last line; `during` what it was doing.
+    """
+
+    def __init__(
+        self, message: str, *, path: Path | str | None = None, reason: str = "", during: str = ""
+    ) -> None:
+        super().__init__(message, path=path)
+        self.reason = reason
+        self.during = during
+
+
 class LoadCancelled(HearthError):
     """The person cancelled loading a model. Not a failure."""
 

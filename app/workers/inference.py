@@ -1,9 +1,11 @@
-"""The inference worker: one `Engine` on its own thread, driven by queued signals.
+"""The inference worker: one engine host driven from its own thread by queued signals.
 
-`InferenceWorker` owns the engine and only ever touches it on its thread. Requests arrive
-as queued calls to its slots; results leave as signals. Cancelling is the exception: the
-GUI calls `cancel()` / `cancel_load()` directly (they only set a `threading.Event`), since
-a queued cancel would wait behind the very generation it should stop.
+`InferenceWorker` owns an `EngineHost` (the `Engine` in a child process, so a llama.cpp
+abort or segfault ends that child, never the app) and only drives it from its thread.
+Requests arrive as queued calls to its slots; results leave as signals. Cancelling is the
+exception: the GUI calls `cancel()` / `cancel_load()` directly (they only set a
+`threading.Event`), since a queued cancel would wait behind the very generation it should
+stop.
 
 `InferenceThread` is what the GUI holds: it creates the thread, moves the worker there,
 sends requests, and stops everything in order (cancel, close the engine on its thread,
@@ -21,8 +23,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.errors import HearthError, LoadCancelled
-from app.core.inference.engine import Engine, ProgressCallback
+from app.core.errors import EngineCrashedError, HearthError, LoadCancelled
+from app.core.host.engine_host import EngineHost, Notice
+from app.core.host.protocol import TokenBatch
 from app.core.inference.events import GenerationDone, PrefillProgress, PrefillStarted, TokenEvent
 from app.core.inference.gpu_fallback import Loader, load_with_fallback
 from app.core.inference.load_options import LoadOptions
@@ -33,9 +36,10 @@ from app.core.inference.prompt import OverflowPolicy
 from app.core.inference.remote import RemoteBackend
 from app.core.inference.remote_http import Endpoint
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
-from app.core.inference.token_data import TOP_N, record_from_event
+from app.core.inference.token_data import TOP_N, TokenRecord, record_from_event
 from app.core.logs import current_log_file
-from app.core.machine.load_verdicts import LoadVerdicts
+from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
+from app.core.server.app import ServerConfig
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ DEFAULT_FLUSH_INTERVAL_S = 0.04
 _PROGRESS_STEP = 0.01
 
 
-LoaderFactory = Callable[[Engine, ProgressCallback, threading.Event, bool], Loader]
+LoaderFactory = Callable[[EngineHost, Callable[[float], None], threading.Event, bool], Loader]
 """Makes the loader for one load from the worker's engine, the progress callback, the
 load's cancel event and whether to check memory."""
 
@@ -70,7 +74,7 @@ def unexpected_error_message(exc: BaseException) -> str:
 
 
 class InferenceWorker(ThreadWorker):
-    """Owns one `Engine` on the thread it was moved to; loads models and streams replies.
+    """Owns one `EngineHost` on the thread it was moved to; loads models, streams replies.
 
     Slots (call through queued signals, see `InferenceThread`): `load`, `generate`,
     `explore`, `report_cache`, `unload`, `shutdown`. Thread-safe plain methods:
@@ -113,6 +117,15 @@ class InferenceWorker(ThreadWorker):
         remoteConnected(object): A `RemoteBackend` is now the chat's model (its `model`,
             `endpoint`, `capabilities` and `n_ctx` may be read; drive it only here).
         remoteFailed(str): Why the remote model could not be used.
+        templateChanged(str): The model's chat template was replaced (a sentence saying so).
+        serving(str): The API server listens at this URL (see `serve`).
+        serveFailed(str): Why the API server could not start.
+        served(int): Requests the API server has answered since it started.
+        serveStopped(): The API server stopped (asked to, or its model went away).
+
+    A llama.cpp crash in the host (`EngineCrashedError`) is reported like any failure of
+    the request it ended (`loadFailed`, `failed`, `exploreFailed`), then `unloaded`: the
+    model is gone and the next load starts a fresh host.
 
     With a remote model chosen (`use_remote`), `generate` streams from it and `explore`
     answers that the server cannot give a full distribution; `unload` or a local `load`
@@ -137,6 +150,11 @@ class InferenceWorker(ThreadWorker):
     cacheReported = Signal(object)
     remoteConnected = Signal(object)
     remoteFailed = Signal(str)
+    templateChanged = Signal(str)
+    serving = Signal(str)
+    serveFailed = Signal(str)
+    served = Signal(int)
+    serveStopped = Signal()
 
     def __init__(
         self,
@@ -155,7 +173,7 @@ class InferenceWorker(ThreadWorker):
         self._model_settings = model_settings
         self._gpu = gpu_stand_in or GpuStandIn()
         self._verdicts = verdicts
-        self._engine: Engine | None = None
+        self._engine: EngineHost | None = None
         self._remote: RemoteBackend | None = None
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
@@ -235,7 +253,7 @@ class InferenceWorker(ThreadWorker):
             warnings: list[str] = []
             if self._verdicts is not None:
                 options, warnings = checked_options(path, options or LoadOptions(), self._verdicts)
-            make_loader = self._gpu.make_loader
+            make_loader, gpu = self._gpu.make_loader, self._gpu
             outcome = load_with_fallback(
                 engine,
                 path,
@@ -243,8 +261,12 @@ class InferenceWorker(ThreadWorker):
                 loader=make_loader(engine, report, cancel, self._check_memory)
                 if make_loader is not None
                 else None,
-                devices_free=self._gpu.devices_free,
-                offload_supported=self._gpu.offload_supported,
+                devices_free=gpu.devices_free
+                if gpu.devices_free is not None
+                else engine.devices_free(),
+                offload_supported=gpu.offload_supported
+                if gpu.offload_supported is not None
+                else engine.offload_supported(),
                 progress=report,
                 cancel=cancel,
                 check_memory=self._check_memory,
@@ -255,6 +277,8 @@ class InferenceWorker(ThreadWorker):
             self.loadCancelled.emit()
         except HearthError as exc:
             log.warning("could not load %s: %s", path, exc)
+            if isinstance(exc, EngineCrashedError):
+                self._remember_crash(path, options, exc)
             self._report_unloaded(had_model, engine)
             self.loadFailed.emit(exc.message)
         except Exception as exc:
@@ -267,9 +291,22 @@ class InferenceWorker(ThreadWorker):
             self.offloadOutcome.emit(outcome)
             self.loaded.emit(outcome.loaded)
 
-    def _report_unloaded(self, had_model: bool, engine: Engine) -> None:
+    def _report_unloaded(self, had_model: bool, engine: EngineHost) -> None:
         if had_model and engine.loaded is None:
             self.unloaded.emit()
+
+    def _remember_crash(
+        self, path: str, options: LoadOptions | None, exc: EngineCrashedError
+    ) -> None:
+        """A file that crashed the host while loading is listed as such by the library."""
+        if self._verdicts is None or not Path(path).is_file():
+            return
+        gpu = (options or LoadOptions()).n_gpu_layers != 0
+        try:
+            key = file_key(Path(path), self._engine_here().build, gpu)
+        except HearthError:  # the host cannot even start: nothing to key the verdict on
+            return
+        self._verdicts.put(key, LoadVerdict("crashed", exc.reason))
 
     @Slot(int, object, object, int, object)
     def generate(
@@ -312,23 +349,28 @@ class InferenceWorker(ThreadWorker):
         top_n: int = TOP_N,
         continue_with: tuple[int, ...] = (),
     ) -> None:
-        engine: Engine | RemoteBackend | None = self._remote or self._engine
-        if self._closed or engine is None or (isinstance(engine, Engine) and engine.loaded is None):
+        engine: EngineHost | RemoteBackend | None = self._remote or self._engine
+        if (
+            self._closed
+            or engine is None
+            or (isinstance(engine, EngineHost) and engine.loaded is None)
+        ):
             self.failed.emit(request_id, "No model is loaded. Open a model first.")
             return
         holder: SettingsHolder | SamplingSettings | None = (
             settings if isinstance(settings, SettingsHolder | SamplingSettings) else None
         )
         pending: list[TokenEvent] = []
+        records: list[TokenRecord] = []
         last_flush = float("-inf")  # the first token leaves at once
-        token_bytes = engine.token_bytes
 
         def send() -> None:
-            # Records are built here, once per flush, not between two decodes of a token.
-            records = tuple(record_from_event(e, token_bytes) for e in pending)
-            self.tokenData.emit(request_id, records)
+            if isinstance(engine, RemoteBackend):  # the host sends its tokens' records
+                records.extend(record_from_event(e, engine.token_bytes) for e in pending)
+            self.tokenData.emit(request_id, tuple(records))
             self.tokens.emit(request_id, "".join(e.text for e in pending), len(pending))
             pending.clear()
+            records.clear()
 
         try:
             events = engine.generate(
@@ -340,8 +382,12 @@ class InferenceWorker(ThreadWorker):
                 continue_with=continue_with,
             )
             for event in events:
-                if isinstance(event, TokenEvent):
-                    pending.append(event)
+                if isinstance(event, TokenEvent | TokenBatch):
+                    if isinstance(event, TokenBatch):
+                        pending.extend(event.events)
+                        records.extend(event.records)
+                    else:
+                        pending.append(event)
                     now = time.monotonic()
                     if now - last_flush >= self._flush_interval_s:
                         send()
@@ -356,7 +402,10 @@ class InferenceWorker(ThreadWorker):
                     self.finished.emit(request_id, event)
         except HearthError as exc:
             log.warning("reply %d failed: %s", request_id, exc)
+            if pending:  # what was decoded before a crash is shown and kept
+                send()
             self.failed.emit(request_id, exc.message)
+            self._after_crash(exc)
         except Exception as exc:
             log.exception("unexpected error in reply %d", request_id)
             self.failed.emit(request_id, unexpected_error_message(exc))
@@ -395,6 +444,7 @@ class InferenceWorker(ThreadWorker):
             )
         except HearthError as exc:
             self.exploreFailed.emit(request_id, exc.message)
+            self._after_crash(exc)
         except Exception as exc:
             log.exception("unexpected error exploring request %d", request_id)
             self.exploreFailed.emit(request_id, unexpected_error_message(exc))
@@ -408,8 +458,13 @@ class InferenceWorker(ThreadWorker):
     def report_cache(self) -> None:
         """Send the tokens in the KV cache now as `cacheReported` (empty: no model)."""
         engine = self._engine
-        loaded = engine is not None and engine.loaded is not None and self._remote is None
-        self.cacheReported.emit(engine.cached_tokens if engine is not None and loaded else ())
+        cached: tuple[int, ...] = ()
+        if engine is not None and engine.loaded is not None and self._remote is None:
+            try:
+                cached = engine.cached_tokens
+            except HearthError as exc:
+                self._after_crash(exc)
+        self.cacheReported.emit(cached)
 
     @Slot(object, str)
     def use_remote(self, endpoint: object, model: str) -> None:
@@ -432,7 +487,10 @@ class InferenceWorker(ThreadWorker):
         self._drop_remote()
         self._remote = backend
         if self._engine is not None and self._engine.loaded is not None:
-            self._engine.close()
+            try:
+                self._engine.close()
+            except HearthError as exc:
+                log.warning("closing the local model: %s", exc)
         self.remoteConnected.emit(backend)
 
     def _drop_remote(self) -> None:
@@ -452,40 +510,90 @@ class InferenceWorker(ThreadWorker):
             return
         try:
             engine.close()
+        except HearthError as exc:
+            log.warning("unloading the model: %s", exc)
         except Exception:
             log.exception("unexpected error unloading the model")
         self.unloaded.emit()
 
+    @Slot()
+    def use_plain_transcript(self) -> None:
+        """Use the plain transcript format instead of the model's failing chat template."""
+        engine = self._engine
+        if self._remote is not None or engine is None or engine.loaded is None:
+            return
+        try:
+            loaded = engine.use_plain_transcript()
+        except HearthError as exc:
+            self.templateChanged.emit(exc.message)
+            self._after_crash(exc)
+            return
+        self.templateChanged.emit(
+            f"{loaded.info.path.name} now uses the plain transcript format instead of its "
+            "own chat template (until it is loaded again)."
+        )
+
     def release(self) -> None:
-        """Close the engine (on this thread, from `shutdown`)."""
+        """Stop the engine host (on this thread, from `shutdown`)."""
         self._drop_remote()
         if self._engine is not None:
-            self._engine.close()
+            self._engine.shutdown()
             self._engine = None
+
+    def _after_crash(self, exc: BaseException) -> None:
+        """After `EngineCrashedError` the model is gone: say so."""
+        if isinstance(exc, EngineCrashedError):
+            self.unloaded.emit()
+
+    # ----- the API server (thread-safe) -----
+
+    def serve(self, config: ServerConfig, parallel: int) -> None:
+        """Start the API server on the loaded model (in the host, on the model's weights,
+        in a context of its own); answers with `serving` or `serveFailed`."""
+        engine = self._engine
+        if engine is None or self._remote is not None:
+            self.serveFailed.emit("Load a model first: the API serves the model in use.")
+            return
+        engine.serve(config, parallel)
+
+    def unserve(self) -> None:
+        """Stop the API server; answers with `serveStopped`."""
+        engine = self._engine
+        if engine is None:
+            self.serveStopped.emit()
+            return
+        engine.unserve()
+
+    def _on_notice(self, notice: Notice) -> None:  # on the host's reader thread
+        kind = notice[0]
+        if kind == "serving":
+            self.serving.emit(str(notice[1]))
+        elif kind == "serve_failed":
+            self.serveFailed.emit(str(notice[1]))
+        elif kind == "served":
+            self.served.emit(int(notice[1]))
+        elif kind == "unserved":
+            self.serveStopped.emit()
 
     # ----- helpers -----
 
     @property
-    def engine(self) -> Engine | None:
-        """The engine, for helpers that live on this worker's thread only (KV snapshots).
-
-        Never touch it from another thread: llama.cpp's context is not thread-safe.
-        """
+    def engine(self) -> EngineHost | None:
+        """The engine host, for helpers that live on this worker's thread only (KV
+        snapshots). Never drive it from another thread."""
         if QThread.currentThread() is not self.thread():
             raise RuntimeError("InferenceWorker.engine used off the worker's thread")
         return self._engine
 
-    def shared_engine(self) -> Engine | None:
-        """The loaded engine, for sharing its weights with a context of another thread (the
-        API server's `Scheduler.sharing`), which reads only the model, the vocabulary and
-        the chat template, never this engine's context. None without a model. The sharer
-        must stop before this worker unloads or replaces the model."""
+    @property
+    def host_pid(self) -> int | None:
+        """The engine host's process id, or None while there is none (diagnostics)."""
         engine = self._engine
-        return engine if engine is not None and engine.loaded is not None else None
+        return engine.pid if engine is not None else None
 
-    def _engine_here(self) -> Engine:
+    def _engine_here(self) -> EngineHost:
         if self._engine is None:
-            self._engine = Engine()  # created on the worker's thread
+            self._engine = EngineHost(on_notice=self._on_notice)
         return self._engine
 
 
@@ -503,6 +611,7 @@ class InferenceThread(WorkerHost):
     _exploreRequested = Signal(int, object, object)
     _cacheRequested = Signal()
     _remoteRequested = Signal(object, str)
+    _plainRequested = Signal()
 
     def __init__(
         self,
@@ -531,6 +640,7 @@ class InferenceThread(WorkerHost):
         self._exploreRequested.connect(worker.explore)
         self._cacheRequested.connect(worker.report_cache)
         self._remoteRequested.connect(worker.use_remote)
+        self._plainRequested.connect(worker.use_plain_transcript)
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
         """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
@@ -579,6 +689,22 @@ class InferenceThread(WorkerHost):
         / `remoteFailed`. "" picks the server's first model."""
         if self.is_running:
             self._remoteRequested.emit(endpoint, model)
+
+    def use_plain_transcript(self) -> None:
+        """Queue replacing the model's chat template with the plain transcript format;
+        watch `worker.templateChanged`."""
+        if self.is_running:
+            self._plainRequested.emit()
+
+    def serve(self, config: ServerConfig, parallel: int = 2) -> None:
+        """Start the API server on the loaded model (thread-safe, not queued: it does not
+        wait for a reply in progress); watch `worker.serving` / `serveFailed`."""
+        if self.is_running:
+            self.worker.serve(config, parallel)
+
+    def unserve(self) -> None:
+        """Stop the API server (thread-safe); watch `worker.serveStopped`."""
+        self.worker.unserve()
 
     def unload(self) -> None:
         """Queue freeing the model."""

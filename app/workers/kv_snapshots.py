@@ -19,7 +19,7 @@ from collections import OrderedDict
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.errors import HearthError
-from app.core.inference.engine import Engine
+from app.core.host.engine_host import EngineHost
 from app.core.inference.kv_snapshot import KVSnapshot, snapshot_budget
 from app.workers.inference import InferenceThread, InferenceWorker
 
@@ -154,7 +154,7 @@ class KVSnapshotKeeper(QObject):
         """Conversations with a snapshot, least recently used first (read on its thread)."""
         return tuple(self._snapshots)
 
-    def _engine(self) -> Engine | None:
+    def _engine(self) -> EngineHost | None:
         # This object shares the worker's thread, so it runs between the worker's slots.
         engine = self._worker.engine
         if engine is None or engine.loaded is None:

@@ -3,14 +3,25 @@ loads another model at once."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from tests.gguf_fuzz import write_crashing_gguf
 from tests.ui import test_main_window
-from tests.ui.test_main_window import TIMEOUT_MS, MakeWindow, send, wait_reply_done
+from tests.ui.test_main_window import (
+    COUNT,
+    LONG,
+    TIMEOUT_MS,
+    MakeWindow,
+    send,
+    streamed_text,
+    wait_reply_done,
+)
 
 make_window = test_main_window.make_window  # the window fixture, shared
 
@@ -38,3 +49,34 @@ def test_a_crashing_model_is_refused_and_the_window_goes_on(
     send(qtbot, window, "Hello")
     wait_reply_done(qtbot, window)
     assert window.current_path[-1].content
+
+
+def test_llama_cpp_dying_mid_reply_keeps_the_window_the_chat_and_the_partial_reply(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    """The engine host is killed the way a llama.cpp abort kills it (SIGABRT) while a reply
+    streams: the window lives on, the reply so far is kept and says what happened, and the
+    model loads again and chats at once."""
+    window = make_window(model=starter_model, settings=LONG)
+    send(qtbot, window, COUNT)
+    qtbot.waitUntil(lambda: len(streamed_text(window)) > 20, timeout=TIMEOUT_MS)
+    pid = window._inference.worker.host_pid
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGABRT)
+    wait_reply_done(qtbot, window)
+    qtbot.waitUntil(lambda: window.model is None, timeout=TIMEOUT_MS)
+    reply = window.current_path[-1]
+    assert reply.role == "assistant" and reply.content.startswith("1")  # the partial reply
+    assert reply.status == "error"
+    error = window.findChild(QLabel, "errorNoticeLabel")
+    assert error is not None and error.isVisible()
+    assert "llama.cpp stopped while writing a reply" in error.text()
+    assert starter_model.name in error.text() and "abort" in error.text()
+    # The app goes on: the model loads again in a fresh host and the chat continues.
+    window.load_model(starter_model)
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
+    assert window._inference.worker.host_pid not in (None, pid)
+    send(qtbot, window, "Hello")
+    wait_reply_done(qtbot, window)
+    assert window.current_path[-1].content
+    assert window.current_path[-1].status != "error"

@@ -33,8 +33,9 @@ def test_the_server_toggle_serves_the_loaded_model(
 ) -> None:
     window = make_window(model=starter_model)
     action = window.findChild(QObject, "serverAction")
-    action.trigger()  # type: ignore[union-attr]
     server = window._server
+    with qtbot.waitSignal(window._inference.worker.serving, timeout=TIMEOUT_MS):
+        action.trigger()  # type: ignore[union-attr]
     url = server.url
     assert url is not None and url.startswith("http://127.0.0.1:")
     label = window.findChild(QLabel, "serverLabel")
@@ -60,7 +61,8 @@ def test_the_server_toggle_serves_the_loaded_model(
     wait_reply_done(qtbot, window)
     assert window.current_path[-1].content
 
-    action.trigger()  # type: ignore[union-attr]
+    with qtbot.waitSignal(window._inference.worker.serveStopped, timeout=TIMEOUT_MS):
+        action.trigger()  # type: ignore[union-attr]
     assert server.url is None and label.isHidden()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/models", timeout=5)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from app.core.errors import InsufficientMemoryError, ModelLoadError
 from app.core.gguf_file import GGUFInfo, read_gguf_info
@@ -24,12 +24,27 @@ from app.core.machine.offload import DEFAULT_MARGIN, OffloadPlan, plan_for_layer
 from app.core.units import format_bytes
 
 if TYPE_CHECKING:  # the engine (and llama.cpp) load only where a model does, not on import
-    from app.core.inference.engine import Engine, ProgressCallback
+    from app.core.inference.engine import ProgressCallback
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[Path, LoadOptions], LoadedModel]
 """Loads a model with these options (normally `Engine.load`); raises `ModelLoadError`."""
+
+
+class ModelLoading(Protocol):
+    """What loads a model: an `Engine`, or the engine host that runs one in a child."""
+
+    def load(
+        self,
+        path: Path | str,
+        options: LoadOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        check_memory: bool = True,
+    ) -> LoadedModel: ...
+
 
 _FALLBACK_CONTEXT = 4096  # Engine.load's context when neither options nor header say
 
@@ -150,7 +165,7 @@ def retry_layer_counts(first: int) -> list[int]:
 
 
 def load_with_fallback(
-    engine: Engine,
+    engine: ModelLoading,
     path: Path | str,
     options: LoadOptions | None = None,
     *,
@@ -337,7 +352,7 @@ def _check_host_memory(info: GGUFInfo, cost: OffloadPlan) -> None:
 
 
 def _engine_loader(
-    engine: Engine,
+    engine: ModelLoading,
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
     check_memory: bool,

@@ -10,9 +10,9 @@ instruction is tried once more without llama.cpp's extra buffer types (AMX and r
 weights); if that works, Hearth loads the model that way. Verdicts are cached per file and
 build (`LoadVerdicts`), so the probe costs a second or two once per file.
 
-This covers loading and the first decode. An abort later in a reply (a GPU running out of
-memory mid-reply) still ends the process; the engine-host design in ARCHITECTURE.md moves
-all inference into a child for that.
+This decides whether a file "fits" (the library's verdict) before the engine host loads
+it; an abort later (a GPU running out of memory mid-reply) ends the engine host, not the
+app (`app.core.host`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from app.core.gguf_file import read_gguf_info
 from app.core.inference.kv_snapshot import llama_build_tag
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_probe_child import ProbeJob, probe_in_child
+from app.core.llama_child import crash_reason
 from app.core.machine.load_verdicts import (
     LoadVerdict,
     LoadVerdicts,
@@ -44,13 +44,6 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 600.0
 """A child still loading after this long is stopped, and the load goes ahead untested."""
-_SIGNAL_WORDS = {
-    signal.SIGABRT: "an abort (a failed assertion in llama.cpp)",
-    signal.SIGSEGV: "a segmentation fault",
-    signal.SIGILL: "an illegal instruction",
-    signal.SIGBUS: "a bus error",
-    signal.SIGFPE: "an arithmetic fault",
-}
 
 
 def checked_options(
@@ -145,7 +138,7 @@ def _run_child(
         if outcome is not None and outcome[0] == "refused":
             said = _refusal(problems) or str(outcome[1])
             return LoadVerdict("refused", said.strip(), use_extra_bufts)
-        return LoadVerdict("crashed", _crash_reason(child.exitcode, problems, stderr_path))
+        return LoadVerdict("crashed", crash_reason(child.exitcode, problems, stderr_path))
     finally:
         receiver.close()
         stderr_path.unlink(missing_ok=True)
@@ -158,48 +151,3 @@ def _refusal(problems: list[str]) -> str:
         if "error loading model" in line:
             return line.split("error loading model:", 1)[-1].strip()
     return problems[-1] if problems else ""
-
-
-def _crash_reason(exitcode: int | None, problems: list[str], stderr_path: Path) -> str:
-    """What killed the child, with llama.cpp's last words (an assert line if any)."""
-    what = "it stopped"
-    if exitcode is not None and exitcode < 0:
-        try:
-            sig = signal.Signals(-exitcode)
-            what = _SIGNAL_WORDS.get(sig, sig.name)
-        except ValueError:
-            what = f"signal {-exitcode}"
-    elif exitcode:
-        what = f"exit status {exitcode}"
-    said = _last_line(stderr_path) or next(
-        (line for line in reversed(problems) if line.strip(" .\t")), ""
-    )
-    if exitcode == -signal.SIGABRT and ("what():" in said or "terminate called" in said):
-        what = "an error llama.cpp did not catch (a C++ exception)"
-    return f"{what}: {said}" if said else what
-
-
-def _last_line(path: Path) -> str:
-    """The line llama.cpp printed last that says what went wrong: an assert first, then an
-    uncaught C++ exception, then any error; else its last line."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    lines = [line.strip() for line in lines if line.strip(" .\t")]  # not progress dots
-    for marks in (
-        ("GGML_ASSERT", "GGML_ABORT"),
-        ("what():", "terminate called"),
-        ("error", "failed"),
-    ):
-        for line in reversed(lines):
-            if any(mark in line.lower() for mark in map(str.lower, marks)):
-                return _short(line)
-    return _short(lines[-1]) if lines else ""
-
-
-def _short(line: str) -> str:
-    """A log line without the build folder's long path before the source file's name."""
-    if "/llama.cpp/" in line:
-        line = line.split("/llama.cpp/", 1)[1]
-    return line[:300]

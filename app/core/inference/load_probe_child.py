@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from app.core.llama_child import llama_capi, redirect_stderr
+from app.core.llama_child import llama_capi, quiet_crashes, redirect_stderr
 
 PROBE_CONTEXT = 128
 PROBE_TEXT = b"Hello, how are you?"
@@ -42,7 +42,7 @@ class ProbeJob:
 def probe_in_child(conn: Connection, job: ProbeJob) -> None:
     """Entry point of the child: load, read a few tokens, report, exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _quiet_crashes()
+    quiet_crashes()
     redirect_stderr(job.stderr_path)
     try:
         conn.send(_probe(conn, job))
@@ -51,18 +51,6 @@ def probe_in_child(conn: Connection, job: ProbeJob) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip tearing down llama.cpp's backends: the answer is sent
-
-
-def _quiet_crashes() -> None:
-    """A crash here is expected now and then: no core file, and no backtrace (ggml runs
-    gdb for one on an abort, which takes seconds and writes to the terminal)."""
-    os.environ["GGML_NO_BACKTRACE"] = "1"
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ImportError, ValueError, OSError):  # not on this system: a core file may appear
-        pass
 
 
 def _probe(conn: Connection, job: ProbeJob) -> tuple[Any, ...]:

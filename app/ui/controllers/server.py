@@ -2,23 +2,22 @@
 has loaded, switched on from the Model menu, shown in the status bar with its URL and the
 requests it answered.
 
-API replies run in a context of their own on the same weights (`Scheduler.sharing`), so the
-chat's KV cache is untouched and both generate at once. The server stops before the model
-is unloaded or replaced, and starts again on the new model if it was on.
+The server runs in the engine host, beside the chat's engine: API replies run in a context
+of their own on the same weights (`Scheduler.sharing`), so the chat's KV cache is untouched,
+both generate at once, and a llama.cpp crash in an API reply ends the host, not the app.
+Starting and stopping are asked of the host without waiting; its answers arrive as the
+worker's `serving` / `serveFailed` / `served` / `serveStopped` signals. The host stops the
+server before the model is unloaded or replaced; the window starts it again on the new
+model if it was on.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.errors import HearthError
 from app.core.server.app import ServerConfig
-from app.core.server.handle import ServerHandle
-from app.core.server.middleware import RequestRecord
-from app.core.server.scheduler import Scheduler
 from app.ui.controllers.state import ChatState
 from app.ui.menus import Menus
 from app.ui.status_bar import StatusWidgets
@@ -28,12 +27,6 @@ log = logging.getLogger(__name__)
 
 PARALLEL = 2
 """API replies generated at once (each its own sequence, beside the chat's context)."""
-
-
-class _Relay(QObject):
-    """Carries the server thread's request count to the GUI thread (queued)."""
-
-    served = Signal(int)
 
 
 class ServerController(QObject):
@@ -62,82 +55,85 @@ class ServerController(QObject):
         self._action = action = menus.serve
         self._widgets = widgets
         self._config = config or ServerConfig()
-        self._scheduler: Scheduler | None = None
-        self._handle: ServerHandle | None = None
+        self._url: str | None = None
+        self._requests = 0
         self._resume = False
-        self._relay = _Relay(self)
-        self._relay.served.connect(self._on_served)
         action.toggled.connect(self._on_toggled)
-        inference.worker.loaded.connect(self.resume_after_load)
-        inference.worker.unloaded.connect(self.on_unloaded)
+        worker = inference.worker
+        worker.loaded.connect(self.resume_after_load)
+        worker.unloaded.connect(self.on_unloaded)
+        worker.serving.connect(self._on_serving)
+        worker.serveFailed.connect(self._on_failed)
+        worker.served.connect(self._on_served)
+        worker.serveStopped.connect(self._on_stopped)
 
     @property
     def url(self) -> str | None:
-        """Where the API listens, or None when it is off."""
-        return self._handle.url if self._handle is not None else None
+        """Where the API listens, or None when it is off (or still starting)."""
+        return self._url
 
     @property
     def requests(self) -> int:
         """Requests answered since it started."""
-        return self._handle.requests if self._handle is not None else 0
+        return self._requests
 
     @Slot(bool)
     def _on_toggled(self, on: bool) -> None:
-        if on and self._handle is None:
+        if on:
             self.start()
-        elif not on and self._handle is not None:
+        else:
             self.stop()
 
     def start(self) -> bool:
-        """Serve the loaded model; False (with a notice) when it cannot."""
-        engine = self._inference.worker.shared_engine()
-        if engine is None or self._state.model is None:
+        """Ask the host to serve the loaded model; False (with a notice) when none is."""
+        if self._state.model is None:
             self.notice.emit("Load a model first: the API serves the model in use.", True)
             self._set_checked(False)
             return False
-        scheduler = Scheduler.sharing(engine, parallel=PARALLEL)
-        scheduler.start()
-        try:
-            handle, url = self._listen(scheduler, self._config)
-        except HearthError as exc:
-            scheduler.stop()
-            self.notice.emit(exc.message, False)
-            self._set_checked(False)
-            return False
-        self._scheduler, self._handle = scheduler, handle
         self._set_checked(True)
-        self._widgets.show_server(url, 0)
-        self.status.emit(f"Serving {self._state.model_name()} at {url}", 8000)
+        self._inference.serve(self._config, PARALLEL)
         return True
 
-    def _listen(self, scheduler: Scheduler, config: ServerConfig) -> tuple[ServerHandle, str]:
-        """Listen on the configured port, or on a free one if another program has it."""
-        handle = ServerHandle(scheduler, config, on_request=self._record)
-        try:
-            return handle, handle.start()
-        except HearthError:
-            if config.port == 0:
-                raise
-            log.info("port %d is taken; serving on a free port", config.port)
-            return self._listen(scheduler, replace(config, port=0))
-
     def stop(self) -> None:
-        """Stop answering: cancel API replies, close the server, free its context."""
-        handle, scheduler = self._handle, self._scheduler
-        self._handle = self._scheduler = None
-        if scheduler is not None:
-            scheduler.cancel_all()
-        if handle is not None:
-            handle.stop()
-        if scheduler is not None:
-            scheduler.stop()
+        """Stop answering: the host cancels API replies, closes the server, frees its
+        context (`serveStopped` confirms)."""
+        self._inference.unserve()
+        self._url, self._requests = None, 0
         self._set_checked(False)
         self._widgets.show_server(None, 0)
+
+    @Slot(str)
+    def _on_serving(self, url: str) -> None:
+        if not self._action.isChecked():  # switched off meanwhile
+            self._inference.unserve()
+            return
+        self._url, self._requests = url, 0
+        self._widgets.show_server(url, 0)
+        self.status.emit(f"Serving {self._state.model_name()} at {url}", 8000)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._url = None
+        self._set_checked(False)
+        self._widgets.show_server(None, 0)
+        self.notice.emit(message, self._state.model is None)
+
+    @Slot(int)
+    def _on_served(self, count: int) -> None:
+        if self._url is not None:
+            self._requests = count
+            self._widgets.show_server(self._url, count)
+
+    @Slot()
+    def _on_stopped(self) -> None:
+        if self._url is not None:  # stopped by the host (its model went away)
+            self._url = None
+            self._widgets.show_server(None, 0)
 
     @Slot()
     def pause_for_load(self) -> None:
         """A model is about to load: stop (the server must not outlive its model)."""
-        if self._handle is not None:
+        if self._action.isChecked():
             self._resume = True
             self.stop()
 
@@ -152,16 +148,6 @@ class ServerController(QObject):
     def on_unloaded(self) -> None:
         """The model is gone: so is the server."""
         self.stop()
-
-    def _record(self, record: RequestRecord) -> None:  # on the server's thread
-        handle = self._handle
-        self._relay.served.emit(handle.requests if handle is not None else 0)
-        log.debug("api %s %s %d", record.method, record.path, record.status)
-
-    @Slot(int)
-    def _on_served(self, count: int) -> None:
-        if self._handle is not None:
-            self._widgets.show_server(self._handle.url, count)
 
     def _set_checked(self, on: bool) -> None:
         if self._action.isChecked() != on:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -502,7 +501,7 @@ def test_palette_changes_re_render_code_for_dark_and_light(view: ChatView) -> No
 # ----- long conversations -----
 
 
-def test_a_500_message_chat_opens_fast_and_builds_older_messages_on_demand(
+def test_a_500_message_chat_builds_only_the_newest_and_older_messages_on_demand(
     qtbot: QtBot, view: ChatView
 ) -> None:
     show(view, linear_chat(4))  # warm the renderer's imports and caches
@@ -511,11 +510,9 @@ def test_a_500_message_chat_opens_fast_and_builds_older_messages_on_demand(
     path = tree.active_path(None)
     assert len(path) == 500
 
-    started = time.perf_counter()
+    # How fast it opens is measured in tests/bench/chat_view.py; here: what gets built.
     view.set_conversation(path, tree)
     settle()
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.5, f"opening 500 messages took {elapsed:.3f} s"
 
     built = view.built_message_ids()
     assert built[-1] == 500 and len(built) < 100

@@ -1,0 +1,209 @@
+"""The engine host: the real engine in a child process, driven over pipes.
+
+What crosses must be what the in-process engine gives (tokens, records, errors with their
+attributes, live settings, cancel, KV snapshots), and what kills llama.cpp must kill the
+child only, with a message naming the file and llama.cpp's last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.core.errors import ContextOverflowError, EngineCrashedError, EngineStateError
+from app.core.host.engine_host import EngineHost, Notice
+from app.core.host.protocol import TokenBatch
+from app.core.inference.engine import Engine
+from app.core.inference.events import GenerationDone, StopReason, TokenEvent
+from app.core.inference.load_options import LoadOptions
+from app.core.inference.messages import Message
+from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.server.app import ServerConfig
+from tests.gguf_fuzz import write_crashing_gguf
+
+OPTIONS = LoadOptions(n_ctx=512, n_threads=1)
+GREEDY = SamplingSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=24, seed=7)
+HELLO = (Message("user", "Name three colours."),)
+COUNT = (Message("user", "Count from 1 to 300, one number per line."),)
+
+
+@pytest.fixture
+def host(starter_model: Path) -> Iterator[EngineHost]:
+    notices: list[Notice] = []
+    engine_host = EngineHost(on_notice=notices.append)
+    engine_host.notices = notices  # type: ignore[attr-defined]
+    engine_host.load(starter_model, OPTIONS)
+    yield engine_host
+    engine_host.shutdown()
+    assert not engine_host.running
+
+
+def tokens_of(events: Iterator[object]) -> tuple[list[TokenEvent], list[object], GenerationDone]:
+    tokens: list[TokenEvent] = []
+    records: list[object] = []
+    done: GenerationDone | None = None
+    for event in events:
+        if isinstance(event, TokenBatch):
+            tokens.extend(event.events)
+            records.extend(event.records)
+        elif isinstance(event, GenerationDone):
+            done = event
+    assert done is not None
+    return tokens, records, done
+
+
+def test_a_reply_from_the_host_is_the_in_process_engines_token_for_token(
+    host: EngineHost, starter_model: Path
+) -> None:
+    assert host.pid is not None and host.pid != os.getpid()
+    tokens, records, done = tokens_of(host.generate(HELLO, GREEDY))
+    engine = Engine()
+    try:
+        engine.load(starter_model, OPTIONS)
+        local = [e for e in engine.generate(HELLO, GREEDY) if isinstance(e, TokenEvent)]
+    finally:
+        engine.close()
+    assert [t.token_id for t in tokens] == [t.token_id for t in local]
+    assert done.tokens == tuple(t.token_id for t in local)
+    assert "".join(t.text for t in tokens) + done.tail == done.text
+    # Each token's inspector record was built in the host, with its bytes and alternatives.
+    assert len(records) == len(tokens)
+    first = records[0]
+    assert first.token_id == tokens[0].token_id  # type: ignore[attr-defined]
+    assert first.piece and first.top and first.top[0].piece  # type: ignore[attr-defined]
+    assert host.cached_tokens[-len(done.tokens) + 1 :] == done.tokens[:-1]
+
+
+def test_errors_cross_with_their_type_and_attributes(host: EngineHost) -> None:
+    huge = (Message("user", "word " * 2000),)
+    with pytest.raises(ContextOverflowError) as raised:
+        list(host.generate(huge, GREEDY))
+    assert raised.value.limit == 512 and raised.value.needed > 512
+    assert "512" in raised.value.message
+    # The host is still there, with its model.
+    assert host.loaded is not None
+    tokens, _records, _done = tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=3)))
+    assert tokens
+
+
+def test_a_settings_change_mid_reply_reaches_the_host_before_its_next_token(
+    host: EngineHost,
+) -> None:
+    holder = SettingsHolder(GREEDY.with_changes(max_tokens=300))
+    seen = 0
+    cut = GREEDY.with_changes(max_tokens=40)
+    for event in host.generate(COUNT, holder):
+        if isinstance(event, TokenBatch):
+            seen += len(event.events)
+            if seen >= 10 and holder.get() is not cut:
+                holder.set(cut)
+        elif isinstance(event, GenerationDone):
+            assert event.stats.stop_reason is StopReason.MAX_TOKENS
+            assert 10 <= event.stats.completion_tokens <= 40
+
+
+def test_cancel_stops_a_reply_and_the_host_stays_usable(host: EngineHost) -> None:
+    cancel = threading.Event()
+    done: GenerationDone | None = None
+    count = 0
+    for event in host.generate(COUNT, GREEDY.with_changes(max_tokens=300), cancel=cancel):
+        if isinstance(event, TokenBatch):
+            count += len(event.events)
+            cancel.set()
+        elif isinstance(event, GenerationDone):
+            done = event
+    assert done is not None and done.stats.stop_reason is StopReason.CANCELLED
+    assert done.stats.completion_tokens < 300
+    assert host.loaded is not None
+
+
+def test_a_kv_snapshot_round_trips_through_the_host(host: EngineHost) -> None:
+    tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=4)))
+    cached = host.cached_tokens
+    snapshot = host.save_snapshot()
+    assert snapshot.tokens == cached and snapshot.state
+    host.clear_cache()
+    assert host.cached_tokens == ()
+    assert host.restore_snapshot(snapshot)
+    assert host.cached_tokens == cached
+
+
+def test_a_model_that_aborts_llama_cpp_ends_the_host_not_the_process(
+    starter_model: Path, tmp_path: Path
+) -> None:
+    bad = write_crashing_gguf(tmp_path / "int-embeddings.gguf", "abort")
+    host = EngineHost()
+    try:
+        with pytest.raises(EngineCrashedError) as raised:
+            host.load(bad, OPTIONS)  # no probe here: straight into llama.cpp
+        message = raised.value.message
+        assert "int-embeddings.gguf" in message and "while loading" in message
+        assert "abort" in raised.value.reason and "GGML" in raised.value.reason
+        assert not host.running and host.loaded is None
+        with pytest.raises(EngineStateError):
+            host.n_ctx  # noqa: B018 - the property raises
+        # The next load starts a fresh host.
+        host.load(starter_model, OPTIONS)
+        tokens, _records, _done = tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=3)))
+        assert tokens
+    finally:
+        host.shutdown()
+
+
+def test_a_crash_mid_reply_is_an_error_after_the_tokens_already_sent(host: EngineHost) -> None:
+    pid = host.pid
+    assert pid is not None
+    count = 0
+    with pytest.raises(EngineCrashedError) as raised:
+        for event in host.generate(COUNT, GREEDY.with_changes(max_tokens=300)):
+            if isinstance(event, TokenBatch):
+                count += len(event.events)
+                if count >= 5:
+                    os.kill(pid, signal.SIGSEGV)
+    assert count >= 5
+    assert "segmentation fault" in raised.value.reason
+    assert "while writing a reply with SmolLM2" in raised.value.message
+    assert host.loaded is None and not host.running
+
+
+def test_the_api_server_runs_in_the_host_on_its_model(host: EngineHost) -> None:
+    notices: list[Notice] = host.notices  # type: ignore[attr-defined]
+    host.serve(ServerConfig(port=0), parallel=1)
+    url = wait_for(notices, "serving")[1]
+    with urllib.request.urlopen(f"{url}/models", timeout=30) as response:
+        assert len(json.loads(response.read())["data"]) == 1
+    wait_for(notices, "served")
+    host.unserve()
+    wait_for(notices, "unserved")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/models", timeout=5)
+
+
+def test_serving_without_a_model_says_so() -> None:
+    notices: list[Notice] = []
+    host = EngineHost(on_notice=notices.append)
+    host.serve(ServerConfig(port=0), parallel=1)
+    assert notices == [("serve_failed", "Load a model first: the API serves the model in use.")]
+
+
+def wait_for(notices: list[Notice], kind: str, timeout: float = 60.0) -> Notice:
+    """The first notice of `kind` (notices arrive on the host's reader thread)."""
+    deadline = threading.Event()
+    timer = threading.Timer(timeout, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            for notice in list(notices):
+                if notice[0] == kind:
+                    return notice
+            deadline.wait(0.02)
+    finally:
+        timer.cancel()
+    raise AssertionError(f"no {kind!r} notice in {timeout} s: {notices}")
