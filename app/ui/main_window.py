@@ -320,7 +320,7 @@ class MainWindow(WindowAccess, QMainWindow):
     def _show_model(self) -> None:
         remote, model = self._state.remote, self._state.model
         if remote is not None and model is None:
-            self._status.show_remote(remote.title, f"server {remote.connection}", remote.base_url)
+            self._status.show_remote(remote.title, f"remote · {remote.kind}", remote.base_url)
             return
         placement = self._state.placement or (Placement.of(model) if model else None)
         self._panel.set_model(model, placement.text if placement else None)

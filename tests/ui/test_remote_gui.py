@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QLabel, QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton, QTreeWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.chats.conversation import reply_summary
 from app.core.inference.backend import Capabilities
+from app.core.inference.connections import ConnectionStore
 from app.core.inference.remote_server import samplers_of
 from app.core.inference.sampling import SamplingSettings
+from app.core.paths import app_paths
 from app.ui.controllers.remote import unsupported_reason
 from app.ui.controllers.state import RemoteInUse
 from app.ui.main_window import MainWindow
@@ -165,3 +167,30 @@ def test_a_reply_cut_by_the_server_is_kept_and_says_what_happened(
     assert status.text().startswith("Interrupted: The connection to gpu box")
     assert "Hearth closed" not in status.text()
     assert "partial reply is kept" in window.statusBar().currentMessage()
+
+
+def test_the_model_manager_lists_a_servers_models_beside_the_local_ones(
+    qtbot: QtBot, make_window: MakeWindow, served: Served, tmp_path: Path
+) -> None:
+    paths = app_paths(tmp_path / "picker").ensure()
+    ConnectionStore(paths.config, keychain=False).add("gpu box", served.url)
+    window = make_window(paths=paths)
+    assert window.remote_model is None
+    manager = window.models.open_model_manager()
+    library = manager.library
+    qtbot.waitUntil(
+        lambda: bool(library.remote_models) and not library.is_scanning, timeout=TIMEOUT_MS
+    )
+    row = library.remote_models[0]
+    assert (row.connection, row.model, row.kind) == ("gpu box", served.model, "hearth")
+    tree = library.findChild(QTreeWidget, "libraryTree")
+    assert tree is not None
+    sources = [tree.topLevelItem(i).text(5) for i in range(tree.topLevelItemCount())]  # type: ignore[union-attr]
+    assert "gpu box (server)" in sources
+    assert library.select_remote("gpu box", served.model)
+    details = library.findChild(QLabel, "libraryDetails")
+    assert details is not None and "leave this machine" in details.text()
+    assert not library.findChild(QPushButton, "deleteModelButton").isEnabled()  # type: ignore[union-attr]
+    click(library, "loadLibraryModelButton")
+    qtbot.waitUntil(lambda: window.remote_model is not None, timeout=TIMEOUT_MS)
+    assert window.remote_model.title == f"{served.model} @ gpu box"  # type: ignore[union-attr]

@@ -125,7 +125,9 @@ class ConnectionsDialog(QDialog):
         form.addRow("&Name:", self._name)
         form.addRow("Base &URL:", self._url)
         form.addRow("API &key:", self._key)
-        form.addRow("&CA bundle:", ca_row)
+        ca_label = QLabel("&CA bundle:")
+        ca_label.setBuddy(self._ca)
+        form.addRow(ca_label, ca_row)
 
         self._save = QPushButton("Save")
         named(self._save, "saveConnectionButton", "Save this connection")
