@@ -21,6 +21,7 @@ from app.core.paths import app_paths
 from app.ui.controllers.remote import unsupported_reason
 from app.ui.controllers.state import RemoteInUse
 from app.ui.main_window import MainWindow
+from tests.core.inference.remote_servers import free_port
 from tests.core.server.conftest import Served, start_serve, stop_serve
 from tests.ui import test_main_window
 from tests.ui.test_main_window import TIMEOUT_MS, MakeWindow, Replies, send, streamed_text
@@ -194,3 +195,23 @@ def test_the_model_manager_lists_a_servers_models_beside_the_local_ones(
     click(library, "loadLibraryModelButton")
     qtbot.waitUntil(lambda: window.remote_model is not None, timeout=TIMEOUT_MS)
     assert window.remote_model.title == f"{served.model} @ gpu box"  # type: ignore[union-attr]
+
+
+def test_a_server_that_cannot_be_used_is_explained_in_the_dialog_and_the_notice_bar(
+    qtbot: QtBot, make_window: MakeWindow, served: Served
+) -> None:
+    window = make_window()
+    window.remote.open_connections()
+    dialog = window.remote.dialog
+    assert dialog is not None
+    dialog.fill("nowhere", f"http://127.0.0.1:{free_port()}/v1")
+    click(dialog, "testConnectionButton")
+    qtbot.waitUntil(lambda: "connection refused" in dialog.result_text, timeout=TIMEOUT_MS)
+    assert not dialog.model_names
+    dialog.fill("gpu box", served.url)
+    click(dialog, "saveConnectionButton")
+    qtbot.waitUntil(lambda: dialog.select("gpu box"), timeout=TIMEOUT_MS)
+    window.remote.use_model("gpu box", "no-such-model")
+    qtbot.waitUntil(lambda: "no-such-model" in window.notice_text, timeout=TIMEOUT_MS)
+    assert "does not serve the model" in window.notice_text
+    assert window.remote_model is None
