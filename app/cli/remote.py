@@ -12,10 +12,6 @@ from typing import Any
 
 from app.cli.common import UsageError, data_dir_options, open_paths
 
-PRIVACY_NOTE = (
-    "Chats sent to a remote server leave this machine: the server's operator can read them."
-)
-
 
 def register(sub: Any) -> None:
     """Add the `connections` subcommand."""
@@ -49,7 +45,7 @@ def _env_key(variable: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """`hearth connections ...`."""
-    from app.core.inference.connections import ConnectionStore, check_endpoint
+    from app.core.inference.connections import PRIVACY_NOTE, ConnectionStore, check_endpoint
 
     store = ConnectionStore(open_paths(args).config)
     if args.action == "add":

@@ -15,10 +15,10 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
-from app.core.chats.conversation import Conversation, StoredMessage
+from app.core.chats.conversation import Conversation
 from app.core.chats.store import Store
 from app.core.inference.gpu_fallback import Placement
-from app.core.inference.load_options import LoadedModel, LoadOptions
+from app.core.inference.load_options import LoadOptions
 from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.load_probe import probe_cache_dir
 from app.core.machine.load_verdicts import LoadVerdicts
@@ -31,27 +31,26 @@ from app.ui.controllers.conversations import ConversationController
 from app.ui.controllers.draft_counter import DraftCounter
 from app.ui.controllers.explorer import ExplorerController
 from app.ui.controllers.models import ModelController
+from app.ui.controllers.remote import RemoteController
 from app.ui.controllers.replies import ReplyController
 from app.ui.controllers.server import ServerController
-from app.ui.controllers.state import ActiveReply, ChatState
+from app.ui.controllers.state import ChatState
 from app.ui.conversations.conversation_list import ConversationList
 from app.ui.menus import build_menus
-from app.ui.models.load_options_dialog import LoadOptionsDialog
-from app.ui.models.machine_dialog import MachineReportDialog
 from app.ui.notice_bar import NoticeBar
 from app.ui.notices import notice_bridge
-from app.ui.sampling.sampling_panel import SamplingPanel
 from app.ui.sampling.side_column import SideColumn
 from app.ui.status_bar import StatusWidgets, process_memory
 from app.ui.welcome_panel import WelcomePanel
 from app.ui.widgets import named
+from app.ui.window_access import WindowAccess
 from app.ui.window_layout import Panels, WindowLayout
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
 
 if TYPE_CHECKING:
-    from app.ui.models.model_manager import ModelManager
+    pass
 
 __all__ = ["MainWindow", "process_memory"]
 
@@ -61,7 +60,7 @@ WINDOW_TITLE = "Hearth"
 SHUTDOWN_TIMEOUT_MS = 1500
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowAccess, QMainWindow):
     """Hearth's window: conversation list | chat | model and sampling, with menus and status.
 
     Object names: mainSplitter, conversationList (see there), chatColumn, chatStack,
@@ -155,7 +154,10 @@ class MainWindow(QMainWindow):
         self._compare = CompareController(
             self._state, self._store, self._inference, self._snapshots, self._chat, self._panel
         )
-        self._menus = build_menus(self, self, self._models, self._files)
+        self._remote = RemoteController(
+            self._state, paths.config, self._inference, self._panel, self._side.explorer, self
+        )
+        self._menus = build_menus(self, self, self._models, self._files, self._remote)
         self._status = StatusWidgets(self.statusBar())
         self._server = ServerController(self._state, self._inference, self._menus, self._status)
         self._connect()
@@ -209,7 +211,8 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         """Wire widgets and controllers: every link between two concerns is here."""
         models, chats, replies = self._models, self._conversations, self._replies
-        for controller in (models, chats, replies, self._server):
+        remote = self._remote
+        for controller in (models, chats, replies, self._server, remote):
             controller.notice.connect(self.show_notice)
             controller.status.connect(self._show_status)
         self._files.status.connect(self._show_status)
@@ -246,6 +249,12 @@ class MainWindow(QMainWindow):
         models.modelLoaded.connect(self._draft.set_model)
         models.modelLoaded.connect(self.modelLoaded)
         models.modelLoadEnded.connect(self.modelLoadEnded)
+        models.loadStarting.connect(remote.forget)
+        models.remoteRequested.connect(remote.use_model)
+        remote.remoteInUse.connect(models.forget_local)
+        for slot in (self._show_model, self._update_controls, self._draft.request):
+            remote.changed.connect(slot)
+        remote.changed.connect(self._explorer.refresh)
 
         chats.leaving.connect(replies.cancel_active)
         chats.settingsChanged.connect(replies.steer)
@@ -265,128 +274,6 @@ class MainWindow(QMainWindow):
         replies.replyStarted.connect(self.replyStarted)
         replies.replyFinished.connect(self.replyFinished)
         replies.replyFailed.connect(self.replyFailed)
-
-    # ----- read-only state (for tests and tools) -----
-
-    @property
-    def store(self) -> Store:
-        """The conversation database."""
-        return self._store
-
-    @property
-    def inference(self) -> InferenceThread:
-        """The inference thread this window drives."""
-        return self._inference
-
-    @property
-    def kv_snapshots(self) -> KVSnapshots:
-        """The per-conversation KV snapshots on the inference thread."""
-        return self._snapshots
-
-    @property
-    def token_counter(self) -> TokenCounter:
-        """The draft token counter."""
-        return self._counter
-
-    @property
-    def chat_view(self) -> ChatView:
-        return self._chat
-
-    @property
-    def composer(self) -> Composer:
-        return self._composer
-
-    @property
-    def conversation_list(self) -> ConversationList:
-        return self._sidebar
-
-    @property
-    def sampling_panel(self) -> SamplingPanel:
-        return self._panel
-
-    @property
-    def welcome_panel(self) -> WelcomePanel:
-        return self._welcome
-
-    @property
-    def model(self) -> LoadedModel | None:
-        """The model replies come from, or None."""
-        return self._state.model
-
-    @property
-    def placement(self) -> Placement | None:
-        """Where the model in use runs (GPU layers, CPU threads), or None."""
-        return self._state.placement if self._state.model is not None else None
-
-    @property
-    def load_options_dialog(self) -> LoadOptionsDialog | None:
-        """The load options dialog on show, or None."""
-        return self._models.load_options_dialog
-
-    @property
-    def machine_report_dialog(self) -> MachineReportDialog | None:
-        """The "About this machine" dialog, once opened."""
-        return self._models.machine_report_dialog
-
-    @property
-    def model_manager(self) -> ModelManager | None:
-        """The model manager, once opened."""
-        return self._models.manager
-
-    @property
-    def is_loading(self) -> bool:
-        """True while a model load is in progress or queued."""
-        return self._state.loads_pending > 0
-
-    @property
-    def current_conversation_id(self) -> int | None:
-        """The chat on show (None: a new chat not yet saved)."""
-        return self._state.conversation_id
-
-    @property
-    def current_path(self) -> tuple[StoredMessage, ...]:
-        """The branch on show."""
-        return self._state.path
-
-    @property
-    def active_request(self) -> int | None:
-        """Request id of the reply streaming in the chat on show, or None."""
-        return self._state.active.request_id if self._state.active is not None else None
-
-    @property
-    def active_reply(self) -> ActiveReply | None:
-        """The reply streaming in the chat on show, or None."""
-        return self._state.active
-
-    @property
-    def last_restored(self) -> tuple[int, int] | None:
-        """The last KV cache restored: (conversation id, tokens)."""
-        return self._conversations.last_restored
-
-    @property
-    def replies_in_flight(self) -> int:
-        """Replies the worker has not finished yet (cancelled ones included)."""
-        return self._replies.in_flight
-
-    @property
-    def models(self) -> ModelController:
-        """Loading models, load options, the machine report, the model manager."""
-        return self._models
-
-    @property
-    def conversations(self) -> ConversationController:
-        """The chat on show, its settings and presets."""
-        return self._conversations
-
-    @property
-    def replies(self) -> ReplyController:
-        """Sending, stopping, regenerating, editing, versions."""
-        return self._replies
-
-    @property
-    def chat_files(self) -> ChatFiles:
-        """Import and export."""
-        return self._files
 
     # ----- notices and status -----
 
@@ -431,7 +318,10 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _show_model(self) -> None:
-        model = self._state.model
+        remote, model = self._state.remote, self._state.model
+        if remote is not None and model is None:
+            self._status.show_remote(remote.title, f"remote · {remote.kind}", remote.base_url)
+            return
         placement = self._state.placement or (Placement.of(model) if model else None)
         self._panel.set_model(model, placement.text if placement else None)
         self._status.show_model(model, placement, self._models.placement_note)
@@ -526,7 +416,7 @@ class MainWindow(QMainWindow):
         self._composer.set_busy(busy)
         self._composer.set_send_enabled(state.can_send(ignore_busy=True))
         self._menus.stop.setEnabled(busy)
-        show_welcome = state.model is None and not state.loads_pending and not state.path
+        show_welcome = not state.has_model and not state.loads_pending and not state.path
         self._welcome.refresh()
         self._stack.setCurrentWidget(self._welcome if show_welcome else self._chat)
         self._composer.setVisible(not show_welcome)
@@ -574,6 +464,7 @@ class MainWindow(QMainWindow):
         self._stopped_cleanly = self._replies.shutdown(self._stop_inference)
         self._counter.stop()
         self._models.shutdown(SHUTDOWN_TIMEOUT_MS)
+        self._remote.shutdown(SHUTDOWN_TIMEOUT_MS)
         self._explorer.shutdown()
         self._files.wait(SHUTDOWN_TIMEOUT_MS)
         self._sidebar.wait_for_jobs(SHUTDOWN_TIMEOUT_MS)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMainWindow, QToolButton
 
 from app.ui.controllers.chat_files import ChatFiles
 from app.ui.controllers.models import ModelController
+from app.ui.controllers.remote import RemoteController
 from app.ui.widgets import named
 
 
@@ -57,14 +58,19 @@ def _action(
 
 
 def build_menus(
-    window: QMainWindow, slots: MenuHost, models: ModelController, files: ChatFiles
+    window: QMainWindow,
+    slots: MenuHost,
+    models: ModelController,
+    files: ChatFiles,
+    remote: RemoteController,
 ) -> Menus:
     """File, View, Model and Help menus, and Esc to stop a reply.
 
     Action names: newChatAction, openModelAction, importAction, exportChatAction,
     exportAllAction, quitAction, toggleSidebarAction, toggleSettingsAction, tokensViewAction,
     searchAction,
-    modelManagerAction, loadOptionsAction, serverAction, aboutMachineAction; shortcut
+    modelManagerAction, loadOptionsAction, connectionsAction, serverAction,
+    aboutMachineAction; shortcut
     stopAction.
     """
     bar = window.menuBar()
@@ -134,6 +140,9 @@ def build_menus(
         _action(window, "&Models…", "modelManagerAction", models.open_model_manager, "Ctrl+Shift+M")
     )
     model_menu.addActions([open_model, load_options])
+    connections = _action(window, "&Connections…", "connectionsAction", remote.open_connections)
+    connections.setToolTip("Chat with models on other machines (OpenAI-compatible servers)")
+    model_menu.addAction(connections)
     model_menu.addSeparator()
     serve = QAction("&Serve to other programs (OpenAI API)", window)
     serve.setObjectName("serverAction")

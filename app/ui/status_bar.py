@@ -116,6 +116,15 @@ class StatusWidgets(QObject):
         self._backend.setText(where.text)
         self._backend.setToolTip(note or "Where the model runs")
 
+    def show_remote(self, title: str, where: str, tooltip: str) -> None:
+        """A server's model in use: "model @ connection" and where it runs."""
+        self._model.setText(title)
+        self._model.setToolTip(tooltip)
+        self._backend.setText(where)
+        self._backend.setToolTip(
+            "Replies come from this server: chats sent to it leave this machine"
+        )
+
     def show_server(self, url: str | None, requests: int) -> None:
         """The API server's URL and requests answered (None: it is off)."""
         self._server.setVisible(url is not None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import ConnectionSettingsError
+from app.core.errors import ConnectionSettingsError, HearthError
 from app.core.inference.remote_http import Endpoint, normalise_url
 from app.core.inference.remote_server import ServerFacts, fetch_server_facts
 
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 CONNECTIONS_FILE = "connections.json"
 KEYS_FILE = "connection-keys.json"
 KEYRING_SERVICE = "hearth-connections"
+PRIVACY_NOTE = (
+    "Chats sent to a remote server leave this machine: the server's operator can read them."
+)
+"""Said wherever a person adds or picks a server (the CLI, Model → Connections…)."""
 _NAME = re.compile(r"^[\w .@:+-]{1,64}$")
 
 
@@ -249,3 +253,62 @@ def check_endpoint(endpoint: Endpoint) -> ServerFacts:
         RemoteError: (subclasses) why the server could not be used.
     """
     return fetch_server_facts(endpoint)
+
+
+@dataclass(frozen=True)
+class ConnectionListing:
+    """One saved connection's models, or why they could not be listed."""
+
+    connection: Connection
+    facts: ServerFacts | None = None
+    error: str = ""
+
+
+def list_connections(store: ConnectionStore) -> list[ConnectionListing]:
+    """Every saved connection with its models (`/v1/models`), one server at a time; a server
+    that cannot be used gets its message instead. Network: call it off the GUI thread."""
+    listings: list[ConnectionListing] = []
+    for connection in store.all():
+        try:
+            facts = check_endpoint(store.endpoint(connection.name))
+        except HearthError as exc:
+            listings.append(ConnectionListing(connection, error=exc.message))
+        else:
+            listings.append(ConnectionListing(connection, facts))
+    return listings
+
+
+def _saved_key(store: ConnectionStore, name: str) -> str | None:
+    return store.api_key(name) if any(c.name == name for c in store.all()) else None
+
+
+def endpoint_from_form(
+    store: ConnectionStore, name: str, base_url: str, api_key: str, ca_bundle: str
+) -> Endpoint:
+    """The endpoint a person typed in Model → Connections… (a blank key: the saved one).
+
+    Raises:
+        ConnectionSettingsError: A bad URL, or a CA bundle that does not exist.
+    """
+    ca = Path(ca_bundle).expanduser() if ca_bundle.strip() else None
+    if ca is not None and not ca.is_file():
+        raise ConnectionSettingsError(
+            f"The CA bundle {ca} does not exist. Choose the server's CA certificate file "
+            "(.pem or .crt), or leave the field empty.",
+            path=ca,
+        )
+    key = api_key.strip() or _saved_key(store, name.strip())
+    return Endpoint(base_url, api_key=key, ca_bundle=ca, name=name.strip())
+
+
+def save_from_form(
+    store: ConnectionStore, name: str, base_url: str, api_key: str, ca_bundle: str
+) -> Connection:
+    """Save what a person typed; a blank key keeps the key already saved under `name`.
+
+    Raises:
+        ConnectionSettingsError: A bad name, URL or CA bundle; the file cannot be written.
+    """
+    key = api_key.strip() or _saved_key(store, name.strip())
+    ca = Path(ca_bundle).expanduser() if ca_bundle.strip() else None
+    return store.add(name, base_url, key, ca)

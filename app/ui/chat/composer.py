@@ -294,12 +294,17 @@ class Composer(QWidget):
         self._send_allowed = enabled
         self._update_buttons()
 
-    def set_draft_tokens(self, count: int | None) -> None:
-        """Show the draft's token count; None while it is being counted or unknown."""
+    def set_draft_tokens(self, count: int | None, estimated: str = "") -> None:
+        """Show the draft's token count; None while it is being counted or unknown.
+        `estimated`: why the count is an estimate (shown as its tooltip), "" if exact."""
         if count is None:
             self._tokens.setText("… tokens")
         else:
-            self._tokens.setText(f"{count:,} token" + ("" if count == 1 else "s"))
+            words = f"{count:,} token" + ("" if count == 1 else "s")
+            self._tokens.setText(f"≈ {words} (estimated)" if estimated else words)
+        self._tokens.setToolTip(
+            estimated or "Tokens in your message, counted with the model's tokenizer"
+        )
 
     @property
     def token_strip(self) -> DraftTokenStrip:

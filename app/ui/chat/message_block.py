@@ -319,6 +319,9 @@ class MessageBlock(QFrame):
         message = self._message
         status = "streaming" if self._streaming else message.status
         words = _STATUS_TEXT.get(status)
+        note = (message.stats or {}).get("note")
+        if status == "interrupted" and isinstance(note, str) and note:
+            words = f"Interrupted: {note}"  # a server's connection cut, not Hearth closing
         if words:
             light, dark = LEVEL_COLOURS[_STATUS_LEVEL[status]]
             self._status.setText(words)

@@ -185,7 +185,7 @@ class CompareController(QObject):
             return "Hearth is closing."
         if state.loads_pending:
             return "A model is loading: compare when it has loaded."
-        if state.model is None:
+        if not state.has_model:
             return "Load a model to compare replies (File → Open model…)."
         if state.active is not None:
             return "A reply is being written in the chat: compare when it has finished."
@@ -230,8 +230,7 @@ class CompareController(QObject):
         assert isinstance(settings_a, SamplingSettings)
         assert isinstance(settings_b, SamplingSettings)
         session.model = self._state.model_name()
-        placement = self._state.placement
-        session.placement = dict(placement.to_stats()) if placement is not None else {}
+        session.placement = self._state.reply_stats()
         session.runs = tuple(
             _Run(self._state.next_request_id(), settings) for settings in (settings_a, settings_b)
         )

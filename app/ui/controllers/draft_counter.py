@@ -12,9 +12,10 @@ from PySide6.QtCore import QObject, Slot
 from app.core.chats.conversation import to_engine_messages
 from app.core.inference.messages import Message
 from app.core.inference.prompt import reply_budget
+from app.core.inference.remote import MESSAGE_OVERHEAD, estimate_tokens
 from app.core.inference.sampling import SamplingSettings
 from app.ui.chat.composer import Composer, describe_dropped
-from app.ui.controllers.state import ChatState
+from app.ui.controllers.state import ChatState, RemoteInUse
 from app.workers.token_counter import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class DraftCounter(QObject):
         if self._state.shut_down:
             return
         model = self._state.model
+        if self._state.remote is not None:
+            self._estimate(self._state.remote)
+            return
         if model is None:
             self._composer.set_draft_tokens(None)
             self._composer.set_context_usage(0, 0)
@@ -75,6 +79,28 @@ class DraftCounter(QObject):
         self._counter.count(
             request_id, self._draft, messages, self._settings().max_tokens, model.n_ctx
         )
+
+    def _estimate(self, remote: RemoteInUse) -> None:
+        """A server's model: counted here from the text's length (no local vocabulary)."""
+        self._last_id = next(self._ids)  # answers to earlier requests are stale now
+        draft = self._composer.text()
+        path = [m for m in self._state.path if m.status != "streaming"]
+        messages = list(to_engine_messages(path, self._system_prompt()))
+        if draft.strip():
+            messages.append(Message("user", draft))
+        why = (
+            f"Estimated from the text's length: {remote.connection} has no tokenizer endpoint "
+            "(/tokenize)."
+            if not remote.capabilities.exact_token_counts
+            else f"Estimated here from the text's length; {remote.connection} counts exactly "
+            "with its /tokenize when the message is sent."
+        )
+        self._composer.set_draft_pieces(())
+        self._composer.set_draft_tokens(estimate_tokens(draft), why)
+        prompt = sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD for m in messages)
+        limit = remote.n_ctx
+        used = prompt + reply_budget(self._settings().max_tokens, limit)
+        self._composer.set_context_usage(used, limit, f"Estimated: {why}")
 
     @Slot(int, object)
     def _on_draft_tokens(self, request_id: int, pieces: object) -> None:

@@ -82,7 +82,7 @@ class ExplorerController(QObject):
     def explore_next(self) -> None:
         """Compute the distribution of the next token: after the chat, or after the draft
         as the person's next message."""
-        if self._state.model is None:
+        if not self._state.has_model:
             self._explorer.set_message("Load a model to explore its next token.")
             return
         messages = self._history(with_draft=True)
@@ -118,7 +118,7 @@ class ExplorerController(QObject):
         reply that is not in the chat); `where` names the position for the person."""
         if not isinstance(messages, tuple) or not isinstance(continue_with, tuple):
             return
-        if self._state.model is None:
+        if not self._state.has_model:
             self._explorer.set_message("Load a model to explore its next token.")
             return
         self._request(messages, continue_with, where)
@@ -162,7 +162,7 @@ class ExplorerController(QObject):
         """The chat or the draft changed: split the prompt again and ask for the cache."""
         model = self._state.model
         self._explorer.set_settings(self._settings())
-        if model is None or self._state.shut_down:
+        if model is None or self._state.shut_down:  # (a server's model: no local vocabulary)
             self._context.set_parts(None)
             return
         if not self._context.isVisible():

@@ -79,6 +79,8 @@ class ModelController(QObject):
         starterFetching(str): The starter model is being downloaded (text to show).
         starterFetchFailed(str): Why it could not be.
         starterFetched(): It is installed.
+        remoteRequested(str, str): The person picked a server's model in the model manager
+            (connection name, model).
     """
 
     loadStarting = Signal()
@@ -95,6 +97,7 @@ class ModelController(QObject):
     starterFetching = Signal(str)
     starterFetchFailed = Signal(str)
     starterFetched = Signal()
+    remoteRequested = Signal(str, str)
 
     def __init__(
         self,
@@ -288,6 +291,16 @@ class ModelController(QObject):
             self.modelChanged.emit()
         self.controlsChanged.emit()
 
+    @Slot()
+    def forget_local(self) -> None:
+        """A server's model replaced the local one (the worker freed it)."""
+        self._state.model = None
+        self._state.placement = None
+        self._state.model_path = None
+        self._placement_note = ""
+        self.modelChanged.emit()
+        self.controlsChanged.emit()
+
     # ----- the model manager -----
 
     @Slot()
@@ -299,6 +312,7 @@ class ModelController(QObject):
 
             manager = ModelManager(self._paths, parent=self._window)
             manager.loadRequested.connect(self._on_manager_load)
+            manager.remoteRequested.connect(self.remoteRequested)
             self._manager = manager
         manager = self._manager
         if manager.isVisible():

@@ -18,8 +18,9 @@ as "cancelled" when its last event arrives.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal, Slot
 
@@ -58,6 +59,16 @@ SAVE_INTERVAL_S = 1.0
 FLUSH_TIMER_MS = 1000
 """...and by this timer, so text that arrived before a pause is saved too."""
 _PREFILL_STATUS_MIN_TOKENS = 256
+
+
+def _no_probabilities(stats: Mapping[str, Any], records: Sequence[TokenRecord]) -> str:
+    """Why a server's reply has no token probabilities to show ("" when it has them)."""
+    if stats.get("backend") != "remote" or not records or any(r.top for r in records):
+        return ""
+    return (
+        f"Token probabilities are not available from this server ({stats.get('connection')}): "
+        "it sent this reply without logprobs."
+    )
 
 
 class ReplyController(QObject):
@@ -190,7 +201,7 @@ class ReplyController(QObject):
             message=reply,
             writer=ReplyWriter(self._store, reply.id, interval=SAVE_INTERVAL_S),
             holder=SettingsHolder(settings),
-            placement=self._state.placement.to_stats() if self._state.placement else {},
+            placement=self._state.reply_stats(),
             engine_ids=engine_ids,
         )
         if branch is not None:
@@ -278,7 +289,9 @@ class ReplyController(QObject):
         """Give the chat view a reply's token data (from the writer while it streams)."""
         for record in self._replies.values():
             if record.message.id == message_id:
-                self._chat.set_token_data(message_id, list(record.writer.records))
+                records = list(record.writer.records)
+                note = _no_probabilities(record.placement, records)
+                self._chat.set_token_data(message_id, None if note else records, note=note)
                 return
         try:
             data = self._store.token_data(message_id)
@@ -292,6 +305,12 @@ class ReplyController(QObject):
                 note="This reply has no token data: it was made before Hearth kept it, or "
                 "imported without it.",
             )
+            return
+        shown = self._state.shown
+        stats = shown.tree.get(message_id).stats if shown and message_id in shown.tree else None
+        note = _no_probabilities(stats or {}, data.records)
+        if note:
+            self._chat.set_token_data(message_id, None, note=note)
             return
         changes = [(change.index, change.settings) for change in data.changes]
         self._chat.set_token_data(message_id, data.records, changes)
@@ -436,6 +455,8 @@ class ReplyController(QObject):
         record = self._replies.pop(request_id, None)
         if record is None or not isinstance(done, GenerationDone):
             return
+        if done.note:  # why it ended early (a server's connection cut mid-reply)
+            record.placement["note"] = done.note
         try:
             final = record.writer.finish_generation(
                 done, settings=record.holder.get(), extra_stats=record.placement
@@ -453,7 +474,7 @@ class ReplyController(QObject):
             self._replace_shown(final)
         if record is self._state.active:
             self._state.active = None
-            self.status.emit("", 0)
+            self.status.emit(done.note, 15_000)
         self.changed.emit()
         self.replyFinished.emit(request_id, final)
 

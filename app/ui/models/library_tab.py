@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
@@ -30,6 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.inference.connections import (
+    PRIVACY_NOTE,
+    ConnectionListing,
+    ConnectionStore,
+    list_connections,
+)
 from app.core.models.library import LibraryFolders, LibraryModel, delete_model, scan_library
 from app.core.paths import AppPaths
 from app.core.units import format_bytes, format_params
@@ -65,6 +72,44 @@ SOURCE_TEXT = {
 }
 COLUMNS = ("Name", "Quant", "Parameters", "Size", "Context", "Source", "Fits")
 _MODEL_ROLE = Qt.ItemDataRole.UserRole
+
+
+@dataclass(frozen=True)
+class RemoteRow:
+    """A model a saved server lists, as a row of the library."""
+
+    connection: str
+    base_url: str
+    model: str
+    n_ctx: int | None
+    kind: str
+
+    def details_html(self) -> str:
+        """The details pane's text for it."""
+        esc = html.escape
+        context = f"Context length: {self.n_ctx:,} tokens<br>" if self.n_ctx else ""
+        return (
+            f"<b>{esc(self.model)}</b><br>Served by the connection <b>{esc(self.connection)}</b> "
+            f"({esc(self.kind)} server) at {esc(self.base_url)}<br>{context}"
+            f"<span style='color:#9a6700'>{esc(PRIVACY_NOTE)}</span><br>"
+            "Load makes it the chat's model. Add or change servers in Model → Connections…"
+        )
+
+
+def remote_rows(listings: list[ConnectionListing]) -> tuple[list[RemoteRow], list[str]]:
+    """The rows of every listed server's models, and a line for each server that failed."""
+    rows: list[RemoteRow] = []
+    failures: list[str] = []
+    for listing in listings:
+        connection = listing.connection
+        if listing.facts is None:
+            failures.append(f"{connection.name}: {listing.error}")
+            continue
+        rows.extend(
+            RemoteRow(connection.name, connection.base_url, m.id, m.n_ctx, listing.facts.kind)
+            for m in listing.facts.models
+        )
+    return rows, failures
 
 
 def bits_per_weight(size_bytes: int, n_params: int) -> float | None:
@@ -129,13 +174,18 @@ class LibraryTab(QWidget):
     loadLibraryModelButton, revealModelButton, quantizeModelButton, deleteModelButton,
     addFolderButton, refreshLibraryButton.
 
+    Models on saved servers (Model → Connections…) are listed too, labelled with their
+    connection; they are asked for on each refresh (when the window opens), never sooner.
+
     Signals:
         loadRequested(object): Load this `Path`.
+        remoteRequested(str, str): Use this model (connection name, model) of a server.
         quantizeRequested(object): Quantize this `LibraryModel`.
         scanned(int): A scan finished with this many models.
     """
 
     loadRequested = Signal(object)
+    remoteRequested = Signal(str, str)
     quantizeRequested = Signal(object)
     scanned = Signal(int)
 
@@ -148,6 +198,9 @@ class LibraryTab(QWidget):
         self._models: list[LibraryModel] = []
         self._jobs = JobSet(self)
         self._scan_job: BackgroundJob | None = None
+        self._remote_job: BackgroundJob | None = None
+        self._remote: list[RemoteRow] = []
+        self._remote_failures: list[str] = []
         self._rescan = False
 
         self._filter = QLineEdit()
@@ -235,6 +288,26 @@ class LibraryTab(QWidget):
         """A scan is running."""
         return self._scan_job is not None
 
+    @property
+    def remote_models(self) -> list[RemoteRow]:
+        """The servers' models of the last listing."""
+        return list(self._remote)
+
+    def selected_remote(self) -> RemoteRow | None:
+        """The selected server's model, if one is selected."""
+        items = self._tree.selectedItems()
+        row = items[0].data(0, _MODEL_ROLE) if items else None
+        return row if isinstance(row, RemoteRow) else None
+
+    def select_remote(self, connection: str, model: str) -> bool:
+        """Select a server's model; False if it is not listed."""
+        for item in self._items():
+            row = item.data(0, _MODEL_ROLE)
+            if isinstance(row, RemoteRow) and (row.connection, row.model) == (connection, model):
+                self._tree.setCurrentItem(item)
+                return True
+        return False
+
     def selected(self) -> LibraryModel | None:
         """The selected model, if any."""
         items = self._tree.selectedItems()
@@ -273,6 +346,39 @@ class LibraryTab(QWidget):
         job.succeeded.connect(self._on_scanned)
         job.failed.connect(self._on_scan_failed)
         self._scan_job = job
+        self._list_servers()
+
+    def _list_servers(self) -> None:
+        """Ask each saved server for its models (in the background)."""
+        if self._remote_job is not None:
+            return
+        config = self._paths.config
+        job = self._start(
+            lambda: remote_rows(list_connections(ConnectionStore(config))), "hearth-library-servers"
+        )
+        job.succeeded.connect(self._on_servers_listed)
+        job.failed.connect(self._on_servers_failed)
+        self._remote_job = job
+
+    @property
+    def is_listing_servers(self) -> bool:
+        """The saved servers are being asked for their models."""
+        return self._remote_job is not None
+
+    @Slot(object)
+    def _on_servers_listed(self, result: object) -> None:
+        self._remote_job = None
+        if isinstance(result, tuple):
+            self._remote, self._remote_failures = result
+        self._fill()
+        self._show_status()
+
+    @Slot(str)
+    def _on_servers_failed(self, message: str) -> None:
+        self._remote_job = None
+        self._remote, self._remote_failures = [], [message]
+        self._fill()
+        self._show_status()
 
     @Slot(object)
     def _on_scanned(self, models: object) -> None:
@@ -284,16 +390,24 @@ class LibraryTab(QWidget):
         self._fill()
         if selected is not None:
             self.select_path(selected.path)
-        usable = sum(1 for m in self._models if not m.problem and not m.is_projector)
-        total = sum(m.size_bytes for m in self._models)
-        self._status.setText(
-            f"{len(self._models)} model file{'s' if len(self._models) != 1 else ''} "
-            f"({usable} ready to chat), {format_bytes(total)} in all."
-        )
+        self._show_status()
         self.scanned.emit(len(self._models))
         if self._rescan:
             self._rescan = False
             self.refresh()
+
+    def _show_status(self) -> None:
+        usable = sum(1 for m in self._models if not m.problem and not m.is_projector)
+        total = sum(m.size_bytes for m in self._models)
+        lines = [
+            f"{len(self._models)} model file{'s' if len(self._models) != 1 else ''} "
+            f"({usable} ready to chat), {format_bytes(total)} in all."
+        ]
+        if self._remote:
+            servers = len({r.connection for r in self._remote})
+            lines[0] += f" {len(self._remote)} on {servers} server{'s' if servers != 1 else ''}."
+        lines.extend(self._remote_failures)
+        self._status.setText("\n".join(lines))
 
     @Slot(str)
     def _on_scan_failed(self, message: str) -> None:
@@ -325,6 +439,15 @@ class LibraryTab(QWidget):
             if model.is_projector:
                 item.setText(1, f"{model.quant} · projector")
             self._tree.addTopLevelItem(item)
+        for row in self._remote:
+            context = f"{row.n_ctx:,}" if row.n_ctx else ""
+            source = f"{row.connection} (server)"
+            item = _SortableItem([row.model, "", "", "", context, source, "On the server"])
+            item.setData(0, _MODEL_ROLE, row)
+            item.setData(4, _SortableItem.KEY, row.n_ctx or 0)
+            item.setToolTip(0, f"{row.model} on {row.connection}: {row.base_url}")
+            item.setToolTip(5, f"Served by the connection {row.connection}; {PRIVACY_NOTE}")
+            self._tree.addTopLevelItem(item)
         self._tree.setSortingEnabled(True)
         for column in range(1, len(COLUMNS)):
             self._tree.resizeColumnToContents(column)
@@ -342,7 +465,11 @@ class LibraryTab(QWidget):
 
     @Slot()
     def load_selected(self) -> None:
-        """Load the selected model in the chat window."""
+        """Load the selected model in the chat window (a server's: use it)."""
+        row = self.selected_remote()
+        if row is not None:
+            self.remoteRequested.emit(row.connection, row.model)
+            return
         model = self.selected()
         if model is not None and not model.problem and not model.is_projector:
             self.loadRequested.emit(model.path)
@@ -404,8 +531,10 @@ class LibraryTab(QWidget):
 
     @Slot()
     def _on_selection(self) -> None:
-        model = self.selected()
-        if model is None:
+        model, row = self.selected(), self.selected_remote()
+        if row is not None:
+            self._details.setText(row.details_html())
+        elif model is None:
             self._details.setText("Pick a model to see what it is and what it needs.")
         else:
             self._details.setText(details_html(model))
@@ -414,7 +543,7 @@ class LibraryTab(QWidget):
     def _update_buttons(self) -> None:
         model = self.selected()
         chat_ready = model is not None and not model.problem and not model.is_projector
-        self._load.setEnabled(chat_ready)
+        self._load.setEnabled(chat_ready or self.selected_remote() is not None)
         self._reveal.setEnabled(model is not None)
         self._quantize.setEnabled(chat_ready)
         self._delete.setEnabled(model is not None and model.deletable)

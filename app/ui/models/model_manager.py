@@ -41,10 +41,12 @@ class ModelManager(QDialog):
 
     Signals:
         loadRequested(object): Load this model file (a `Path`) in the chat window.
+        remoteRequested(str, str): Use a server's model (connection name, model).
         modelAdded(object): A download or quantization put this `Path` in the library.
     """
 
     loadRequested = Signal(object)
+    remoteRequested = Signal(str, str)
     modelAdded = Signal(object)
 
     def __init__(
@@ -77,6 +79,7 @@ class ModelManager(QDialog):
         layout.addWidget(self._tabs)
 
         self.library.loadRequested.connect(self._on_load)
+        self.library.remoteRequested.connect(self.remoteRequested)
         self.library.quantizeRequested.connect(self.open_quantize)
         self.hub.downloadRequested.connect(self.queue_download)
         self.queue.completed.connect(self._on_downloaded)

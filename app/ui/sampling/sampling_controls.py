@@ -182,6 +182,18 @@ class NumberControl(QObject):
     def _to_slider(self, value: float) -> int:
         return round(value * self._scale)
 
+    def set_unsupported(self, reason: str) -> None:
+        """Disable the pair with `reason` as its tooltip ("": enabled, the usual tooltip)."""
+        for widget in (self.label, self.slider, self.spin):
+            widget.setEnabled(not reason)
+        for widget in (self.slider, self.spin):
+            widget.setToolTip(reason or self.spec.tooltip)
+
+    @property
+    def unsupported_reason(self) -> str:
+        """Why the pair is disabled ("" when it is not)."""
+        return "" if self.slider.isEnabled() else self.slider.toolTip()
+
     def value(self) -> float:
         """The exact value in the number field."""
         return float(self.spin.value())

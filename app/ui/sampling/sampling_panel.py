@@ -239,6 +239,8 @@ class SamplingPanel(QWidget):
         self._seed.setRange(0, MAX_SEED)
         self._seed.setKeyboardTracking(False)
         self._seed.setToolTip("The same seed and settings give the same reply")
+        self._seed.setProperty("usualTip", self._seed.toolTip())
+        self._seed_random.setProperty("usualTip", self._seed_random.toolTip())
         self._seed.valueChanged.connect(self._on_seed_changed)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self._seed_random)
@@ -362,6 +364,24 @@ class SamplingPanel(QWidget):
             widget.setToolTip(str(model.info.path))
         self._n_vocab = model.info.n_vocab if model is not None else 0
         self._show_costs()
+
+    def set_server_model(self, facts: Mapping[str, str]) -> None:
+        """Show a server's model (its facts by row label) instead of a local one."""
+        for label, widget in self._model_values.items():
+            widget.setText(facts.get(label, "—"))
+            widget.setToolTip("")
+        self._n_vocab = 0
+        self._show_costs()
+
+    def set_unsupported(self, samplers: frozenset[str] | None, reason: str) -> None:
+        """Disable the settings not in `samplers` (None: all enabled), each with `reason`."""
+        for field, control in self._controls.items():
+            control.set_unsupported("" if samplers is None or field in samplers else reason)
+        for field, widgets in (("seed", (self._seed, self._seed_random)), ("stop", (self._stop,))):
+            off = samplers is not None and field not in samplers
+            for widget in widgets:
+                widget.setEnabled(not off)
+                widget.setToolTip(reason if off else widget.property("usualTip") or "")
 
     def _show_costs(self) -> None:
         """Beside each slow setting, what it costs per token on this model (measured)."""
