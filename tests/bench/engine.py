@@ -18,6 +18,8 @@ from pathlib import Path
 
 import llama_cpp
 
+from app.core.host.engine_host import EngineHost
+from app.core.host.protocol import TokenBatch
 from app.core.inference.engine import Engine
 from app.core.inference.events import GenerationDone, PrefillStarted, StopReason, TokenEvent
 from app.core.inference.load_options import LoadOptions
@@ -165,8 +167,9 @@ def last(engine: Engine, chat: list[Message], settings: SamplingSettings) -> Gen
     return done
 
 
-def cancel_latency(engine: Engine, rounds: int) -> None:
-    """Time from `cancel.set()` (30 ms into prefill or decode) to the final event."""
+def cancel_latency(engine: Engine | EngineHost, rounds: int, name: str = "engine") -> None:
+    """Time from `cancel.set()` (30 ms into prefill or decode) to the final event (through
+    the engine host: the final event back in this process)."""
     long_prompt = [Message("user", "Read this. " + "The lighthouse stood on the cliff. " * 300)]
     prefill: list[float] = []
     decode: list[float] = []
@@ -183,7 +186,7 @@ def cancel_latency(engine: Engine, rounds: int) -> None:
 
             timer = threading.Timer(0.03, fire)
             chat = long_prompt if phase == "prefill" else STORY
-            trigger = PrefillStarted if phase == "prefill" else TokenEvent
+            trigger = PrefillStarted if phase == "prefill" else (TokenEvent, TokenBatch)
             for event in engine.generate(chat, settings, cancel=cancel):
                 if isinstance(event, trigger) and not timer.is_alive() and not fired:
                     timer.start()
@@ -192,7 +195,7 @@ def cancel_latency(engine: Engine, rounds: int) -> None:
                     if event.stats.stop_reason is StopReason.CANCELLED:
                         sink.append((time.perf_counter() - fired[0]) * 1000)
     print(
-        f"  cancel latency over {len(prefill)}+{len(decode)} runs: prefill median "
+        f"  {name} cancel latency over {len(prefill)}+{len(decode)} runs: prefill median "
         f"{statistics.median(prefill):6.1f} ms max {max(prefill):6.1f} ms; decode median "
         f"{statistics.median(decode):6.1f} ms max {max(decode):6.1f} ms (target <= 100 ms)"
     )
@@ -224,6 +227,12 @@ def main() -> None:
             ttft_turns(engine, max(1, args.rounds // 2))
         if "cancel" in sections:
             cancel_latency(engine, args.rounds)
+            host = EngineHost()
+            try:
+                host.load(args.model, LoadOptions(n_ctx=N_CTX, n_threads=args.threads))
+                cancel_latency(host, args.rounds, "engine host")
+            finally:
+                host.shutdown()
     finally:
         engine.close()
 
