@@ -4,7 +4,8 @@ model's own footprint (weights + KV cache + compute + output buffers, as llama.c
     python -m tests.bench.memory [--model smollm2|gemma3] [--messages 500] [--n-ctx 4096]
 
 Each figure comes from a fresh process (offscreen Qt), medians of `--rounds`:
-  * app: `MainWindow` shown, the model loaded through the inference worker, the chat open;
+  * app: `MainWindow` shown, the model loaded through the inference worker, the chat open:
+    the GUI process plus its engine host process (where the model lives);
   * bare: the same model loaded by `Engine` alone (no Qt, no store), one short reply;
   * footprint: the buffers llama.cpp printed while loading (tests' `capture_buffers`).
 Weights are read into memory (`use_mmap=False`) so they count in the resident set in full
@@ -31,8 +32,8 @@ REPLY = (
 )
 
 
-def rss() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
+def rss(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/statm", encoding="ascii") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -99,7 +100,10 @@ def child_app(model: Path, n_ctx: int, messages: int) -> dict[str, int]:
         for _ in range(20):
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
         assert len(window.current_path) == messages
-        out = {"rss": rss(), "shown_rss": shown}
+        host = window.inference.worker.host_pid
+        assert host is not None, "the model is loaded in the engine host"
+        gui, hosted = rss(), rss(host)
+        out = {"rss": gui + hosted, "gui_rss": gui, "host_rss": hosted, "shown_rss": shown}
         window.close()
         app.processEvents()
     return out
@@ -157,7 +161,10 @@ def main() -> None:
     imports = med(bares, "python_rss")
     print(f"  bare Engine process RSS        {bare_rss:8.1f} MiB  (python + imports {imports:.1f})")
     print(f"  app window shown, no model     {med(apps, 'shown_rss'):8.1f} MiB")
-    print(f"  app + model + chat open RSS    {app_rss:8.1f} MiB")
+    print(
+        f"  app + model + chat open RSS    {app_rss:8.1f} MiB  (GUI process "
+        f"{med(apps, 'gui_rss'):.1f} + engine host {med(apps, 'host_rss'):.1f})"
+    )
     print(
         f"  overhead over the footprint    {app_rss - footprint:8.1f} MiB (target < 200); "
         f"over the bare Engine process {app_rss - bare_rss:.1f} MiB"
