@@ -122,6 +122,8 @@ class InferenceWorker(ThreadWorker):
         serveFailed(str): Why the API server could not start.
         served(int): Requests the API server has answered since it started.
         serveStopped(): The API server stopped (asked to, or its model went away).
+        engineStopped(str): The engine host ended while nothing was asked of it (killed,
+            out of memory): why, as a message; `unloaded` follows.
 
     A llama.cpp crash in the host (`EngineCrashedError`) is reported like any failure of
     the request it ended (`loadFailed`, `failed`, `exploreFailed`), then `unloaded`: the
@@ -155,6 +157,8 @@ class InferenceWorker(ThreadWorker):
     serveFailed = Signal(str)
     served = Signal(int)
     serveStopped = Signal()
+    engineStopped = Signal(str)
+    _hostEnded = Signal()
 
     def __init__(
         self,
@@ -181,6 +185,7 @@ class InferenceWorker(ThreadWorker):
         self._loads_expected = 0
         self._loading = False
         self._stopping = False
+        self._hostEnded.connect(self._check_host)  # queued: from the host's reader thread
 
     # ----- thread-safe controls (direct calls from any thread) -----
 
@@ -574,6 +579,18 @@ class InferenceWorker(ThreadWorker):
             self.served.emit(int(notice[1]))
         elif kind == "unserved":
             self.serveStopped.emit()
+        elif kind == "ended":
+            self.serveStopped.emit()
+            self._hostEnded.emit()
+
+    @Slot()
+    def _check_host(self) -> None:
+        """The host's pipe closed: if no request noticed (it died idle), report it."""
+        engine = self._engine
+        crash = engine.check_alive() if engine is not None and not self._closed else None
+        if crash is not None:
+            self.engineStopped.emit(crash.message)
+            self.unloaded.emit()
 
     # ----- helpers -----
 

@@ -80,3 +80,21 @@ def test_llama_cpp_dying_mid_reply_keeps_the_window_the_chat_and_the_partial_rep
     wait_reply_done(qtbot, window)
     assert window.current_path[-1].content
     assert window.current_path[-1].status != "error"
+
+
+def test_an_engine_host_that_dies_while_idle_is_noticed(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    """Killed between replies (the OOM killer, a person's kill): the window says so and
+    shows no model, rather than failing the next message."""
+    window = make_window(model=starter_model)
+    pid = window._inference.worker.host_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: window.model is None, timeout=TIMEOUT_MS)
+    assert starter_model.name in window.notice_text and "stopped" in window.notice_text
+    window.load_model(starter_model)
+    qtbot.waitUntil(lambda: window.model is not None, timeout=TIMEOUT_MS)
+    send(qtbot, window, "Hello")
+    wait_reply_done(qtbot, window)
+    assert window.current_path[-1].content

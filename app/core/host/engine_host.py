@@ -84,6 +84,7 @@ class EngineHost:
         self._loaded: LoadedModel | None = None
         self._loading: Path | None = None
         self._control_lock = threading.Lock()
+        self._stopping = False
 
     # ----- the child process -----
 
@@ -119,6 +120,7 @@ class EngineHost:
         for end in (child_requests, control_in, notices_out):
             end.close()
         self._process, self._requests, self._control = process, requests, control_out
+        self._stopping = False
         self._cancelled, self._stderr, self._seq = cancelled, Path(stderr_name), 0
         threading.Thread(
             target=self._read_notices, args=(notices_in,), name="hearth-host-notices", daemon=True
@@ -134,16 +136,16 @@ class EngineHost:
                 break
             if notice[0] == "log":
                 logging.getLogger(f"host.{notice[2]}").log(notice[1], "%s", notice[3])
-            elif self.on_notice is not None:
-                try:
-                    self.on_notice(notice)
-                except Exception:
-                    log.exception("engine host notice handler failed")
+            else:
+                self._notify(notice)
         conn.close()
+        if not self._stopping:  # the host ended without being asked: say so
+            self._notify(("ended",))
 
     def shutdown(self) -> None:
         """Stop the host (its model and API server with it). Safe to call twice."""
         process = self._process
+        self._stopping = True
         if process is not None and process.is_alive():
             with contextlib.suppress(OSError, ValueError):
                 self._requests.send((self._seq + 1, "shutdown", {}))
@@ -423,7 +425,18 @@ class EngineHost:
 
     def _notify(self, notice: Notice) -> None:
         if self.on_notice is not None:
-            self.on_notice(notice)
+            try:
+                self.on_notice(notice)
+            except Exception:
+                log.exception("engine host notice handler failed")
+
+    def check_alive(self) -> EngineCrashedError | None:
+        """If the host died while idle (killed, out of memory), clean up and say why;
+        None when it runs, or was stopped or already reported."""
+        process = self._process
+        if process is None or process.is_alive() or self._stopping:
+            return None
+        return self._crashed("idle")
 
 
 _DOING = {
@@ -433,6 +446,7 @@ _DOING = {
     "plan": "reading the prompt of",
     "facts": "starting llama.cpp for",
     "close": "unloading",
+    "idle": "holding",
     "save_snapshot": "saving the KV cache of",
     "restore_snapshot": "restoring the KV cache of",
 }

@@ -133,6 +133,7 @@ class ModelController(QObject):
         worker.loadFailed.connect(self._on_load_failed)
         worker.loadCancelled.connect(self._on_load_cancelled)
         worker.unloaded.connect(self._on_unloaded)
+        worker.engineStopped.connect(self._on_engine_stopped)
 
     # ----- read-only state -----
 
@@ -281,6 +282,10 @@ class ModelController(QObject):
             self.modelChanged.emit()
             self.status.emit("Loading cancelled.", 5000)
         self.modelLoadEnded.emit()
+
+    @Slot(str)
+    def _on_engine_stopped(self, message: str) -> None:
+        self.notice.emit(message, True)
 
     @Slot()
     def _on_unloaded(self) -> None:
