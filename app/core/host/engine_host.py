@@ -238,10 +238,15 @@ class EngineHost:
         during = _DOING.get(name, f"working ({name})")
         log.error("the engine host stopped while %s %s: %s", during, file, reason)
         self._reap()
+        what = (
+            f"The engine running {file} stopped ({reason})"
+            if name == "idle"
+            else f"llama.cpp stopped while {during} {file}: {reason}"
+        )
         return EngineCrashedError(
-            f"llama.cpp stopped while {during} {file}: {reason}. Hearth is still running and "
-            "kept your conversation and any reply so far; load the model again, or try "
-            "another model, fewer GPU layers or a smaller context.",
+            f"{what}. Hearth is still running and kept your conversation and any reply so "
+            "far; load the model again, or try another model, fewer GPU layers or a smaller "
+            "context.",
             path=path,
             reason=reason,
             during=during,
@@ -446,7 +451,7 @@ _DOING = {
     "plan": "reading the prompt of",
     "facts": "starting llama.cpp for",
     "close": "unloading",
-    "idle": "holding",
+    "idle": "running",
     "save_snapshot": "saving the KV cache of",
     "restore_snapshot": "restoring the KV cache of",
 }
