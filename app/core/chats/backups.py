@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.chats import purge
-from app.core.chats.faults import backup_folder, sqlite_fault
-from app.core.errors import DatabaseDamagedError, StoreError
-from app.core.storage import os_error_fault
+from app.core.chats.faults import backup_folder, write_fault
+from app.core.errors import DatabaseDamagedError
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +102,9 @@ def make_backup(db_path: Path, *, keep: int = KEEP, now: float | None = None) ->
         folder.mkdir(parents=True, exist_ok=True)
         _copy(db_path, partial)
         os.replace(partial, final)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         _discard(partial)
-        raise os_error_fault(exc, what=what, path=folder) or StoreError(
-            f"{what}: {exc}", path=folder
-        ) from exc
-    except sqlite3.Error as exc:
-        _discard(partial)
-        raise sqlite_fault(exc, partial, what=what) or StoreError(
-            f"{what}: {exc}", path=folder
-        ) from exc
+        raise write_fault(exc, partial, what=what, path=folder) from exc
     except BaseException:
         _discard(partial)
         raise
