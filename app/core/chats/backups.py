@@ -36,6 +36,7 @@ __all__ = [
     "Backup",
     "backup_folder",
     "backup_if_due",
+    "clear_backups",
     "erase_from_backups",
     "list_backups",
     "make_backup",
@@ -72,6 +73,22 @@ def list_backups(folder: Path) -> tuple[Backup, ...]:
 def total_size(folder: Path) -> int:
     """Bytes used by the backups in `folder`."""
     return sum(b.size for b in list_backups(folder))
+
+
+def clear_backups(folder: Path) -> int:
+    """Delete every backup in `folder` (a person freeing space); returns the bytes freed.
+
+    A file that cannot be deleted is logged and left (and not counted).
+    """
+    freed = 0
+    for backup in list_backups(folder):
+        try:
+            backup.path.unlink()
+        except OSError as exc:
+            log.warning("cannot delete the backup %s: %s", backup.path, exc)
+        else:
+            freed += backup.size
+    return freed
 
 
 def backup_if_due(
