@@ -35,6 +35,7 @@ from app.ui.controllers.replies import ReplyController
 from app.ui.controllers.server import ServerController
 from app.ui.controllers.state import ActiveReply, ChatState
 from app.ui.controllers.storage import StorageController
+from app.ui.controllers.template_fallback import TemplateFallback
 from app.ui.conversations.conversation_list import ConversationList
 from app.ui.menus import build_menus
 from app.ui.models.load_options_dialog import LoadOptionsDialog
@@ -158,6 +159,7 @@ class MainWindow(QMainWindow):
             self._state, self._store, self._inference, self._snapshots, self._chat, self._panel
         )
         self._storage = StorageController(self._state, self._store, self._snapshots, self)
+        self._template = TemplateFallback(self._inference, self)
         self._menus = build_menus(self, self, self._models, self._files, self._storage)
         self._status = StatusWidgets(self.statusBar())
         self._server = ServerController(self._state, self._inference, self._menus, self._status)
@@ -211,7 +213,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         """Wire widgets and controllers: every link between two concerns is here."""
         models, chats, replies = self._models, self._conversations, self._replies
-        for controller in (models, chats, replies, self._server, self._storage):
+        for controller in (models, chats, replies, self._server, self._storage, self._template):
             controller.notice.connect(self.show_notice)
             controller.status.connect(self._show_status)
         self._files.status.connect(self._show_status)
@@ -227,6 +229,8 @@ class MainWindow(QMainWindow):
         notice_bridge().notice.connect(self.show_notice)
         self._sidebar.newChatRequested.connect(self._composer.focus_input)
         self._notices.openModelRequested.connect(models.open_model_dialog)
+        self._notices.plainTranscriptRequested.connect(self._template.use_plain_transcript)
+        self._template.offer.connect(self._notices.offer_plain_transcript)
         self._welcome.loadStarterRequested.connect(models.load_starter)
         self._welcome.openModelRequested.connect(models.open_model_dialog)
         self._welcome.browseModelsRequested.connect(models.open_model_manager)

@@ -73,7 +73,8 @@ class InferenceWorker(ThreadWorker):
     """Owns one `Engine` on the thread it was moved to; loads models and streams replies.
 
     Slots (call through queued signals, see `InferenceThread`): `load`, `generate`,
-    `explore`, `report_cache`, `unload`, `shutdown`. Thread-safe plain methods:
+    `explore`, `report_cache`, `use_plain_transcript`, `unload`, `shutdown`. Thread-safe
+    plain methods:
     `cancel`, `cancel_load`, `cancel_all`, `expect_load`.
 
     Request ids must increase: a generation drops the cancel events of lower ids.
@@ -113,6 +114,8 @@ class InferenceWorker(ThreadWorker):
         remoteConnected(object): A `RemoteBackend` is now the chat's model (its `model`,
             `endpoint`, `capabilities` and `n_ctx` may be read; drive it only here).
         remoteFailed(str): Why the remote model could not be used.
+        templateChanged(str): The local model now formats chats another way (a sentence
+            saying so): `use_plain_transcript` took effect.
 
     With a remote model chosen (`use_remote`), `generate` streams from it and `explore`
     answers that the server cannot give a full distribution; `unload` or a local `load`
@@ -137,6 +140,7 @@ class InferenceWorker(ThreadWorker):
     cacheReported = Signal(object)
     remoteConnected = Signal(object)
     remoteFailed = Signal(str)
+    templateChanged = Signal(str)
 
     def __init__(
         self,
@@ -441,6 +445,20 @@ class InferenceWorker(ThreadWorker):
             self._remote = None
 
     @Slot()
+    def use_plain_transcript(self) -> None:
+        """Format chats as a plain 'User:/Assistant:' transcript instead of the local
+        model's chat template (the way out of a template that fails), until another model
+        is loaded; sends `templateChanged`. Nothing happens without a local model."""
+        engine = self._engine
+        if self._remote is not None or engine is None or engine.loaded is None:
+            return
+        engine.template = engine.template.fallback()
+        self.templateChanged.emit(
+            f"{engine.template.model} now uses a plain 'User:/Assistant:' transcript instead "
+            "of its chat template, until another model is loaded."
+        )
+
+    @Slot()
     def unload(self) -> None:
         """Free the model and its context (or leave the remote model)."""
         if self._remote is not None:
@@ -503,6 +521,7 @@ class InferenceThread(WorkerHost):
     _exploreRequested = Signal(int, object, object)
     _cacheRequested = Signal()
     _remoteRequested = Signal(object, str)
+    _plainTranscriptRequested = Signal()
 
     def __init__(
         self,
@@ -531,6 +550,7 @@ class InferenceThread(WorkerHost):
         self._exploreRequested.connect(worker.explore)
         self._cacheRequested.connect(worker.report_cache)
         self._remoteRequested.connect(worker.use_remote)
+        self._plainTranscriptRequested.connect(worker.use_plain_transcript)
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
         """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
@@ -579,6 +599,12 @@ class InferenceThread(WorkerHost):
         / `remoteFailed`. "" picks the server's first model."""
         if self.is_running:
             self._remoteRequested.emit(endpoint, model)
+
+    def use_plain_transcript(self) -> None:
+        """Queue switching the local model to the plain transcript format; watch
+        `worker.templateChanged`."""
+        if self.is_running:
+            self._plainTranscriptRequested.emit()
 
     def unload(self) -> None:
         """Queue freeing the model."""
