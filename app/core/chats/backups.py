@@ -121,7 +121,7 @@ def make_backup(db_path: Path, *, keep: int = KEEP, now: float | None = None) ->
         os.replace(partial, final)
     except (OSError, sqlite3.Error) as exc:
         _discard(partial)
-        raise write_fault(exc, partial, what=what, path=folder) from exc
+        raise write_fault(exc, db_path, what=what, path=folder) from exc  # damage: the source
     except BaseException:
         _discard(partial)
         raise

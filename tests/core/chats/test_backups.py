@@ -107,3 +107,18 @@ def test_clearing_the_backups_deletes_only_them_and_says_how_much_was_freed(
         assert store.backups() == () and other.exists()
         assert [c.title for c in store.list_conversations()] == ["Kept"]
     assert backups.clear_backups(tmp_path / "nowhere") == 0
+
+
+def test_a_backup_that_meets_a_damaged_page_names_the_live_database(tmp_path: Path) -> None:
+    from tests.core.chats.test_repair import build, damage_page_holding
+
+    db = tmp_path / DB_FILE_NAME
+    build(db)
+    damage_page_holding(db, "chat2msg1 ")
+    with pytest.raises(DatabaseDamagedError) as caught:
+        backups.make_backup(db, now=T0)
+    message = str(caught.value)
+    assert message.startswith(f"The database {db} is damaged")
+    assert ".partial" not in message and "backups/backups" not in message
+    assert caught.value.path == db
+    assert list((tmp_path / "backups").iterdir()) == []
