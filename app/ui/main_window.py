@@ -35,6 +35,8 @@ from app.ui.controllers.remote import RemoteController
 from app.ui.controllers.replies import ReplyController
 from app.ui.controllers.server import ServerController
 from app.ui.controllers.state import ChatState
+from app.ui.controllers.storage import StorageController
+from app.ui.controllers.template_fallback import TemplateFallback
 from app.ui.conversations.conversation_list import ConversationList
 from app.ui.menus import build_menus
 from app.ui.notice_bar import NoticeBar
@@ -66,7 +68,8 @@ class MainWindow(WindowAccess, QMainWindow):
     Object names: mainSplitter, conversationList (see there), chatColumn, chatStack,
     welcomePanel, chatView, composer (see those), samplingPanel, noticeBar (see there), the
     status bar's parts (see `StatusWidgets`); actions newChatAction, openModelAction,
-    importAction, exportChatAction, exportAllAction, quitAction, toggleSidebarAction,
+    importAction, exportChatAction, exportAllAction, storageAction, repairDatabaseAction,
+    quitAction, toggleSidebarAction,
     toggleSettingsAction, searchAction, modelManagerAction, loadOptionsAction,
     aboutMachineAction, stopAction; dialogs loadOptionsDialog, machineReportDialog and
     modelManager (see there).
@@ -157,7 +160,11 @@ class MainWindow(WindowAccess, QMainWindow):
         self._remote = RemoteController(
             self._state, paths.config, self._inference, self._panel, self._side.explorer, self
         )
-        self._menus = build_menus(self, self, self._models, self._files, self._remote)
+        self._storage = StorageController(self._state, self._store, self._snapshots, self)
+        self._template = TemplateFallback(self._inference, self)
+        self._menus = build_menus(
+            self, self, self._models, self._files, self._remote, self._storage
+        )
         self._status = StatusWidgets(self.statusBar())
         self._server = ServerController(self._state, self._inference, self._menus, self._status)
         self._connect()
@@ -202,9 +209,8 @@ class MainWindow(WindowAccess, QMainWindow):
         self._splitter.addWidget(self._sidebar)
         self._splitter.addWidget(chat_column)
         self._splitter.addWidget(self._side)
-        self._splitter.setStretchFactor(0, 0)
-        self._splitter.setStretchFactor(1, 1)
-        self._splitter.setStretchFactor(2, 0)
+        for index, stretch in enumerate((0, 1, 0)):
+            self._splitter.setStretchFactor(index, stretch)
         self._splitter.setSizes([220, 560, 420])
         self.setCentralWidget(self._splitter)
 
@@ -212,17 +218,25 @@ class MainWindow(WindowAccess, QMainWindow):
         """Wire widgets and controllers: every link between two concerns is here."""
         models, chats, replies = self._models, self._conversations, self._replies
         remote = self._remote
-        for controller in (models, chats, replies, self._server, remote):
+        storage, template = self._storage, self._template
+        for controller in (models, chats, replies, self._server, remote, storage, template):
             controller.notice.connect(self.show_notice)
             controller.status.connect(self._show_status)
         self._files.status.connect(self._show_status)
         self._files.failed.connect(self.show_notice)
         self._files.skipped.connect(self.show_notice)
         self._files.imported.connect(self._on_imported)
+        self._files.savePending.connect(replies.flush)
+        self._files.savePending.connect(chats.save_settings)
+        self._storage.repairStarting.connect(replies.flush)
+        self._storage.repairStarting.connect(chats.save_settings)
+        self._storage.repaired.connect(chats.reopen)
         self._sidebar.errorOccurred.connect(self.show_notice)
         notice_bridge().notice.connect(self.show_notice)
         self._sidebar.newChatRequested.connect(self._composer.focus_input)
         self._notices.openModelRequested.connect(models.open_model_dialog)
+        self._notices.plainTranscriptRequested.connect(self._template.use_plain_transcript)
+        self._template.offer.connect(self._notices.offer_plain_transcript)
         self._welcome.loadStarterRequested.connect(models.load_starter)
         self._welcome.openModelRequested.connect(models.open_model_dialog)
         self._welcome.browseModelsRequested.connect(models.open_model_manager)
@@ -382,20 +396,6 @@ class MainWindow(WindowAccess, QMainWindow):
         """Add the chats of a Hearth JSON file (on a background job; opens the first)."""
         self._files.import_chats(path)
 
-    def _before_export(self) -> None:
-        self._replies.flush()
-        self._conversations.save_settings()
-
-    @Slot()
-    def export_chat_dialog(self) -> None:
-        self._before_export()
-        self._files.export_chat_dialog()
-
-    @Slot()
-    def export_all_dialog(self) -> None:
-        self._before_export()
-        self._files.export_all_dialog()
-
     @Slot(object)
     def _on_imported(self, conversations: object) -> None:
         self._sidebar.refresh()
@@ -467,6 +467,7 @@ class MainWindow(WindowAccess, QMainWindow):
         self._remote.shutdown(SHUTDOWN_TIMEOUT_MS)
         self._explorer.shutdown()
         self._files.wait(SHUTDOWN_TIMEOUT_MS)
+        self._storage.wait(SHUTDOWN_TIMEOUT_MS)
         self._sidebar.wait_for_jobs(SHUTDOWN_TIMEOUT_MS)
         try:
             panels = Panels(

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMainWindow, QToolButton
 from app.ui.controllers.chat_files import ChatFiles
 from app.ui.controllers.models import ModelController
 from app.ui.controllers.remote import RemoteController
+from app.ui.controllers.storage import StorageController
 from app.ui.widgets import named
 
 
@@ -19,8 +20,6 @@ class MenuHost(Protocol):
     """What the window itself does for its menus (the main window, structurally)."""
 
     def new_chat(self) -> None: ...
-    def export_chat_dialog(self) -> None: ...
-    def export_all_dialog(self) -> None: ...
     def set_sidebar_visible(self, visible: bool) -> None: ...
     def set_panel_visible(self, visible: bool) -> None: ...
     def set_tokens_view(self, on: bool) -> None: ...
@@ -63,14 +62,14 @@ def build_menus(
     models: ModelController,
     files: ChatFiles,
     remote: RemoteController,
+    storage: StorageController,
 ) -> Menus:
     """File, View, Model and Help menus, and Esc to stop a reply.
 
     Action names: newChatAction, openModelAction, importAction, exportChatAction,
-    exportAllAction, quitAction, toggleSidebarAction, toggleSettingsAction, tokensViewAction,
-    searchAction,
-    modelManagerAction, loadOptionsAction, connectionsAction, serverAction,
-    aboutMachineAction; shortcut
+    exportAllAction, storageAction, repairDatabaseAction, quitAction, toggleSidebarAction,
+    toggleSettingsAction, tokensViewAction, searchAction, modelManagerAction,
+    loadOptionsAction, connectionsAction, serverAction, aboutMachineAction; shortcut
     stopAction.
     """
     bar = window.menuBar()
@@ -85,7 +84,7 @@ def build_menus(
         QKeySequence.StandardKey.Open,
     )
     export_chat = _action(
-        window, "&Export this chat…", "exportChatAction", slots.export_chat_dialog, "Ctrl+E"
+        window, "&Export this chat…", "exportChatAction", files.export_chat_dialog, "Ctrl+E"
     )
     file_menu = bar.addMenu("&File")
     file_menu.setObjectName("fileMenu")
@@ -95,8 +94,13 @@ def build_menus(
     file_menu.addAction(export_chat)
     file_menu.addAction(
         _action(
-            window, "Export &all chats…", "exportAllAction", slots.export_all_dialog, "Ctrl+Shift+E"
+            window, "Export &all chats…", "exportAllAction", files.export_all_dialog, "Ctrl+Shift+E"
         )
+    )
+    file_menu.addSeparator()
+    file_menu.addAction(_action(window, "&Storage…", "storageAction", storage.open_dialog))
+    file_menu.addAction(
+        _action(window, "&Repair database…", "repairDatabaseAction", storage.repair_dialog)
     )
     file_menu.addSeparator()
     file_menu.addAction(

@@ -77,7 +77,8 @@ class InferenceWorker(ThreadWorker):
     """Owns one `EngineHost` on the thread it was moved to; loads models, streams replies.
 
     Slots (call through queued signals, see `InferenceThread`): `load`, `generate`,
-    `explore`, `report_cache`, `unload`, `shutdown`. Thread-safe plain methods:
+    `explore`, `report_cache`, `use_plain_transcript`, `unload`, `shutdown`. Thread-safe
+    plain methods:
     `cancel`, `cancel_load`, `cancel_all`, `expect_load`.
 
     Request ids must increase: a generation drops the cancel events of lower ids.
@@ -523,7 +524,9 @@ class InferenceWorker(ThreadWorker):
 
     @Slot()
     def use_plain_transcript(self) -> None:
-        """Use the plain transcript format instead of the model's failing chat template."""
+        """Format chats as a plain 'User:/Assistant:' transcript instead of the local
+        model's chat template (the way out of a template that fails), until the model is
+        loaded again; sends `templateChanged`. Nothing happens without a local model."""
         engine = self._engine
         if self._remote is not None or engine is None or engine.loaded is None:
             return
@@ -534,8 +537,8 @@ class InferenceWorker(ThreadWorker):
             self._after_crash(exc)
             return
         self.templateChanged.emit(
-            f"{loaded.info.path.name} now uses the plain transcript format instead of its "
-            "own chat template (until it is loaded again)."
+            f"{loaded.info.path.name} now uses a plain 'User:/Assistant:' transcript instead "
+            "of its chat template, until it is loaded again."
         )
 
     def release(self) -> None:

@@ -76,6 +76,8 @@ class TokenCountWorker(ThreadWorker):
         self._tokenizer: VocabTokenizer | None = None
         self.requests_counted = 0
         """How many requests were counted (not skipped as stale); for tests."""
+        self.stop_rendering = threading.Event()
+        """Set (from any thread) to stop a chat template rendering now: at shutdown."""
 
     @Slot(str)
     def set_model(self, path: str) -> None:
@@ -121,7 +123,7 @@ class TokenCountWorker(ThreadWorker):
         try:
             ids = tokenizer.tokenize(draft, parse_special=False)
             pieces = tuple((token, tokenizer.token_text(token)) for token in ids)
-            result = tokenizer.count_prompt(chat, budget, limit)
+            result = tokenizer.count_prompt(chat, budget, limit, cancel=self.stop_rendering)
         except HearthError as exc:
             self.unavailable.emit(request_id, exc.message)
             return
@@ -153,7 +155,7 @@ class TokenCountWorker(ThreadWorker):
         limit = n_ctx if n_ctx > 0 else tokenizer.info.context_length
         budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
         try:
-            parts = tokenizer.describe_prompt(chat, budget, limit)
+            parts = tokenizer.describe_prompt(chat, budget, limit, cancel=self.stop_rendering)
         except HearthError as exc:
             self.describeFailed.emit(request_id, exc.message)
             return
@@ -275,9 +277,11 @@ class TokenCounter(WorkerHost):
             self.describeFailed.emit(request_id, reason)
 
     def before_stop(self) -> None:
-        """Make every queued request stale, so the worker skips it."""
+        """Make every queued request stale, so the worker skips it, and stop a chat
+        template still rendering (a template that never ends must not hold up closing)."""
         self._latest.set(2**62)
         self._latest_describe.set(2**62)
+        self.worker.stop_rendering.set()
 
     @Slot(int, object)
     def _on_draft_tokens(self, request_id: int, pieces: object) -> None:

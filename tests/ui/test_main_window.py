@@ -809,7 +809,12 @@ def test_the_draft_shows_as_the_models_tokens(
     field = composer_input(window)
     field.setFocus()
     qtbot.keyClicks(field, "unbelievable <|im_end|>")
-    qtbot.waitUntil(lambda: len(strip.pieces) > 3, timeout=TIMEOUT_MS)
+    label = child(window, QLabel, "draftTokenLabel")
+    # The pieces and the count are two signals: wait for both (the label says "…" between).
+    qtbot.waitUntil(
+        lambda: len(strip.pieces) > 3 and label.text()[:1].isdigit(),  # type: ignore[attr-defined]
+        timeout=TIMEOUT_MS,
+    )
     text = "".join(piece for _id, piece in strip.pieces)
     assert text == "unbelievable <|im_end|>"  # the tokens spell the draft exactly
     assert len(strip.pieces) >= 4  # "unbelievable" is more than one token
@@ -820,7 +825,6 @@ def test_the_draft_shows_as_the_models_tokens(
     assert len(end_of_turn) == 1
     assert end_of_turn[0] not in {token for token, _piece in strip.pieces}
     assert "id " in strip.tooltip_for(0)
-    label = child(window, QLabel, "draftTokenLabel")
     assert label.text().startswith(f"{len(strip.pieces)} token")  # type: ignore[attr-defined]
     assert "|" in strip.accessibleDescription()
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.chats import purge
-from app.core.chats.faults import backup_folder, sqlite_fault
-from app.core.errors import DatabaseDamagedError, StoreError
-from app.core.storage import os_error_fault
+from app.core.chats.faults import backup_folder, write_fault
+from app.core.errors import DatabaseDamagedError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ __all__ = [
     "Backup",
     "backup_folder",
     "backup_if_due",
+    "clear_backups",
     "erase_from_backups",
     "list_backups",
     "make_backup",
@@ -75,6 +75,22 @@ def total_size(folder: Path) -> int:
     return sum(b.size for b in list_backups(folder))
 
 
+def clear_backups(folder: Path) -> int:
+    """Delete every backup in `folder` (a person freeing space); returns the bytes freed.
+
+    A file that cannot be deleted is logged and left (and not counted).
+    """
+    freed = 0
+    for backup in list_backups(folder):
+        try:
+            backup.path.unlink()
+        except OSError as exc:
+            log.warning("cannot delete the backup %s: %s", backup.path, exc)
+        else:
+            freed += backup.size
+    return freed
+
+
 def backup_if_due(
     db_path: Path, *, max_age: float = MAX_AGE_S, keep: int = KEEP, now: float | None = None
 ) -> Backup | None:
@@ -103,16 +119,9 @@ def make_backup(db_path: Path, *, keep: int = KEEP, now: float | None = None) ->
         folder.mkdir(parents=True, exist_ok=True)
         _copy(db_path, partial)
         os.replace(partial, final)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         _discard(partial)
-        raise os_error_fault(exc, what=what, path=folder) or StoreError(
-            f"{what}: {exc}", path=folder
-        ) from exc
-    except sqlite3.Error as exc:
-        _discard(partial)
-        raise sqlite_fault(exc, partial, what=what) or StoreError(
-            f"{what}: {exc}", path=folder
-        ) from exc
+        raise write_fault(exc, db_path, what=what, path=folder) from exc  # damage: the source
     except BaseException:
         _discard(partial)
         raise

@@ -17,7 +17,13 @@ from app.core.errors import (
     StorageFullError,
     StoreError,
 )
-from app.core.storage import disk_is_full, full_disk_message, is_writable, read_only_message
+from app.core.storage import (
+    disk_is_full,
+    full_disk_message,
+    is_writable,
+    os_error_fault,
+    read_only_message,
+)
 
 BACKUP_FOLDER_NAME = "backups"
 
@@ -69,6 +75,24 @@ def sqlite_fault(exc: sqlite3.Error, db_path: Path, *, what: str) -> HearthError
     if name.startswith(_DAMAGED):
         return DatabaseDamagedError(damaged_message(db_path, str(exc)), path=db_path)
     return None
+
+
+def write_fault(
+    exc: OSError | sqlite3.Error, db_path: Path, *, what: str, path: Path
+) -> HearthError:
+    """The typed error for a failed file write (a backup, a repaired database): never None.
+
+    Args:
+        exc: The OS or SQLite error raised while writing.
+        db_path: The SQLite file being written (for an SQLite error).
+        what: What could not be done, for the message.
+        path: The file or folder named in the message.
+    """
+    if isinstance(exc, OSError):
+        fault = os_error_fault(exc, what=what, path=path)
+    else:
+        fault = sqlite_fault(exc, db_path, what=what)
+    return fault or StoreError(f"{what}: {exc}", path=path)
 
 
 def open_fault(exc: sqlite3.Error, db_path: Path) -> HearthError:

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.chats.faults import sqlite_fault
+from app.core.chats.faults import write_fault
 from app.core.chats.read_only import open_read_only
 from app.core.chats.schema import MIGRATIONS, migrate, schema_version
 from app.core.errors import DatabaseDamagedError, StoreError
-from app.core.storage import os_error_fault
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +128,9 @@ def repair_database(path: Path, *, now: float | None = None) -> RepairReport:
             if source.exists():
                 os.replace(source, damaged.with_name(damaged.name + suffix))
         os.replace(fresh, path)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         _remove_database(fresh)
-        raise os_error_fault(exc, what=what, path=path) or StoreError(
-            f"{what}: {exc}", path=path
-        ) from exc
-    except sqlite3.Error as exc:
-        _remove_database(fresh)
-        raise sqlite_fault(exc, fresh, what=what) or StoreError(
-            f"{what}: {exc}", path=path
-        ) from exc
+        raise write_fault(exc, fresh, what=what, path=path) from exc
     except BaseException:
         _remove_database(fresh)
         raise

@@ -116,6 +116,10 @@ class ReplyWriter:
             token_data=token_data,
         )
 
+    def final_text(self, done: GenerationDone) -> str:
+        """The text `finish_generation(done)` saves (the branch's start, then the reply)."""
+        return self._prefix + done.text
+
     def finish_generation(
         self,
         done: GenerationDone,
@@ -132,7 +136,7 @@ class ReplyWriter:
             stats = {**done.stats.to_dict(), **extra_stats}
         return self.finish(
             reply_end(done.stats),
-            text=self._prefix + done.text,
+            text=self.final_text(done),
             seed=done.stats.seed,
             settings=settings,
             stats=stats,

@@ -58,10 +58,22 @@ class StoreBase:
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
-        if read_only:
-            self._conn: sqlite3.Connection | None = open_read_only(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000
-            )
+        self._conn: sqlite3.Connection | None = None
+        self._open()
+
+    def reopen(self) -> None:
+        """Close the connection and open the file at `path` again: after `repair_database`
+        replaced it, every holder of this object reads the fresh file.
+
+        Raises: as opening does.
+        """
+        with self._lock:
+            self.close()
+            self._open()
+
+    def _open(self) -> None:
+        if self.read_only:
+            self._conn = open_read_only(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ chat template, the same BOS rule.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,8 @@ class VocabTokenizer:
         max_tokens: int | None,
         n_ctx: int,
         template: ChatTemplate | None = None,
+        *,
+        cancel: threading.Event | None = None,
     ) -> PromptCount:
         """Count the prompt for `messages` and what the drop-oldest policy would leave out.
 
@@ -147,6 +150,7 @@ class VocabTokenizer:
 
         Raises:
             ChatTemplateError: The template rejects these messages.
+            PromptCancelled: `cancel` was set while the template rendered.
         """
         chat = template or self.template
         budget = reply_budget(max_tokens, n_ctx) if n_ctx > 0 else 0
@@ -154,19 +158,30 @@ class VocabTokenizer:
             return PromptCount(0, budget, n_ctx, ())
         vocab = self._require()
         fit = fit_messages(
-            messages, lambda chosen: vocab.encode_prompt(chosen, chat), budget, n_ctx
+            messages, lambda chosen: vocab.encode_prompt(chosen, chat, cancel=cancel), budget, n_ctx
         )
         return PromptCount(len(fit.all_tokens), budget, n_ctx, fit.dropped)
 
     def describe_prompt(
-        self, messages: Sequence[Message], max_tokens: int | None, n_ctx: int
+        self,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        n_ctx: int,
+        *,
+        cancel: threading.Event | None = None,
     ) -> PromptParts:
         """The prompt for `messages` split into parts with token counts (the engine's
         tokens, after the drop-oldest rule).
 
         Raises:
             ChatTemplateError: The template rejects these messages.
+            PromptCancelled: `cancel` was set while the template rendered.
         """
         return describe_prompt(
-            self._require(), messages, n_ctx=n_ctx, max_tokens=max_tokens, template=self.template
+            self._require(),
+            messages,
+            n_ctx=n_ctx,
+            max_tokens=max_tokens,
+            template=self.template,
+            cancel=cancel,
         )

@@ -51,6 +51,7 @@ class ChatFiles(QObject):
         skipped(str): What an export left out because it could not be read (one notice).
         failed(str): Why an import or export did not happen (a message for a person).
         status(str, int): A passing status-bar message and its timeout in ms.
+        savePending(): An export starts: streamed text and settings should be saved first.
     """
 
     imported = Signal(object)
@@ -58,6 +59,7 @@ class ChatFiles(QObject):
     skipped = Signal(str)
     failed = Signal(str)
     status = Signal(str, int)
+    savePending = Signal()
 
     def __init__(self, state: ChatState, store: Store, window: QWidget) -> None:
         super().__init__(window)
@@ -121,6 +123,7 @@ class ChatFiles(QObject):
     ) -> BackgroundJob:
         """Write chats (None: all) to `path` as Hearth JSON or Markdown, off the GUI
         thread; `exported` or `failed` tells."""
+        self.savePending.emit()
         job = self._jobs.start(
             functools.partial(_export, self._store, path, ids, markdown), "hearth-export"
         )

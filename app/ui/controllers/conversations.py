@@ -190,6 +190,24 @@ class ConversationController(QObject):
         self.controlsChanged.emit()
         self.countNeeded.emit()
 
+    @Slot()
+    def reopen(self) -> None:
+        """Read everything again after the database was replaced (a repair): the chat on
+        show if it survived, else the most recent one."""
+        current = self._state.conversation_id
+        self._state.conversation = None
+        self._state.shown = None
+        self._sidebar.refresh()
+        try:
+            ids = {c.id for c in self._store.list_conversations()}
+        except HearthError as exc:
+            self.notice.emit(exc.message, False)
+            return
+        if current in ids and current is not None:
+            self.open_conversation(current)
+        else:
+            self.open_most_recent()
+
     def _leave(self) -> None:
         """Before another chat goes on show: save what is pending, stop its reply, keep its
         KV cache."""

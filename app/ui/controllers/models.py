@@ -249,6 +249,7 @@ class ModelController(QObject):
         self._state.placement = outcome.where if outcome is not None else Placement.of(model)
         self._placement_note = outcome.message if outcome is not None else ""
         self._load_ended()
+        self._refresh_library()
         if not self._state.loads_pending:
             self.modelChanged.emit()
         notices = [self._load_notice] if self._load_notice else []
@@ -267,6 +268,7 @@ class ModelController(QObject):
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
         self._load_ended()
+        self._refresh_library()
         if not self._state.loads_pending:
             self.modelChanged.emit()
         if self._load_notice:
@@ -307,6 +309,12 @@ class ModelController(QObject):
         self.controlsChanged.emit()
 
     # ----- the model manager -----
+
+    def _refresh_library(self) -> None:
+        """A load ended: the load probe may have stored a verdict on the file (it loads, it
+        crashed), so the library's "Fits" column is read again."""
+        if self._manager is not None:
+            self._manager.library.refresh()
 
     @Slot()
     def open_model_manager(self) -> ModelManager:

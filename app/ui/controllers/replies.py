@@ -10,6 +10,10 @@ least once a second (a timer flushes what arrived before a pause), so killing th
 at most about a second of text. The worker's last event finishes the reply in the store
 with its stats, seed and the settings in force at its end.
 
+A full disk (or a read-only folder) drops nothing: a reply that cannot be saved stays on
+screen and in memory, the person is told once, and the flush timer saves it when space
+returns (finished replies included).
+
 Each reply carries a request id; events of ids no longer tracked are ignored. A reply left
 behind (another chat opened, the branch changed) is cancelled by a direct call and finished
 as "cancelled" when its last event arrives.
@@ -29,6 +33,7 @@ from app.core.chats.conversation import (
     MessageTree,
     StoredMessage,
     engine_messages_with_ids,
+    reply_end,
 )
 from app.core.chats.reply_writer import ReplyWriter
 from app.core.chats.store import ConversationSnapshot, Store
@@ -59,6 +64,11 @@ SAVE_INTERVAL_S = 1.0
 FLUSH_TIMER_MS = 1000
 """...and by this timer, so text that arrived before a pause is saved too."""
 _PREFILL_STATUS_MIN_TOKENS = 256
+KEPT = "The reply is kept on screen and saved when space returns."
+SAVED_LATE = "The reply kept in memory while it could not be saved is saved now."
+
+FinalSave = Callable[[], StoredMessage | None]
+"""Saves a reply's final state (its `ReplyWriter.finish…` call), retried until it works."""
 
 
 def _no_probabilities(stats: Mapping[str, Any], records: Sequence[TokenRecord]) -> str:
@@ -117,6 +127,7 @@ class ReplyController(QObject):
         self._settings = settings
         self._ensure_conversation = ensure_conversation
         self._replies: dict[int, ActiveReply] = {}
+        self._unsaved: dict[int, tuple[ActiveReply, FinalSave]] = {}
         self._flush_timer = QTimer(self)
         self._flush_timer.setObjectName("replyFlushTimer")
         self._flush_timer.setInterval(FLUSH_TIMER_MS)
@@ -434,10 +445,20 @@ class ReplyController(QObject):
         except HearthError as exc:
             if not record.save_failed:
                 record.save_failed = True
-                self.notice.emit(
-                    f"{exc.message} The reply is kept on screen and saved when space returns.",
-                    False,
-                )
+                self.notice.emit(f"{exc.message} {KEPT}", False)
+
+    def _save_final(self, record: ActiveReply, save: FinalSave) -> StoredMessage | None:
+        """Save a reply's end; if the store fails, keep it to retry (told once) and return
+        None."""
+        try:
+            return save()
+        except HearthError as exc:
+            self._unsaved[record.message.id] = (record, save)
+            self._flush_timer.start()
+            if not record.save_failed:
+                record.save_failed = True
+                self.notice.emit(f"{exc.message} {KEPT}", False)
+            return None
 
     @Slot(int, str, int)
     def _on_tokens(self, request_id: int, text: str, _count: int) -> None:
@@ -457,13 +478,15 @@ class ReplyController(QObject):
             return
         if done.note:  # why it ended early (a server's connection cut mid-reply)
             record.placement["note"] = done.note
-        try:
-            final = record.writer.finish_generation(
-                done, settings=record.holder.get(), extra_stats=record.placement
+        settings, writer = record.holder.get(), record.writer
+        final = self._save_final(
+            record,
+            lambda: writer.finish_generation(done, settings=settings, extra_stats=record.placement),
+        )
+        if final is None and record.message.id in self._unsaved:  # shown from memory
+            final = replace(
+                record.message, content=writer.final_text(done), status=reply_end(done.stats)
             )
-        except HearthError as exc:
-            final = None
-            self.notice.emit(exc.message, False)
         self._reply_ended()
         if self._state.shut_down:
             return
@@ -483,10 +506,7 @@ class ReplyController(QObject):
         record = self._replies.pop(request_id, None)
         if record is None:
             return
-        try:
-            final = record.writer.finish("error")
-        except HearthError:
-            final = None
+        final = self._save_final(record, lambda: record.writer.finish("error"))
         self._reply_ended()
         if self._state.shut_down:
             return
@@ -502,7 +522,7 @@ class ReplyController(QObject):
         self.replyFailed.emit(request_id, message)
 
     def _reply_ended(self) -> None:
-        if not self._replies:
+        if not self._replies and not self._unsaved:
             self._flush_timer.stop()
 
     def _replace_shown(self, message: StoredMessage) -> None:
@@ -516,12 +536,29 @@ class ReplyController(QObject):
 
     @Slot()
     def flush(self) -> None:
-        """Save the text of every streaming reply now."""
+        """Save the text of every streaming reply now, and the ends of replies that could
+        not be saved before."""
         for record in list(self._replies.values()):
             try:
                 record.writer.flush()
             except HearthError as exc:
                 log.warning("could not save reply %d: %s", record.message.id, exc)
+        for message_id, (_record, save) in list(self._unsaved.items()):
+            try:
+                final = save()
+            except HearthError:
+                continue
+            del self._unsaved[message_id]
+            if final is not None:
+                self._replace_shown(final)
+            self.status.emit(SAVED_LATE, 5000)
+            self.changed.emit()
+        self._reply_ended()
+
+    @property
+    def unsaved(self) -> int:
+        """Finished replies kept in memory because the store could not save them yet."""
+        return len(self._unsaved)
 
     # ----- shutdown -----
 
@@ -541,4 +578,10 @@ class ReplyController(QObject):
             except HearthError as exc:
                 log.warning("could not save reply %d: %s", record.message.id, exc)
         self._replies.clear()
+        for message_id, (_record, save) in self._unsaved.items():
+            try:
+                save()
+            except HearthError as exc:
+                log.warning("reply %d could not be saved before closing: %s", message_id, exc)
+        self._unsaved.clear()
         return stopped

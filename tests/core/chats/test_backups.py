@@ -91,3 +91,34 @@ def test_a_backup_on_a_full_disk_raises_and_leaves_no_partial_file(tmp_path: Pat
             with pytest.raises(StorageFullError, match="no backup of the database"):
                 store.backup_now()
         assert not any((disk / "backups").iterdir())
+
+
+def test_clearing_the_backups_deletes_only_them_and_says_how_much_was_freed(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / DB_FILE_NAME
+    with Store(db) as store:
+        store.create_conversation("Kept")
+        made = [backups.make_backup(db, now=T0 + n * DAY) for n in range(2)]
+        other = tmp_path / "backups" / "notes.txt"
+        other.write_text("not a backup")
+        freed = backups.clear_backups(backups.backup_folder(db))
+        assert freed == sum(b.size for b in made) > 0
+        assert store.backups() == () and other.exists()
+        assert [c.title for c in store.list_conversations()] == ["Kept"]
+    assert backups.clear_backups(tmp_path / "nowhere") == 0
+
+
+def test_a_backup_that_meets_a_damaged_page_names_the_live_database(tmp_path: Path) -> None:
+    from tests.core.chats.test_repair import build, damage_page_holding
+
+    db = tmp_path / DB_FILE_NAME
+    build(db)
+    damage_page_holding(db, "chat2msg1 ")
+    with pytest.raises(DatabaseDamagedError) as caught:
+        backups.make_backup(db, now=T0)
+    message = str(caught.value)
+    assert message.startswith(f"The database {db} is damaged")
+    assert ".partial" not in message and "backups/backups" not in message
+    assert caught.value.path == db
+    assert list((tmp_path / "backups").iterdir()) == []

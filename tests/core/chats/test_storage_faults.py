@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from app.core.chats.faults import damaged_message
+from app.core.chats.faults import damaged_message, write_fault
 from app.core.chats.store import DB_FILE_NAME, Store
 from app.core.errors import ReadOnlyStorageError, StorageFullError, StoreError
 from tests.mounts import fill_disk, remount, tiny_tmpfs
@@ -122,3 +125,28 @@ def test_a_damaged_file_names_the_backup_folder_and_hearth_repair(tmp_path: Path
     assert str(caught.value) == damaged_message(db, "file is not a database")
     assert f"{tmp_path / 'backups'}" in str(caught.value)
     assert "`hearth repair`" in str(caught.value)
+
+
+def test_write_fault_maps_os_and_sqlite_errors_as_backups_and_repair_need(tmp_path: Path) -> None:
+    db = tmp_path / DB_FILE_NAME
+    full = write_fault(
+        OSError(errno.ENOSPC, "No space left on device"), db, what="no backup", path=tmp_path
+    )
+    assert isinstance(full, StorageFullError) and "no backup" in str(full)
+    read_only = write_fault(
+        OSError(errno.EROFS, "Read-only file system"), db, what="no backup", path=tmp_path
+    )
+    assert isinstance(read_only, ReadOnlyStorageError)
+    sqlite_full: sqlite3.Error | None = None
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("PRAGMA max_page_count = 2")  # a real "database or disk is full"
+        try:
+            conn.execute("INSERT INTO t VALUES (?)", ("x" * 10000,))
+        except sqlite3.Error as exc:
+            sqlite_full = exc
+    assert isinstance(
+        write_fault(sqlite_full, db, what="no backup", path=tmp_path), StorageFullError
+    )
+    other = write_fault(OSError(errno.EIO, "I/O error"), db, what="no backup", path=tmp_path)
+    assert type(other) is StoreError and str(other).startswith("no backup: ")
