@@ -34,7 +34,7 @@ from app.core.inference.remote import RemoteBackend
 from app.core.inference.remote_http import Endpoint
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TOP_N, record_from_event
-from app.core.logs import current_log_file
+from app.core.logs import unexpected_error_message
 from app.core.machine.load_verdicts import LoadVerdicts
 from app.workers.thread_host import ThreadWorker, WorkerHost
 
@@ -60,13 +60,6 @@ class GpuStandIn:
     make_loader: LoaderFactory | None = None
     devices_free: tuple[int, ...] | None = None
     offload_supported: bool | None = None
-
-
-def unexpected_error_message(exc: BaseException) -> str:
-    """What to tell a person about an exception Hearth did not expect."""
-    where = current_log_file()
-    details = f"details in the log: {where}" if where else "details in the log"
-    return f"Unexpected error: {type(exc).__name__}: {exc} ({details})"
 
 
 class InferenceWorker(ThreadWorker):
