@@ -15,8 +15,6 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-
 from app.core.errors import ModelFileError
 
 MAX_LAYERS = 512
@@ -168,6 +166,8 @@ def _head_count_warnings(path: Path, arch: str, metadata: Metadata) -> list[str]
 
 def _per_layer(value: object) -> list[int] | None:
     """A head count as a list (one item when the same for every layer); None if absent."""
+    import numpy as np  # imported with a header read, not with the GUI
+
     if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.size:
         return [int(v) for v in value]
     if _is_int(value):
@@ -176,14 +176,20 @@ def _per_layer(value: object) -> list[int] | None:
 
 
 def _is_int(value: object) -> bool:
+    import numpy as np
+
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _is_float(value: object) -> bool:
+    import numpy as np
+
     return isinstance(value, (float, np.floating))
 
 
 def _show(value: object) -> str:
+    import numpy as np
+
     if isinstance(value, np.ndarray):
         items = ", ".join(str(v) for v in value[:8].tolist())
         return f"[{items}{', …' if value.size > 8 else ''}]"

@@ -17,18 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
-from typing import BinaryIO, Union
-
-import numpy as np
-import numpy.typing as npt
-from gguf import (
-    GGML_QUANT_SIZES,
-    GGUF_DEFAULT_ALIGNMENT,
-    MODEL_ARCH_NAMES,
-    GGMLQuantizationType,
-    GGUFValueType,
-    LlamaFileType,
-)
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 from app.core.errors import ModelFileError, UnsupportedModelError
 from app.core.gguf_checks import check_values
@@ -44,21 +33,31 @@ _MAX_TENSOR_BYTES = 2**48  # 256 TiB: a larger tensor means a damaged header
 _VISION_PROJECTOR_ARCH = "clip"
 _U64 = struct.Struct("<Q")
 
-_SCALAR_FORMATS: dict[GGUFValueType, str] = {
-    GGUFValueType.UINT8: "B",
-    GGUFValueType.INT8: "b",
-    GGUFValueType.UINT16: "H",
-    GGUFValueType.INT16: "h",
-    GGUFValueType.UINT32: "I",
-    GGUFValueType.INT32: "i",
-    GGUFValueType.FLOAT32: "f",
-    GGUFValueType.BOOL: "?",
-    GGUFValueType.UINT64: "Q",
-    GGUFValueType.INT64: "q",
-    GGUFValueType.FLOAT64: "d",
+if TYPE_CHECKING:  # numpy and gguf load on the first read: the GUI starts without them
+    import numpy as np
+    import numpy.typing as npt
+    from gguf import GGMLQuantizationType
+
+# GGUF metadata value type ids (the spec's gguf_metadata_value_type; `gguf.GGUFValueType`)
+# and the struct format of the scalar ones.
+_STRING = 8
+_ARRAY = 9
+_LAST_VALUE_TYPE = 12
+_SCALAR_FORMATS: dict[int, str] = {
+    0: "B",  # UINT8
+    1: "b",  # INT8
+    2: "H",  # UINT16
+    3: "h",  # INT16
+    4: "I",  # UINT32
+    5: "i",  # INT32
+    6: "f",  # FLOAT32
+    7: "?",  # BOOL
+    10: "Q",  # UINT64
+    11: "q",  # INT64
+    12: "d",  # FLOAT64
 }
 
-MetadataValue = Union[int, float, str, "list[MetadataValue]", npt.NDArray[np.generic]]
+MetadataValue = Union[int, float, str, "list[MetadataValue]", "npt.NDArray[np.generic]"]
 """One metadata value; numeric arrays are numpy arrays, string arrays lists of str."""
 
 
@@ -139,6 +138,8 @@ class _UnknownTensorType(Exception):
 
 def known_architectures() -> frozenset[str]:
     """Model architecture names this build knows, from the `gguf` package."""
+    from gguf import MODEL_ARCH_NAMES
+
     return frozenset(MODEL_ARCH_NAMES.values()) - {_VISION_PROJECTOR_ARCH}
 
 
@@ -352,9 +353,9 @@ class _HeaderParser:
 
     def value(self, raw_type: int) -> MetadataValue:
         value_type = _value_type(raw_type)
-        if value_type is GGUFValueType.STRING:
+        if value_type == _STRING:
             return self.string()
-        if value_type is GGUFValueType.ARRAY:
+        if value_type == _ARRAY:
             return self.array()
         return self.unpack(_SCALAR_FORMATS[value_type])[0]
 
@@ -363,25 +364,28 @@ class _HeaderParser:
         fmt = _SCALAR_FORMATS.get(item_type)
         if fmt is None:  # strings and nested arrays: at least a 8-byte length each
             n = self.count("array items", 8)
-            if item_type is GGUFValueType.STRING:
+            if item_type == _STRING:
                 return self.strings(n)
             return [self.value(item_type) for _ in range(n)]
+        import numpy as np
+
         dtype = np.dtype("<" + fmt)
         n = self.count("array items", dtype.itemsize)
         return np.frombuffer(self.read(n * dtype.itemsize), dtype=dtype)
 
 
-def _value_type(raw_type: int) -> GGUFValueType:
-    try:
-        return GGUFValueType(raw_type)
-    except ValueError:
-        raise _DamagedHeader(f"unknown metadata value type {raw_type}") from None
+def _value_type(raw_type: int) -> int:
+    if not 0 <= raw_type <= _LAST_VALUE_TYPE:
+        raise _DamagedHeader(f"unknown metadata value type {raw_type}")
+    return raw_type
 
 
 def _parse_header(
     parser: _HeaderParser,
 ) -> tuple[dict[str, MetadataValue], list[_TensorInfo], int]:
     """Parse metadata and tensor infos; return them with the offset of the tensor data."""
+    from gguf import GGUF_DEFAULT_ALIGNMENT
+
     n_tensors = parser.count("tensors", 8 + 4 + 4 + 8)
     n_keys = parser.count("metadata keys", 8 + 4 + 1)
     metadata: dict[str, MetadataValue] = {}
@@ -406,6 +410,8 @@ def _parse_header(
 
 
 def _read_tensor_info(parser: _HeaderParser) -> _TensorInfo:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
     name = parser.string()
     n_dims = parser.u32()
     if n_dims > _MAX_DIMS:
@@ -522,6 +528,8 @@ def _describe(
 
 def _as_int(value: MetadataValue | None, default: int) -> int:
     """An integer metadata value; for a per-layer array, its largest item."""
+    import numpy as np
+
     if isinstance(value, np.ndarray):
         if value.size == 0 or value.dtype.kind not in "iu":
             return default
@@ -540,6 +548,8 @@ def _token_text(tokens: list[MetadataValue], token_id: MetadataValue | None) -> 
 
 def _quant_name(file_type: MetadataValue | None, tensors: list[_TensorInfo]) -> str:
     """Name the quantization: from general.file_type, else the type holding most bytes."""
+    from gguf import LlamaFileType
+
     if isinstance(file_type, int):
         try:
             llama_type = LlamaFileType(file_type)

@@ -173,6 +173,13 @@ class LlamaLogRouter:
 _router: LlamaLogRouter | None = None
 
 
+def unexpected_error_message(exc: BaseException) -> str:
+    """What to tell a person about an exception Hearth did not expect."""
+    where = current_log_file()
+    details = f"details in the log: {where}" if where else "details in the log"
+    return f"Unexpected error: {type(exc).__name__}: {exc} ({details})"
+
+
 def route_llama_log() -> LlamaLogRouter:
     """Install the llama.cpp log router once per process and return it."""
     global _router

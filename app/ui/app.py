@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -160,15 +161,12 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
             print(f"hearth: error: {exc.message}", file=sys.stderr)
             QMessageBox.critical(None, APP_NAME, exc.message)
             return 1
-        try:
-            window.load_model(resolve_model(model, paths))
-        except HearthError as exc:
-            log.info("no model to open: %s", exc)
-            if model is not None:  # with no model asked for, the welcome panel explains
-                window.show_missing_model(exc.message)
         window.show()
         window.focus_composer()
         instance.show_window_on_request(window)
+        # The model loads once the window is up: its first frame does not wait for (or
+        # share the CPU with) reading the model.
+        QTimer.singleShot(0, partial(open_first_model, window, paths, model))
     except Exception as exc:  # an unexpected failure to start: log it, show where
         if window is not None:
             with _suppress_all():
@@ -187,6 +185,17 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
     instance.release()
     log.info("the app exited with status %d", status)
     return int(status)
+
+
+def open_first_model(window: MainWindow, paths: AppPaths, model: str | None) -> None:
+    """Load the model asked for (else the starter); say so if there is none."""
+    try:
+        window.load_model(resolve_model(model, paths))
+    except HearthError as exc:
+        log.info("no model to open: %s", exc)
+        if model is not None:  # with no model asked for, the welcome panel explains
+            window.show_missing_model(exc.message)
+    window.focus_composer()
 
 
 def claim_data_folder(paths: AppPaths) -> SingleInstance | None:

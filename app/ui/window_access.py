@@ -17,8 +17,6 @@ from app.ui.controllers.remote import RemoteController
 from app.ui.controllers.replies import ReplyController
 from app.ui.controllers.state import ActiveReply, ChatState, RemoteInUse
 from app.ui.conversations.conversation_list import ConversationList
-from app.ui.models.load_options_dialog import LoadOptionsDialog
-from app.ui.models.machine_dialog import MachineReportDialog
 from app.ui.sampling.sampling_panel import SamplingPanel
 from app.ui.welcome_panel import WelcomePanel
 from app.workers.inference import InferenceThread
@@ -26,6 +24,8 @@ from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
 
 if TYPE_CHECKING:
+    from app.ui.models.load_options_dialog import LoadOptionsDialog
+    from app.ui.models.machine_dialog import MachineReportDialog
     from app.ui.models.model_manager import ModelManager
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.errors import HearthError
-from app.workers.inference import unexpected_error_message
+from app.core.logs import unexpected_error_message
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -33,14 +34,16 @@ from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.load_probe import checked_options
 from app.core.inference.messages import Message
 from app.core.inference.prompt import OverflowPolicy
-from app.core.inference.remote import RemoteBackend
-from app.core.inference.remote_http import Endpoint
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TOP_N, TokenRecord, record_from_event
-from app.core.logs import current_log_file
+from app.core.logs import unexpected_error_message
 from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
-from app.core.server.app import ServerConfig
+from app.core.server.config import ServerConfig
 from app.workers.thread_host import ThreadWorker, WorkerHost
+
+if TYPE_CHECKING:  # httpx loads when a server's model is first used, not at start-up
+    from app.core.inference.remote import RemoteBackend
+    from app.core.inference.remote_http import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +67,6 @@ class GpuStandIn:
     make_loader: LoaderFactory | None = None
     devices_free: tuple[int, ...] | None = None
     offload_supported: bool | None = None
-
-
-def unexpected_error_message(exc: BaseException) -> str:
-    """What to tell a person about an exception Hearth did not expect."""
-    where = current_log_file()
-    details = f"details in the log: {where}" if where else "details in the log"
-    return f"Unexpected error: {type(exc).__name__}: {exc} ({details})"
 
 
 class InferenceWorker(ThreadWorker):
@@ -371,7 +367,7 @@ class InferenceWorker(ThreadWorker):
         last_flush = float("-inf")  # the first token leaves at once
 
         def send() -> None:
-            if isinstance(engine, RemoteBackend):  # the host sends its tokens' records
+            if engine is self._remote:  # the host sends its own tokens' records
                 records.extend(record_from_event(e, engine.token_bytes) for e in pending)
             self.tokenData.emit(request_id, tuple(records))
             self.tokens.emit(request_id, "".join(e.text for e in pending), len(pending))
@@ -477,6 +473,9 @@ class InferenceWorker(ThreadWorker):
         """Make `model` on the server at `endpoint` (an `Endpoint`) the chat's model: list
         the server's models, check `model` is one, probe its tokenizer; the local model is
         freed. Sends `remoteConnected` or `remoteFailed`."""
+        from app.core.inference.remote import RemoteBackend
+        from app.core.inference.remote_http import Endpoint
+
         if self._closed or not isinstance(endpoint, Endpoint):
             self.remoteFailed.emit("Hearth is shutting down; the server was not connected.")
             return

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.errors import HearthError
-from app.core.host.engine_host import EngineHost
 from app.core.inference.kv_snapshot import KVSnapshot, snapshot_budget
 from app.workers.inference import InferenceThread, InferenceWorker
+
+if TYPE_CHECKING:
+    from app.core.host.engine_host import EngineHost
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.core.errors import HearthError
 from app.core.inference.messages import Message
-from app.core.inference.tokenizer import VocabTokenizer
 from app.workers.thread_host import ThreadWorker, WorkerHost
+
+if TYPE_CHECKING:  # llama.cpp loads with the first vocabulary, after the window shows
+    from app.core.inference.tokenizer import VocabTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class TokenCountWorker(ThreadWorker):
         self._close_tokenizer()
         if not path:
             return
+        from app.core.inference.tokenizer import VocabTokenizer
+
         try:
             self._tokenizer = VocabTokenizer(path)
         except HearthError as exc:

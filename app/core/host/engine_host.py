@@ -39,12 +39,12 @@ from app.core.inference.messages import Message
 from app.core.inference.next_logits import NextLogits
 from app.core.inference.prompt import OverflowPolicy, PromptPlan
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
-from app.core.inference.token_probs import TOP_N
+from app.core.inference.token_data import TOP_N
 from app.core.llama_child import crash_reason
 from app.core.logs import current_log_file
 
 if TYPE_CHECKING:
-    from app.core.server.app import ServerConfig
+    from app.core.server.config import ServerConfig
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # the GUI holds this type before any logits exist: no numpy at start-up
+    import numpy as np
+    import numpy.typing as npt
 
 TEXTS_FOR_TOP = 512
 """How many of the likeliest tokens come with their text."""
@@ -52,6 +54,8 @@ def texts_for(
     logits: npt.NDArray[np.float32], history: Sequence[int], text_of: Callable[[int], str]
 ) -> dict[int, str]:
     """Texts of the likeliest tokens and of the history's tokens (penalties move them)."""
+    import numpy as np
+
     n = logits.shape[0]
     k = min(TEXTS_FOR_TOP, n)
     best = np.argpartition(-logits, k - 1)[:k] if k < n else np.arange(n)

@@ -7,6 +7,7 @@ gets a plain transcript format, and callers are told so.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -14,10 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
-from typing import Any
-
-import jinja2
-import jinja2.ext
+from typing import TYPE_CHECKING, Any
 
 from app.core.errors import (
     ChatTemplateError,
@@ -26,13 +24,12 @@ from app.core.errors import (
     PromptCancelled,
 )
 from app.core.inference.messages import Message
-from app.core.inference.template_sandbox import (
-    BoundedEnvironment,
-    RenderBudget,
-    RenderCancelled,
-    RenderStopped,
-    render_bounded,
-)
+
+if TYPE_CHECKING:  # jinja2 loads with the first template: the GUI starts without it
+    import jinja2
+    import jinja2.ext
+
+    from app.core.inference.template_sandbox import RenderBudget
 
 # The tokens of the prompt for some messages (rendered and tokenized).
 PromptEncoder = Callable[[Sequence[Message]], list[int]]
@@ -50,17 +47,24 @@ class OverflowPolicy(str, Enum):
     DROP_OLDEST = "drop_oldest"
 
 
-class _IgnoreGenerationTag(jinja2.ext.Extension):
-    """Pass-through for transformers' `{% generation %}` template tag."""
+@functools.cache
+def _ignore_generation_tag() -> type[jinja2.ext.Extension]:
+    """A jinja2 extension: pass-through for transformers' `{% generation %}` template tag."""
+    import jinja2.ext
 
-    tags = {"generation"}  # noqa: RUF012 - jinja2 API
+    class IgnoreGenerationTag(jinja2.ext.Extension):
+        tags = {"generation"}  # noqa: RUF012 - jinja2 API
 
-    def parse(self, parser: Any) -> Any:
-        parser.stream.skip(1)
-        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        def parse(self, parser: Any) -> Any:
+            parser.stream.skip(1)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+    return IgnoreGenerationTag
 
 
 def _raise_exception(message: str) -> None:
+    import jinja2
+
     raise jinja2.exceptions.TemplateError(message)
 
 
@@ -106,14 +110,20 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.model = model or "this model"
+        from app.core.inference.template_sandbox import RenderBudget
+
         self.limits = limits or RenderBudget()
         self._template: jinja2.Template | None = None
         if source:
+            import jinja2.ext
+
+            from app.core.inference.template_sandbox import BoundedEnvironment
+
             env = BoundedEnvironment(
                 loader=jinja2.BaseLoader(),
                 trim_blocks=True,
                 lstrip_blocks=True,
-                extensions=[_IgnoreGenerationTag, jinja2.ext.loopcontrols],
+                extensions=[_ignore_generation_tag(), jinja2.ext.loopcontrols],
             )
             env.filters["tojson"] = _tojson
             env.wrap_filters()
@@ -159,6 +169,14 @@ class ChatTemplate:
         self._check_text(messages)
         if self._template is None:
             return self._render_fallback(messages, add_generation_prompt)
+        import jinja2
+
+        from app.core.inference.template_sandbox import (
+            RenderCancelled,
+            RenderStopped,
+            render_bounded,
+        )
+
         budget = replace(self.limits, cancel=cancel)
         context = {
             "messages": [m.as_dict() for m in messages],

@@ -14,10 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.core.inference.messages import Message
 from app.core.inference.prompt import ChatTemplate, fit_messages, reply_budget
-from app.core.inference.vocab import Vocabulary
+
+if TYPE_CHECKING:  # the context view imports this module; llama.cpp comes with a model
+    from app.core.inference.vocab import Vocabulary
 
 TEMPLATE = "template"
 

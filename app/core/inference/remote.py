@@ -64,20 +64,14 @@ from app.core.inference.remote_server import (
     samplers_of,
 )
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
+from app.core.inference.token_estimate import MESSAGE_OVERHEAD, estimate_tokens
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_CONTEXT = 131_072
 """The context assumed when a server does not state it (the server then decides)."""
-MESSAGE_OVERHEAD = 4
-"""Tokens a chat template adds around each message (an estimate: the server renders)."""
 MAX_TOP_LOGPROBS = 20
 _TOKENIZE_PROBES = (("/tokenize", "content"), ("/extras/tokenize", "input"))
-
-
-def estimate_tokens(text: str) -> int:
-    """About how many tokens `text` is: a quarter of its UTF-8 bytes, at least 1."""
-    return max(1, math.ceil(len(text.encode("utf-8", "replace")) / 4)) if text else 0
 
 
 class _StreamCloser:

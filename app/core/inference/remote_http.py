@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
+if TYPE_CHECKING:  # httpx loads with the first request, not with the app
+    import httpx
 
 from app.core.errors import (
     ConnectionSettingsError,
@@ -123,6 +124,8 @@ def open_client(endpoint: Endpoint, *, keep_alive: bool = True) -> httpx.Client:
 
     `keep_alive` False: every request opens (and its end closes) its own connection.
     """
+    import httpx
+
     headers = {"Accept": "application/json"}
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
@@ -153,6 +156,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def transport_error(exc: httpx.TransportError, endpoint: Endpoint) -> RemoteError:
     """The `RemoteError` for a failure below HTTP: DNS, refused, TLS, timeouts."""
+    import httpx
+
     where = endpoint.label
     url = endpoint.base_url
     for cause in _chain(exc):
@@ -301,6 +306,8 @@ def status_error(response: httpx.Response, endpoint: Endpoint, model: str = "") 
 @contextmanager
 def explained(endpoint: Endpoint) -> Iterator[None]:
     """Turn transport errors inside the block into `RemoteError`s."""
+    import httpx
+
     try:
         yield
     except httpx.TransportError as exc:

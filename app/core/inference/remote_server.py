@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from app.core.errors import RemoteServerError
 from app.core.inference.remote_http import Endpoint, get_json, open_client

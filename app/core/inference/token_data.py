@@ -31,16 +31,18 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from app.core.inference.events import TokenEvent
 from app.core.inference.sampling import SamplingSettings
-from app.core.inference.token_probs import MAX_TOP_N, TOP_N
 
-__all__ = ["MAX_TOP_N", "TOP_N"]  # re-exported: the alternatives kept by default and at most
+if TYPE_CHECKING:  # numpy is imported on first pack/unpack: the GUI starts without it
+    import numpy.typing as npt
+
+TOP_N = 10
+"""Alternatives kept per token by default."""
+MAX_TOP_N = 20
+"""The most alternatives a token may keep."""
 
 MIN_LOGPROB = -9999.0
 """Stands for a probability of zero (JSON has no -inf; OpenAI uses the same value)."""
@@ -205,6 +207,8 @@ def pack(
         if missing:
             alt_index.extend([-1] * missing)
             alt_logprob.extend([0.0] * missing)
+    import numpy as np
+
     width = 2 if len(table) < 0xFFFF else 4
     index_type = np.uint16 if width == 2 else np.uint32
     none = np.iinfo(index_type).max
@@ -234,6 +238,8 @@ def pack(
 
 def _planes(array: npt.NDArray[Any]) -> bytes:
     """The array's bytes, byte plane by byte plane."""
+    import numpy as np
+
     size = array.dtype.itemsize
     return np.ascontiguousarray(array).view(np.uint8).reshape(-1, size).T.tobytes()
 
@@ -264,6 +270,8 @@ def unpack(blob: bytes) -> PackedChunk:
 
 
 def _unpack(body: bytes) -> PackedChunk:
+    import numpy as np
+
     magic, version, n, width, first, n_tokens, n_pieces, settings_len = _HEADER.unpack_from(body)
     if magic != _MAGIC:
         raise TokenDataError("not Hearth token data")

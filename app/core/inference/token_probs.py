@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-TOP_N = 10
-MAX_TOP_N = 20
+from app.core.inference.token_data import MAX_TOP_N, TOP_N
+
+__all__ = ["MAX_TOP_N", "TOP_N", "ProbabilityReader", "TopTokens"]
 _ROWS = 64  # the top-n search looks only inside the n groups with the highest maxima
 
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -25,9 +24,9 @@ from app.core.errors import (
     InvalidSettingError,
 )
 from app.core.inference.events import GenerationDone, PrefillStarted
+from app.core.server.config import ServerConfig as ServerConfig  # re-exported
 from app.core.server.errors import RETRY_AFTER_S, ApiError, unavailable
 from app.core.server.middleware import (
-    DEFAULT_MAX_BODY,
     AccessLog,
     RequestCallback,
     RequireKey,
@@ -56,25 +55,6 @@ from app.core.server.schemas import GenerationRequest, parse_chat, parse_complet
 
 POLL_S = 0.05
 """How often a waiting request checks that its client is still there."""
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """How the server listens and what it allows.
-
-    Attributes:
-        host: The address to bind (127.0.0.1 unless told; others need `api_key`).
-        port: The TCP port (0 = any free one).
-        api_key: The Bearer key /v1 requests need, or None for none.
-        cors_origins: Origins a browser may call from; empty = CORS off.
-        max_body_bytes: Largest request body.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    max_body_bytes: int = DEFAULT_MAX_BODY
 
 
 class ClientGone(Exception):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llama_cpp import llama_grammar
-
 from app.core.server.errors import bad_param
 
 
@@ -17,6 +15,8 @@ def grammar_for(response_format: Any) -> str | None:
         ApiError: 400 naming `response_format` when it is malformed or the schema cannot
             be turned into a grammar.
     """
+    from llama_cpp import llama_grammar  # here, not at import: the app's GUI starts without it
+
     if response_format is None:
         return None
     if not isinstance(response_format, dict):

@@ -12,12 +12,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.server.auth import key_matches
+from app.core.server.config import DEFAULT_MAX_BODY as DEFAULT_MAX_BODY  # re-exported
 from app.core.server.errors import ApiError
 
 log = logging.getLogger("hearth.server.access")
-
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
-"""Largest request body, in bytes (a 4 MiB prompt is far beyond any local context)."""
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.core.errors import ContextOverflowError, HearthError
-from app.core.inference.batch import BatchDecoder, BatchJob
-from app.core.inference.engine import Engine
 from app.core.inference.events import GenerationDone, GenerationEvent, TokenEvent
 from app.core.inference.prompt import reply_budget
 from app.core.server.schemas import MAX_TOP_LOGPROBS, GenerationRequest
+
+if TYPE_CHECKING:  # llama.cpp loads with the first model: the app's window starts without it
+    from app.core.inference.batch import BatchDecoder
+    from app.core.inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class GenerationService(Protocol):
         ...
 
 
-EngineOpener = Callable[[Engine], ModelFacts]
+EngineOpener = Callable[["Engine"], ModelFacts]
 """Loads a model into the engine (on the scheduler thread) and describes it."""
 
 
@@ -216,6 +218,8 @@ class Scheduler:
     # ----- the scheduler thread -----
 
     def _main(self) -> None:
+        from app.core.inference.engine import Engine
+
         shared = self._shared
         engine = shared or Engine()
         try:
@@ -251,6 +255,8 @@ class Scheduler:
                 self._ended(job)
 
     def _serve_batched(self, engine: Engine) -> None:
+        from app.core.inference.batch import BatchDecoder
+
         loaded = engine.loaded
         assert loaded is not None
         decoder = BatchDecoder(
@@ -286,6 +292,8 @@ class Scheduler:
             decoder.close()
 
     def _admit(self, engine: Engine, decoder: BatchDecoder, job: Job) -> None:
+        from app.core.inference.batch import BatchJob
+
         request = job.request
         try:
             if job.cancel.is_set():

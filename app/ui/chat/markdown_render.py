@@ -14,16 +14,13 @@ import functools
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
-from pygments.styles import get_style_by_name
-from pygments.util import ClassNotFound
+if TYPE_CHECKING:  # imported on the first render: the window shows without them
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexer import Lexer
 
 COPY_SCHEME = "copy"
 """Links to copy a code block are ``copy:<index>``."""
@@ -99,6 +96,8 @@ def document_style_sheet(fixed_family: str) -> str:
 
 @functools.cache
 def _markdown() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"html": False, "breaks": True})
     md.enable(["table", "strikethrough"])
     md.add_render_rule("fence", _render_fence)
@@ -160,6 +159,8 @@ def _code_block(code: str, language: str, env: dict[str, Any]) -> str:
     index = len(blocks)
     text = code[:-1] if code.endswith("\n") else code
     blocks.append(text)
+    from pygments import highlight
+
     colours = palette_for(dark)
     lexer = _lexer(language.lower())
     body = (
@@ -182,6 +183,9 @@ def _code_block(code: str, language: str, env: dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _lexer(language: str) -> Lexer | None:
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
     if not language:
         return None
     try:
@@ -192,5 +196,8 @@ def _lexer(language: str) -> Lexer | None:
 
 @functools.cache
 def _formatter(dark: bool) -> HtmlFormatter[str]:
+    from pygments.formatters import HtmlFormatter
+    from pygments.styles import get_style_by_name
+
     style = get_style_by_name(DARK_STYLE if dark else LIGHT_STYLE)
     return HtmlFormatter(style=style, noclasses=True, nowrap=True)

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.chats.conversation import settings_summary
-from app.core.inference.sampler_preview import preview
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
 from app.ui.chat.message_text import MessageText
@@ -107,6 +106,8 @@ def cut_by(record: TokenRecord, settings: SamplingSettings | None) -> list[str]:
         ("top-p", {"top_p": settings.top_p}),
         ("min-p", {"min_p": settings.min_p}),
     ]
+    from app.core.inference.sampler_preview import preview  # numpy: not at start-up
+
     reasons = [""] * len(top)
     enabled: dict[str, float | int] = {}
     for name, change in stages:

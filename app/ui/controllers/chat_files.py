@@ -11,7 +11,6 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from app.core.chats.conversation import DEFAULT_TITLE, Conversation
-from app.core.chats.export_import import export_json, export_markdown, import_file, write_text
 from app.core.chats.store import Store
 from app.ui.controllers.state import ChatState
 from app.workers.background import BackgroundJob, JobSet
@@ -33,6 +32,8 @@ class Exported:
 
 
 def _export(store: Store, path: Path, ids: list[int] | None, markdown: bool) -> Exported:
+    from app.core.chats.export_import import export_json, export_markdown, write_text
+
     skipped: list[str] = []
     if markdown:
         text = export_markdown(store, ids, skipped=skipped)
@@ -79,6 +80,8 @@ class ChatFiles(QObject):
 
     def import_chats(self, path: Path) -> BackgroundJob:
         """Add the chats of a Hearth JSON file, off the GUI thread; `imported` tells."""
+        from app.core.chats.export_import import import_file
+
         job = self._jobs.start(functools.partial(import_file, self._store, path), "hearth-import")
         job.succeeded.connect(self._on_imported)
         job.failed.connect(self.failed)

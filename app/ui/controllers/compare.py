@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -37,11 +37,13 @@ from app.core.inference.messages import Message
 from app.core.inference.sampling import PRESETS, SamplingSettings
 from app.core.inference.token_data import TokenRecord
 from app.ui.chat.chat_view import ChatView
-from app.ui.chat.compare_dialog import SIDES, CompareDialog
 from app.ui.controllers.state import ChatState
 from app.ui.sampling.sampling_panel import SAMPLER_FIELDS, SamplingPanel
 from app.workers.inference import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
+
+if TYPE_CHECKING:  # the dialog loads when first opened
+    from app.ui.chat.compare_dialog import CompareDialog
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,8 @@ class CompareController(QObject):
             presets.update(self._store.presets())
         except HearthError as exc:
             log.warning("no saved presets for compare: %s", exc)
+        from app.ui.chat.compare_dialog import CompareDialog
+
         dialog = CompareDialog(message.content, current, presets, self._chat.window())
         dialog.startRequested.connect(self._start)
         dialog.stopRequested.connect(self.stop)
@@ -370,5 +374,11 @@ class CompareController(QObject):
             return
         tokens = tuple(r.token_id for r in run.records[:index])
         self.exploreRequested.emit(
-            session.messages, tokens, f"Compare {SIDES[side]}, reply token {index + 1}"
+            session.messages, tokens, f"Compare {_side_name(side)}, reply token {index + 1}"
         )
+
+
+def _side_name(side: int) -> str:
+    from app.ui.chat.compare_dialog import SIDES
+
+    return SIDES[side]

@@ -12,8 +12,8 @@ from PySide6.QtCore import QObject, Slot
 from app.core.chats.conversation import to_engine_messages
 from app.core.inference.messages import Message
 from app.core.inference.prompt import reply_budget
-from app.core.inference.remote import MESSAGE_OVERHEAD, estimate_tokens
 from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_estimate import MESSAGE_OVERHEAD, estimate_tokens
 from app.ui.chat.composer import Composer, describe_dropped
 from app.ui.controllers.state import ChatState, RemoteInUse
 from app.workers.token_counter import TokenCounter

@@ -22,12 +22,12 @@ from app.core.machine.hardware import MachineReport, machine_report
 from app.core.models.starter import STARTER, install_starter, starter_path
 from app.core.paths import AppPaths
 from app.ui.controllers.state import ChatState
-from app.ui.models.load_options_dialog import LoadOptionsDialog
-from app.ui.models.machine_dialog import MachineReportDialog
 from app.workers.background import JobSet
 from app.workers.inference import InferenceThread
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # dialogs load when first opened, not with the window
+    from app.ui.models.load_options_dialog import LoadOptionsDialog
+    from app.ui.models.machine_dialog import MachineReportDialog
     from app.ui.models.model_manager import ModelManager
 
 log = logging.getLogger(__name__)
@@ -367,6 +367,8 @@ class ModelController(QObject):
         self._options_job = False
         if self._state.shut_down or not isinstance(facts, LoadOptionsFacts):
             return
+        from app.ui.models.load_options_dialog import LoadOptionsDialog
+
         dialog = LoadOptionsDialog(
             facts.info, self.load_options_for(facts.path), facts.report, self._window
         )
@@ -415,6 +417,8 @@ class ModelController(QObject):
         if self._state.shut_down:
             return None
         if self._machine_dialog is None:
+            from app.ui.models.machine_dialog import MachineReportDialog
+
             self._machine_dialog = MachineReportDialog(self._window)
             self._machine_dialog.copied.connect(self._on_copied)
         dialog = self._machine_dialog

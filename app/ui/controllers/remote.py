@@ -16,6 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QWidget
@@ -31,11 +32,13 @@ from app.core.inference.connections import (
 from app.core.inference.remote_http import Endpoint
 from app.core.inference.remote_server import ServerFacts
 from app.ui.controllers.state import ChatState, RemoteInUse
-from app.ui.models.connections_dialog import ConnectionsDialog
 from app.ui.sampling.explorer_panel import ExplorerPanel
 from app.ui.sampling.sampling_panel import SamplingPanel
 from app.workers.background import JobSet
 from app.workers.inference import InferenceThread
+
+if TYPE_CHECKING:  # the dialog loads when first opened
+    from app.ui.models.connections_dialog import ConnectionsDialog
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ class RemoteController(QObject):
     def open_connections(self) -> ConnectionsDialog:
         """Show the connections dialog (its list is read off the GUI thread)."""
         if self._dialog is None:
+            from app.ui.models.connections_dialog import ConnectionsDialog
+
             dialog = ConnectionsDialog(self._window)
             dialog.saveRequested.connect(self._save)
             dialog.testRequested.connect(self._test)

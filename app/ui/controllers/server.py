@@ -17,7 +17,7 @@ import logging
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.core.server.app import ServerConfig
+from app.core.server.config import ServerConfig
 from app.ui.controllers.state import ChatState
 from app.ui.menus import Menus
 from app.ui.status_bar import StatusWidgets

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.core.chats import backups
-from app.core.chats.repair import RepairReport, repair_database
 from app.core.chats.store import Store
 from app.core.errors import HearthError
 from app.core.units import format_bytes
 from app.ui.controllers.state import ChatState
-from app.ui.storage_dialog import StorageDialog
 from app.workers.background import BackgroundJob, JobSet
 from app.workers.kv_snapshots import KVSnapshots
+
+if TYPE_CHECKING:  # the dialog and the repair load when first used
+    from app.ui.storage_dialog import StorageDialog
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class StorageController(QObject):
     def open_dialog(self) -> StorageDialog:
         """Show the Storage dialog with the sizes as they are now."""
         if self._dialog is None:
+            from app.ui.storage_dialog import StorageDialog
+
             self._dialog = StorageDialog(self._window)
             self._dialog.clearBackupsRequested.connect(self.clear_backups)
             self._dialog.clearSnapshotsRequested.connect(self.clear_snapshots)
@@ -159,6 +163,8 @@ class StorageController(QObject):
         self._repairing = True
         self._store.close()
         self.status.emit(f"Repairing {self._store.path}…", 0)
+        from app.core.chats.repair import repair_database
+
         repair = functools.partial(repair_database, self._store.path)
         job = self._jobs.start(repair, "hearth-repair")
         job.succeeded.connect(self._on_repaired)
@@ -170,6 +176,8 @@ class StorageController(QObject):
         if not self._reopen():
             return
         self.repaired.emit()
+        from app.core.chats.repair import RepairReport
+
         if isinstance(report, RepairReport):
             self.notice.emit("\n".join(report.lines()), False)
         self._show_backups()

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from app.core.inference.explorer import Exploration, ExplorerRow
 from app.core.inference.next_logits import NextLogits
 from app.core.inference.sampler_costs import cost_notes
 from app.core.inference.sampling import SamplingSettings
 from app.ui.sampling.probability_table import ProbabilityTable
 from app.ui.widgets import named
+
+if TYPE_CHECKING:  # numpy loads with the first row explored, after the window shows
+    from app.core.inference.explorer import Exploration, ExplorerRow
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ class ExplorerPanel(QWidget):
 
     def set_next_logits(self, result: NextLogits, where: str | None = None) -> None:
         """Show the distribution of `result` (from `InferenceWorker.explored`)."""
+        from app.core.inference.explorer import ExplorerRow
+
         row = ExplorerRow(result.logits, result.tokens, n_ctx=result.n_ctx, texts=result.texts)
         if where is None:
             where = (
@@ -189,8 +194,11 @@ class ExplorerPanel(QWidget):
         self._running = False
         if isinstance(result, Exception):
             self._summary.setText(f"Could not apply the samplers: {result}")
-        elif isinstance(result, Exploration) and job_id == self._job_id:
-            self._show(result)  # shown even if newer settings wait: the drag stays live
+        elif job_id == self._job_id:
+            from app.core.inference.explorer import Exploration  # loaded by the job already
+
+            if isinstance(result, Exploration):
+                self._show(result)  # shown even if newer settings wait: the drag stays live
         if self._pending:
             self._schedule()
 

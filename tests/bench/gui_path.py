@@ -1,0 +1,433 @@
+"""The whole GUI path: a reply made in the real main window against `hearth ask`.
+
+    python -m tests.bench.gui_path [--model PATH] [--rounds 9] [--tokens 512] [--threads N]
+                                   [--long-tokens 4000] [--quick] [--summary FILE]
+
+One child process runs the real `MainWindow` (offscreen) with the model loaded, as the app
+does; each round it sends the same long-story prompt (fixed seed and sampler settings) in a
+new chat, with the tokens view off, with it on, and with Python's thread switch interval at
+0.5 ms instead of the default 5 ms (GIL hand-offs between the GUI thread and the decode
+loop); between them the parent runs `hearth ask --json` with the same model, prompt, seed,
+settings, context and threads in a fresh process. The order rotates every round. Printed:
+
+- decode tokens/s of each GUI variant, from the reply's own `GenerationStats` and from
+  the wall clock between the first and the last `tokens` signal reaching the GUI thread,
+  against `hearth ask`'s: paired medians and ranges of the per-round ratios;
+- where the time goes, per GUI reply: CPU time of the GUI thread per token, the time in
+  the reply's database saves (packing token data included) and the number of chunks;
+- one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
+  longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
+  the chat view per token at the start against the end of the reply.
+
+`--quick` is a smoke run: one round of 8 tokens, a 16-token long reply. `--summary` appends
+tab-separated rows to gpu_check.sh's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = 1234
+N_CTX = 4096
+SYSTEM = "You are a storyteller. " + "Write vivid, long, detailed stories. " * 40
+PROMPT = "Tell me a long story about a lighthouse keeper and a storm."
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of making the GUI reply."""
+
+    name: str
+    tokens_view: bool
+    switch_ms: float | None = None  # sys.setswitchinterval during the reply (None: as is)
+
+
+VARIANTS = (
+    Variant("GUI, tokens view off", False),
+    Variant("GUI, tokens view on", True),
+    Variant("GUI, view off, switch 0.5 ms", False, 0.5),
+)
+ASK = "hearth ask --json"
+
+
+# ----- the GUI child -----
+
+
+def child(model: Path, threads: int, home: Path) -> None:
+    """Runs the window; reads one JSON command per stdin line, answers one JSON line."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
+    from PySide6.QtWidgets import QApplication
+
+    import app.core.chats.reply_writer as reply_writer
+    from app.core.chats.store import Store
+    from app.core.inference.load_options import LoadOptions
+    from app.core.inference.sampling import SamplingSettings
+    from app.core.paths import app_paths
+    from app.ui.main_window import MainWindow
+    from tests.bench.chat_view import Heartbeat
+
+    qapp = QApplication([])
+    paths = app_paths(home).ensure()
+    with Store.open(paths) as store:
+        store.set_default_system_prompt(SYSTEM)
+        store.set_default_settings(SamplingSettings(seed=SEED))
+    window = MainWindow(paths, load_options=LoadOptions(n_ctx=N_CTX, n_threads=threads))
+    window.show()
+    window.load_model(model)
+    wait = QEventLoop()
+    window.modelLoaded.connect(wait.quit)
+    window.modelLoadEnded.connect(wait.quit)
+    wait.exec()
+    if window.model is None:
+        raise SystemExit(f"the model did not load: {window.notice_text}")
+
+    saves: list[float] = []
+    real_flush = reply_writer.ReplyWriter.flush
+
+    def timed_flush(self: Any) -> None:  # text + packed token data, one transaction
+        t0 = time.perf_counter()
+        real_flush(self)
+        saves.append(time.perf_counter() - t0)
+
+    reply_writer.ReplyWriter.flush = timed_flush  # type: ignore[method-assign]
+    view = window.chat_view
+    appends: list[float] = []
+    real_append = view.append_reply_text
+
+    def timed_append(message_id: int, text: str) -> None:
+        t0 = time.perf_counter()
+        real_append(message_id, text)
+        appends.append(time.perf_counter() - t0)
+
+    view.append_reply_text = timed_append  # type: ignore[method-assign]
+
+    class Arrivals(QObject):
+        """When each `tokens` signal reaches the GUI thread, and its token count."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+            self.counts: list[int] = []
+
+        @Slot(int, str, int)
+        def on_tokens(self, _request: int, _text: str, n: int) -> None:
+            self.times.append(time.perf_counter())
+            self.counts.append(n)
+
+    arrivals = Arrivals()
+    window.inference.worker.tokens.connect(arrivals.on_tokens)
+    print("READY", flush=True)
+
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command.get("quit"):
+            break
+        window.new_chat()
+        window.set_tokens_view(bool(command["tokens_view"]))
+        window.sampling_panel.set_settings(
+            SamplingSettings(seed=SEED, max_tokens=int(command["max_tokens"]))
+        )
+        qapp.processEvents()
+        arrivals.times.clear()
+        arrivals.counts.clear()
+        saves.clear()
+        appends.clear()
+        beat = Heartbeat() if command.get("heartbeat") else None
+        finished: list[Any] = []
+        loop = QEventLoop()
+
+        def done(
+            _request: int, message: object, end: QEventLoop = loop, got: list[Any] = finished
+        ) -> None:
+            got.append(message)
+            end.quit()
+
+        def failed(
+            _request: int, why: str, end: QEventLoop = loop, got: list[Any] = finished
+        ) -> None:
+            got.append(why)
+            end.quit()
+
+        window.replyFinished.connect(done)
+        window.replyFailed.connect(failed)
+        old_switch = sys.getswitchinterval()
+        if command.get("switch_ms"):
+            sys.setswitchinterval(float(command["switch_ms"]) / 1000)
+        if beat is not None:
+            beat.start()
+        QTimer.singleShot(600_000, loop.quit)
+        cpu0 = time.thread_time()
+        window.send_message(PROMPT)
+        loop.exec()
+        cpu = time.thread_time() - cpu0
+        sys.setswitchinterval(old_switch)
+        if beat is not None:
+            beat.stop()
+        window.replyFinished.disconnect(done)
+        window.replyFailed.disconnect(failed)
+        message = finished[0] if finished else None
+        if message is None or isinstance(message, str):
+            print(json.dumps({"error": message or "no reply within 10 minutes"}), flush=True)
+            continue
+        stats = dict(message.stats or {})
+        times, counts = arrivals.times, arrivals.counts
+        result = {
+            "decode_tps": stats.get("decode_tps"),
+            "completion_tokens": stats.get("completion_tokens"),
+            "text": message.content,
+            "chunks": len(times),
+            "gui_cpu_s": cpu,
+            "saves": len(saves),
+            "save_s": sum(saves),
+            "wall_tps": (sum(counts) - counts[0]) / (times[-1] - times[0])
+            if len(times) > 1 and times[-1] > times[0]
+            else None,
+        }
+        if beat is not None:
+            # Lateness from the first chunk to the last (the streaming itself).
+            result["lateness_ms"] = beat.lateness
+        if len(appends) == len(counts) and counts:
+            result["append_s"] = appends
+            result["append_n"] = counts
+        print(json.dumps(result), flush=True)
+    window.close()
+
+
+class GuiChild:
+    """The parent's handle on the child running the window."""
+
+    def __init__(self, model: Path, threads: int, home: Path, env: dict[str, str]) -> None:
+        command = [sys.executable, "-m", "tests.bench.gui_path", "--child", str(home)]
+        command += ["--model", str(model), "--threads", str(threads)]
+        self.log = home.with_suffix(".log")
+        home.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log.open("w"),  # Qt's offscreen plugin is chatty
+            text=True,
+        )
+        if self._line() != "READY":
+            raise RuntimeError("the GUI child did not start")
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                code = self.proc.wait()
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the GUI child ended (exit {code}):\n{tail}")
+            if line.startswith(("READY", "{")):
+                return line.strip()
+
+    def reply(self, **command: object) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        result: dict[str, Any] = json.loads(self._line())
+        if "error" in result:
+            raise RuntimeError(f"the GUI reply failed: {result['error']}")
+        return result
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+# ----- hearth ask -----
+
+
+def ask(model: Path, threads: int, tokens: int, home: Path, env: dict[str, str]) -> dict[str, Any]:
+    """One `hearth ask --json` in a fresh process; its JSON stats line."""
+    command = [sys.executable, "-m", "app", "ask", PROMPT, "--json", "--system", SYSTEM]
+    command += ["--seed", str(SEED), "--max-tokens", str(tokens), "--threads", str(threads)]
+    command += ["--ctx", str(N_CTX), "--model", str(model), "--data-dir", str(home)]
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"hearth ask failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# ----- figures -----
+
+
+def spread(values: list[float], fmt: str = ".3f") -> str:
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def ratios(ours: list[float], base: list[float]) -> list[float]:
+    return [o / b for o, b in zip(ours, base, strict=True)]
+
+
+def render_cost(result: dict[str, Any]) -> tuple[float, float] | None:
+    """µs per token of appending chunks to the view: first tenth vs last tenth of chunks."""
+    times, counts = result.get("append_s"), result.get("append_n")
+    if not times or len(times) < 10:
+        return None
+    k = max(1, len(times) // 10)
+
+    def per_token(t: list[float], n: list[int]) -> float:
+        return sum(t) / max(1, sum(n)) * 1e6
+
+    return per_token(times[:k], counts[:k]), per_token(times[-k:], counts[-k:])
+
+
+def summary_row(summary: Path | None, model: str, what: str, value: str) -> None:
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as out:
+            out.write(f"{model}\t{what}\t{value}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from app.cli.common import some_threads
+    from app.core.machine.hardware import default_threads
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="default: the starter model")
+    parser.add_argument("--rounds", type=positive, default=9)
+    parser.add_argument("--tokens", type=positive, default=512, help="reply length to time")
+    parser.add_argument("--long-tokens", type=positive, default=4000, help="the stall run's")
+    parser.add_argument("--threads", type=some_threads, default=default_threads())
+    parser.add_argument("--quick", action="store_true", help="1 round of 8 tokens (smoke)")
+    parser.add_argument("--summary", type=Path, default=None, help="append TSV rows here")
+    parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.tokens, args.long_tokens = 1, 8, 16
+    if args.model is not None and not args.model.is_file():
+        parser.error(f"--model {args.model}: no such file; give the path of a .gguf model")
+    return args
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.model is None:
+        from tests.bench.models import smollm2
+
+        args.model = smollm2()
+    if args.child is not None:
+        child(args.model, args.threads, args.child)
+        return
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    env.setdefault("HEARTH_PROBE_CACHE", str(REPO / "tests" / ".cache" / "probe"))
+    env.pop("HEARTH_HOME", None)
+    with tempfile.TemporaryDirectory(prefix="hearth-gui-path-") as scratch:
+        gui = GuiChild(args.model, args.threads, Path(scratch) / "gui", env)
+        try:
+            run(args, gui, Path(scratch) / "ask", env)
+        finally:
+            gui.close()
+
+
+def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, str]) -> None:
+    names = [v.name for v in VARIANTS] + [ASK]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+
+    def once(name: str) -> dict[str, Any]:
+        if name == ASK:
+            return ask(args.model, args.threads, args.tokens, ask_home, env)
+        v = next(v for v in VARIANTS if v.name == name)
+        return gui.reply(tokens_view=v.tokens_view, switch_ms=v.switch_ms, max_tokens=args.tokens)
+
+    once(ASK)  # warm-up: page cache, probe verdict
+    gui.reply(tokens_view=False, max_tokens=min(args.tokens, 32))
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            results[name].append(once(name))
+    base = [x["decode_tps"] for x in results[ASK]]
+    same = {
+        name: sum(
+            str(x.get("text", x.get("reply"))).strip() == str(y["reply"]).strip()
+            for x, y in zip(runs, results[ASK], strict=True)
+        )
+        for name, runs in results.items()
+    }
+    model = args.model.name
+    tokens = statistics.median(x["completion_tokens"] for x in results[ASK])
+    print(
+        f"{model}: {args.rounds} rounds, replies of {tokens:.0f} of at most {args.tokens} "
+        f"tokens, {args.threads} threads, seed {SEED}; {os.cpu_count()} CPUs on this machine"
+    )
+    print(f"  {ASK:<32} decode {spread(base, '.1f')} tok/s")
+    for v in VARIANTS:
+        runs = results[v.name]
+        stats = [x["decode_tps"] for x in runs]
+        walls = [x["wall_tps"] or float("nan") for x in runs]
+        print(f"  {v.name:<32} decode {spread(stats, '.1f')} tok/s (stats), ", end="")
+        print(f"{spread(walls, '.1f')} (wall, first to last chunk in the GUI)")
+        by_stats, by_wall = ratios(stats, base), ratios(walls, base)
+        print(f"    vs ask: stats {spread(by_stats)}   wall {spread(by_wall)}   (target >= 0.97)")
+        cpu_us = [x["gui_cpu_s"] / max(1, x["completion_tokens"]) * 1e6 for x in runs]
+        save_ms = [x["save_s"] * 1000 for x in runs]
+        print(
+            f"    GUI thread CPU {spread(cpu_us, '.0f')} µs/token; "
+            f"{statistics.median(x['chunks'] for x in runs):.0f} chunks; "
+            f"{statistics.median(x['saves'] for x in runs):.0f} saves taking "
+            f"{spread(save_ms, '.1f')} ms per reply; same text as ask {same[v.name]}/{len(runs)}"
+        )
+        summary_row(args.summary, model, f"GUI decode vs ask, {v.name}", spread(by_stats))
+    decode_ms = 1000 / statistics.median(base)
+    print(
+        f"  one decode step takes {decode_ms:.1f} ms here; the GUI thread's CPU per token "
+        "above, divided by it, is the share of a core the GUI takes from llama.cpp's threads"
+    )
+    stall_and_render(args, gui)
+
+
+def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
+    print(f"  one {args.long_tokens}-token reply per view, 4 ms heartbeat on the GUI thread:")
+    for tokens_view in (False, True):
+        result = gui.reply(tokens_view=tokens_view, max_tokens=args.long_tokens, heartbeat=True)
+        late = sorted(result.get("lateness_ms") or [0.0])
+        p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
+        cost = render_cost(result)
+        shown = "on" if tokens_view else "off"
+        line = (
+            f"    tokens view {shown}: {result['completion_tokens']} tokens; event loop "
+            f"lateness max {late[-1]:.1f} ms, p99 {p99:.1f} ms (target max < 50 ms)"
+        )
+        if cost is not None:
+            line += f"; append per token start {cost[0]:.1f} µs, end {cost[1]:.1f} µs"
+        print(line)
+        summary_row(
+            args.summary,
+            args.model.name,
+            f"GUI stall max, tokens view {shown}",
+            f"{late[-1]:.1f} ms",
+        )
+
+
+if __name__ == "__main__":
+    main()
