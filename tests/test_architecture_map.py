@@ -31,3 +31,17 @@ def test_every_core_and_ui_package_is_on_the_map() -> None:
     assert packages
     unnamed = [p for p in packages if p + "/" not in text]
     assert unnamed == []
+
+
+def test_every_package_ships_in_the_wheel() -> None:
+    """pyproject.toml lists packages by hand: a package missing there is missing from a
+    regular (non-editable) install."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "app").rglob("__init__.py")
+    }
+    assert found - listed == set()
