@@ -68,13 +68,15 @@ def test_a_failing_template_offers_the_plain_transcript_and_the_next_reply_works
 def _rendering(thread_name: str) -> bool:
     """Whether the named thread waits on the engine host for a reply, whose template the
     host then renders (the template never ends, so the host is inside it from then on)."""
-    ident = next((t.ident for t in threading.enumerate() if t.name == thread_name), None)
-    frame = sys._current_frames().get(ident) if ident is not None else None
-    while frame is not None:
-        code = frame.f_code
-        if code.co_filename.endswith("engine_host.py") and code.co_name == "generate":
-            return True
-        frame = frame.f_back
+    # Earlier windows' worker threads may linger in `threading` under the same name.
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.name == thread_name else None
+        while frame is not None:
+            code = frame.f_code
+            if code.co_filename.endswith("engine_host.py") and code.co_name == "generate":
+                return True
+            frame = frame.f_back
     return False
 
 
