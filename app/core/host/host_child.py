@@ -20,6 +20,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _END = object()
+BATCH_S = 0.025
+"""After a reply's first token, tokens leave at most this often: one wake-up of the app
+per batch rather than per token (the window shows text every 40 ms anyway)."""
 NO_MODEL_TO_SERVE = "Load a model first: the API serves the model in use."
 
 
@@ -98,6 +102,7 @@ class _Sender(threading.Thread):
         super().__init__(name="hearth-host-sender", daemon=True)
         self._outbox = outbox
         self._queue: queue.Queue[Any] = queue.Queue()
+        self._last_batch: float | None = None  # None: the reply's first token is next
         self.token_bytes: Any = None
 
     def put(self, item: Any) -> None:
@@ -112,6 +117,9 @@ class _Sender(threading.Thread):
 
         while True:
             items = [self._queue.get()]
+            if isinstance(items[0], TokenEvent) and self._last_batch is not None:
+                # Sleep rather than wait on the queue, so the decode loop's puts wake no one.
+                time.sleep(max(0.0, self._last_batch + BATCH_S - time.monotonic()))
             while True:
                 try:
                     items.append(self._queue.get_nowait())
@@ -123,6 +131,7 @@ class _Sender(threading.Thread):
                     tokens.append(item)
                     continue
                 self._flush(tokens, record_from_event)
+                self._last_batch = None  # a new phase: its first token leaves at once
                 if item is _END:
                     self._outbox.send(("ok", None))
                 elif isinstance(item, PackedError):
@@ -138,6 +147,7 @@ class _Sender(threading.Thread):
             records = tuple(record_from_event(e, self.token_bytes) for e in tokens)
             self._outbox.send(("event", TokenBatch(tuple(tokens), records)))
             tokens.clear()
+            self._last_batch = time.monotonic()
 
 
 class _Host:
