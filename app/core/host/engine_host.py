@@ -187,24 +187,44 @@ class EngineHost:
             self._requests.send((seq, name, args))
         except (OSError, ValueError):
             raise self._crashed(name) from None
-        while True:
-            if self._requests.poll(_POLL_S):
-                try:
-                    message = self._requests.recv()
-                except (EOFError, OSError):
-                    raise self._crashed(name) from None
-                if message[0] == "error":
-                    raise unpack_error(message[1], _log_name())
-                yield message
-                if message[0] == "ok":
+        answered = False
+        try:
+            while True:
+                if self._requests.poll(_POLL_S):
+                    try:
+                        message = self._requests.recv()
+                    except (EOFError, OSError):
+                        raise self._crashed(name) from None
+                    if message[0] == "error":
+                        answered = True
+                        raise unpack_error(message[1], _log_name())
+                    if message[0] == "ok":
+                        answered = True
+                    yield message
+                    if answered:
+                        return
+                elif not self._process.is_alive():
+                    raise self._crashed(name)
+                if cancel is not None and cancel.is_set() and self._cancelled.value < seq:
+                    self._cancelled.value = seq
+                if holder is not None and holder.get() is not sent:
+                    sent = holder.get()
+                    self._send_control(("settings", seq, sent))
+        finally:
+            if not answered and self.running:
+                self._abandon(seq)
+
+    def _abandon(self, seq: int) -> None:
+        """The caller stopped reading before the answer: cancel the request and read what
+        is left of it, so the next request's answers are its own."""
+        self._cancelled.value = max(self._cancelled.value, seq)
+        try:
+            while True:
+                message = self._requests.recv()
+                if message[0] in ("ok", "error"):
                     return
-            elif not self._process.is_alive():
-                raise self._crashed(name)
-            if cancel is not None and cancel.is_set() and self._cancelled.value < seq:
-                self._cancelled.value = seq
-            if holder is not None and holder.get() is not sent:
-                sent = holder.get()
-                self._send_control(("settings", seq, sent))
+        except (EOFError, OSError):
+            log.warning("the engine host ended while a request was abandoned")
 
     def _call(self, name: str, cancel: _Cancel | None = None, **args: Any) -> Any:
         for message in self._exchange(name, args, cancel=cancel):

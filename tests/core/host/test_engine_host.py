@@ -207,3 +207,14 @@ def wait_for(notices: list[Notice], kind: str, timeout: float = 60.0) -> Notice:
     finally:
         timer.cancel()
     raise AssertionError(f"no {kind!r} notice in {timeout} s: {notices}")
+
+
+def test_a_reply_left_unread_is_cancelled_and_the_next_request_gets_its_own_answers(
+    host: EngineHost,
+) -> None:
+    events = host.generate(COUNT, GREEDY.with_changes(max_tokens=300))
+    assert isinstance(next(events), object)
+    events.close()  # the caller walks away mid-reply
+    tokens, _records, done = tokens_of(host.generate(HELLO, GREEDY))
+    assert tokens and done.stats.stop_reason is not StopReason.CANCELLED
+    assert host.cached_tokens  # an answer of its own, not a leftover event
