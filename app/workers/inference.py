@@ -281,6 +281,7 @@ class InferenceWorker(ThreadWorker):
             log.warning("could not load %s: %s", path, exc)
             if isinstance(exc, EngineCrashedError):
                 self._remember_crash(path, options, exc)
+                engine.take_crash()  # reported here
             self._report_unloaded(had_model, engine)
             self.loadFailed.emit(exc.message)
         except Exception as exc:
@@ -550,6 +551,8 @@ class InferenceWorker(ThreadWorker):
     def _after_crash(self, exc: BaseException) -> None:
         """After `EngineCrashedError` the model is gone: say so."""
         if isinstance(exc, EngineCrashedError):
+            if self._engine is not None:
+                self._engine.take_crash()  # reported with the request it ended
             self.unloaded.emit()
 
     # ----- the API server (thread-safe) -----
@@ -587,9 +590,13 @@ class InferenceWorker(ThreadWorker):
 
     @Slot()
     def _check_host(self) -> None:
-        """The host's pipe closed: if no request noticed (it died idle), report it."""
+        """The host's pipes closed: report a crash no request reported (it died idle, or
+        in a helper's call such as a KV snapshot)."""
         engine = self._engine
-        crash = engine.check_alive() if engine is not None and not self._closed else None
+        if engine is None or self._closed:
+            return
+        engine.check_alive()
+        crash = engine.take_crash()
         if crash is not None:
             self.engineStopped.emit(crash.message)
             self.unloaded.emit()

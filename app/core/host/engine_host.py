@@ -85,6 +85,7 @@ class EngineHost:
         self._loading: Path | None = None
         self._control_lock = threading.Lock()
         self._stopping = False
+        self._unreported: EngineCrashedError | None = None
 
     # ----- the child process -----
 
@@ -263,7 +264,7 @@ class EngineHost:
             if name == "idle"
             else f"llama.cpp stopped while {during} {file}: {reason}"
         )
-        return EngineCrashedError(
+        self._unreported = EngineCrashedError(
             f"{what}. Hearth is still running and kept your conversation and any reply so "
             "far; load the model again, or try another model, fewer GPU layers or a smaller "
             "context.",
@@ -271,6 +272,7 @@ class EngineHost:
             reason=reason,
             during=during,
         )
+        return self._unreported
 
     # ----- what the worker asks of an engine -----
 
@@ -455,13 +457,20 @@ class EngineHost:
             except Exception:
                 log.exception("engine host notice handler failed")
 
-    def check_alive(self) -> EngineCrashedError | None:
-        """If the host died while idle (killed, out of memory), clean up and say why;
-        None when it runs, or was stopped or already reported."""
+    def check_alive(self) -> None:
+        """After the host's pipes closed: if it died unasked (killed, out of memory), clean
+        up, so that `take_crash` says why."""
         process = self._process
-        if process is None or process.is_alive() or self._stopping:
-            return None
-        return self._crashed("idle")
+        if process is None or self._stopping:
+            return
+        process.join(2.0)  # its pipes closed as it exited: it is a moment from the end
+        if not process.is_alive():
+            self._crashed("idle")
+
+    def take_crash(self) -> EngineCrashedError | None:
+        """The last crash not yet reported to the person (then forgotten)."""
+        crash, self._unreported = self._unreported, None
+        return crash
 
 
 _DOING = {
