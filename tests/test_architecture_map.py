@@ -45,3 +45,16 @@ def test_every_package_ships_in_the_wheel() -> None:
         ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "app").rglob("__init__.py")
     }
     assert found - listed == set()
+
+
+MAX_MODULE_LINES = 700
+
+
+def test_no_module_outgrows_its_name() -> None:
+    """Small modules named for what they do: a module past this size has two jobs."""
+    long = {
+        p.relative_to(REPO).as_posix(): n
+        for p in (REPO / "app").rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}

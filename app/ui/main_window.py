@@ -47,7 +47,7 @@ from app.ui.welcome_panel import WelcomePanel
 from app.ui.widgets import named
 from app.ui.window_access import WindowAccess
 from app.ui.window_layout import Panels, WindowLayout
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
 

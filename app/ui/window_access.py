@@ -19,7 +19,7 @@ from app.ui.controllers.state import ActiveReply, ChatState, RemoteInUse
 from app.ui.conversations.conversation_list import ConversationList
 from app.ui.sampling.sampling_panel import SamplingPanel
 from app.ui.welcome_panel import WelcomePanel
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from app.workers.token_counter import TokenCounter
 

@@ -5,11 +5,7 @@ abort or segfault ends that child, never the app) and only drives it from its th
 Requests arrive as queued calls to its slots; results leave as signals. Cancelling is the
 exception: the GUI calls `cancel()` / `cancel_load()` directly (they only set a
 `threading.Event`), since a queued cancel would wait behind the very generation it should
-stop.
-
-`InferenceThread` is what the GUI holds: it creates the thread, moves the worker there,
-sends requests, and stops everything in order (cancel, close the engine on its thread,
-quit and join the thread).
+stop. The GUI holds it through `InferenceThread` (`inference_thread.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QThread, Signal, Slot
 
 from app.core.errors import EngineCrashedError, HearthError, LoadCancelled
 from app.core.host.engine_host import EngineHost, Notice
@@ -39,11 +35,10 @@ from app.core.inference.token_data import TOP_N, TokenRecord, record_from_event
 from app.core.logs import unexpected_error_message
 from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
 from app.core.server.config import ServerConfig
-from app.workers.thread_host import ThreadWorker, WorkerHost
+from app.workers.thread_host import ThreadWorker
 
 if TYPE_CHECKING:  # httpx loads when a server's model is first used, not at start-up
     from app.core.inference.remote import RemoteBackend
-    from app.core.inference.remote_http import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -621,130 +616,3 @@ class InferenceWorker(ThreadWorker):
         if self._engine is None:
             self._engine = EngineHost(on_notice=self._on_notice)
         return self._engine
-
-
-class InferenceThread(WorkerHost):
-    """Runs an `InferenceWorker` on its own `QThread` and stops it in order.
-
-    Create it on the GUI thread, connect to `worker`'s signals (with `@Slot` methods of
-    QObjects: PYSIDE-3124), then `start()`. Requests go out as queued signals; cancels
-    are direct calls. `stop()` must run before the application exits.
-    """
-
-    _loadRequested = Signal(str, object)
-    _generateRequested = Signal(int, object, object, int, object)
-    _unloadRequested = Signal()
-    _exploreRequested = Signal(int, object, object)
-    _cacheRequested = Signal()
-    _remoteRequested = Signal(object, str)
-    _plainRequested = Signal()
-
-    def __init__(
-        self,
-        parent: QObject | None = None,
-        *,
-        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
-        overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
-        check_memory: bool = True,
-        model_settings: LoadOptionsStore | None = None,
-        gpu_stand_in: GpuStandIn | None = None,
-        verdicts: LoadVerdicts | None = None,
-    ) -> None:
-        worker = InferenceWorker(
-            flush_interval_s=flush_interval_s,
-            overflow_policy=overflow_policy,
-            check_memory=check_memory,
-            model_settings=model_settings,
-            gpu_stand_in=gpu_stand_in,
-            verdicts=verdicts,
-        )
-        super().__init__(worker, parent)
-        self.worker = worker
-        self._loadRequested.connect(worker.load)
-        self._generateRequested.connect(worker.generate)
-        self._unloadRequested.connect(worker.unload)
-        self._exploreRequested.connect(worker.explore)
-        self._cacheRequested.connect(worker.report_cache)
-        self._remoteRequested.connect(worker.use_remote)
-        self._plainRequested.connect(worker.use_plain_transcript)
-
-    def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
-        """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,
-        `loaded` / `loadFailed` / `loadCancelled`."""
-        if not self.is_running:
-            return
-        self.worker.expect_load()
-        self._loadRequested.emit(str(path), options)
-
-    def generate(
-        self,
-        request_id: int,
-        messages: Sequence[Message],
-        settings: SettingsHolder | SamplingSettings | None = None,
-        top_n: int = TOP_N,
-        continue_with: Sequence[int] = (),
-    ) -> None:
-        """Queue a reply to a snapshot of `messages`; events carry `request_id`.
-
-        `top_n` (0 to 20): alternatives kept per token in the `tokenData` records.
-        `continue_with`: token ids the reply starts with (a branch); generation goes on
-        after them and the events cover only what follows.
-        """
-        if not self.is_running:
-            return
-        self._generateRequested.emit(
-            request_id, tuple(messages), settings, top_n, tuple(continue_with)
-        )
-
-    def explore(
-        self, request_id: int, messages: Sequence[Message], continue_with: Sequence[int] = ()
-    ) -> None:
-        """Queue computing the next token's logits after `messages` (+ `continue_with`);
-        answers with `worker.explored` / `worker.exploreFailed`; `cancel(request_id)`
-        stops it."""
-        if self.is_running:
-            self._exploreRequested.emit(request_id, tuple(messages), tuple(continue_with))
-
-    def report_cache(self) -> None:
-        """Queue a `worker.cacheReported` with the KV cache's tokens."""
-        if self.is_running:
-            self._cacheRequested.emit()
-
-    def use_remote(self, endpoint: Endpoint, model: str = "") -> None:
-        """Queue making a server's model the chat's model; watch `worker.remoteConnected`
-        / `remoteFailed`. "" picks the server's first model."""
-        if self.is_running:
-            self._remoteRequested.emit(endpoint, model)
-
-    def use_plain_transcript(self) -> None:
-        """Queue replacing the model's chat template with the plain transcript format;
-        watch `worker.templateChanged`."""
-        if self.is_running:
-            self._plainRequested.emit()
-
-    def serve(self, config: ServerConfig, parallel: int = 2) -> None:
-        """Start the API server on the loaded model (thread-safe, not queued: it does not
-        wait for a reply in progress); watch `worker.serving` / `serveFailed`."""
-        if self.is_running:
-            self.worker.serve(config, parallel)
-
-    def unserve(self) -> None:
-        """Stop the API server (thread-safe); watch `worker.serveStopped`."""
-        self.worker.unserve()
-
-    def unload(self) -> None:
-        """Queue freeing the model."""
-        if self.is_running:
-            self._unloadRequested.emit()
-
-    def cancel(self, request_id: int) -> None:
-        """Stop reply `request_id` now (thread-safe, not queued)."""
-        self.worker.cancel(request_id)
-
-    def cancel_load(self) -> None:
-        """Stop the model load in progress or queued (thread-safe, not queued)."""
-        self.worker.cancel_load()
-
-    def before_stop(self) -> None:
-        """Cancel every load and reply and turn away queued requests."""
-        self.worker.cancel_all()

@@ -21,7 +21,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.errors import HearthError
 from app.core.inference.kv_snapshot import KVSnapshot, snapshot_budget
-from app.workers.inference import InferenceThread, InferenceWorker
+from app.workers.inference import InferenceWorker
+from app.workers.inference_thread import InferenceThread
 
 if TYPE_CHECKING:
     from app.core.host.engine_host import EngineHost

@@ -23,7 +23,7 @@ from app.core.inference.load_options import LoadOptions
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
 from app.core.paths import app_paths
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 
 SETTINGS = SamplingSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=400)
 SAVE_INTERVAL_S = 0.5

@@ -37,7 +37,7 @@ from app.core.paths import AppPaths, app_paths
 from app.ui.chat.message_block import MessageBlock
 from app.ui.main_window import MainWindow, process_memory
 from app.ui.models.load_options_dialog import LoadOptionsDialog
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
 from tests.simulated_gpu import FullGpu
 

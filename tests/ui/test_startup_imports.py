@@ -102,9 +102,7 @@ def test_the_window_shows_without_importing_llama_cpp_numpy_jinja2_or_markdown(
     edges, loaded = start_up_imports(tmp_path / "home")
 
     chains = {
-        heavy: chain
-        for heavy in HEAVY
-        if (chain := path_to(edges, "__main__", heavy)) is not None
+        heavy: chain for heavy in HEAVY if (chain := path_to(edges, "__main__", heavy)) is not None
     }
     assert chains == {}, "imported while the window starts (make these imports lazy):\n" + (
         "\n".join(f"  {heavy}: {' -> '.join(chain)}" for heavy, chain in chains.items())

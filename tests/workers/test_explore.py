@@ -18,7 +18,7 @@ from app.core.inference.next_logits import NextLogits
 from app.core.inference.prompt_parts import PromptParts
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.tokenizer import VocabTokenizer
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.token_counter import TokenCounter
 
 OPTIONS = LoadOptions(n_ctx=1024, n_threads=1)

@@ -17,11 +17,8 @@ from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TokenRecord
-from app.workers.inference import (
-    DEFAULT_FLUSH_INTERVAL_S,
-    InferenceThread,
-    InferenceWorker,
-)
+from app.workers.inference import DEFAULT_FLUSH_INTERVAL_S, InferenceWorker
+from app.workers.inference_thread import InferenceThread
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
 from tests.simulated_gpu import FullGpu
 

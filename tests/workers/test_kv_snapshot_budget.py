@@ -20,7 +20,7 @@ from app.core.inference.kv_snapshot import (
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
 

@@ -13,7 +13,7 @@ from app.core.inference.events import GenerationDone
 from app.core.inference.load_options import LoadedModel, LoadOptions
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 
 pytestmark = [

@@ -14,7 +14,7 @@ from app.core.inference.messages import Message
 from app.core.inference.remote import RemoteBackend
 from app.core.inference.remote_http import Endpoint
 from app.core.inference.sampling import SamplingSettings
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from tests.core.server.conftest import Served, start_serve, stop_serve
 from tests.workers.test_inference_worker import Recorder, stop_and_check
 

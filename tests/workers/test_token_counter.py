@@ -14,7 +14,7 @@ from app.core.inference.load_options import LoadOptions
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.tokenizer import VocabTokenizer
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.token_counter import TokenCounter, TokenCountWorker, _LatestRequest
 
 pytestmark = [

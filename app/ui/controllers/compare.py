@@ -39,7 +39,7 @@ from app.core.inference.token_data import TokenRecord
 from app.ui.chat.chat_view import ChatView
 from app.ui.controllers.state import ChatState
 from app.ui.sampling.sampling_panel import SAMPLER_FIELDS, SamplingPanel
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 
 if TYPE_CHECKING:  # the dialog loads when first opened

@@ -24,7 +24,7 @@ from app.core.inference.sampling import SamplingSettings
 from app.ui.chat.composer import Composer
 from app.ui.controllers.state import ChatState
 from app.ui.sampling.side_column import SideColumn
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.token_counter import TokenCounter
 
 log = logging.getLogger(__name__)

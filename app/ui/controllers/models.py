@@ -23,7 +23,7 @@ from app.core.models.starter import STARTER, install_starter, starter_path
 from app.core.paths import AppPaths
 from app.ui.controllers.state import ChatState
 from app.workers.background import JobSet
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 
 if TYPE_CHECKING:  # dialogs load when first opened, not with the window
     from app.ui.models.load_options_dialog import LoadOptionsDialog

@@ -35,7 +35,7 @@ from app.ui.controllers.state import ChatState, RemoteInUse
 from app.ui.sampling.explorer_panel import ExplorerPanel
 from app.ui.sampling.sampling_panel import SamplingPanel
 from app.workers.background import JobSet
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 
 if TYPE_CHECKING:  # the dialog loads when first opened
     from app.ui.models.connections_dialog import ConnectionsDialog

@@ -43,7 +43,7 @@ from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TokenRecord
 from app.ui.chat.chat_view import ChatView
 from app.ui.controllers.state import ActiveReply, ChatState
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 from app.workers.kv_snapshots import KVSnapshots
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from app.core.server.config import ServerConfig
 from app.ui.controllers.state import ChatState
 from app.ui.menus import Menus
 from app.ui.status_bar import StatusWidgets
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.core.inference.prompt import FALLBACK_OFFER
-from app.workers.inference import InferenceThread
+from app.workers.inference_thread import InferenceThread
 
 
 class TemplateFallback(QObject):
