@@ -67,6 +67,9 @@ def story(repeat: int = 40) -> list[Message]:
 
 
 STORY = story()
+COUNTING = [Message("user", "Count from 1 to 300, one number per line.")]
+"""A prompt a base model (Gemma 3 270M has no chat template) answers at length, where the
+story's system prompt makes it stop after a dozen tokens."""
 SAMPLING = {
     "greedy": SamplingSettings(temperature=0.0, repeat_penalty=1.0, seed=SEED),
     "default": SamplingSettings(seed=SEED),
@@ -362,9 +365,15 @@ def main() -> None:
     parser.add_argument(
         "--system-repeat", type=int, default=40, help="system prompt sentences (40: ~350 tokens)"
     )
+    parser.add_argument(
+        "--prompt",
+        choices=("story", "count"),
+        default="story",
+        help="the long story with a system prompt, or a counting request (for base models)",
+    )
     args = parser.parse_args()
     global STORY
-    STORY = story(args.system_repeat)
+    STORY = story(args.system_repeat) if args.prompt == "story" else COUNTING
     paths = {"smollm2": models.smollm2, "gemma3": models.gemma3_270m}
     for name in args.models.split(","):
         bench_model(paths[name](), args)
