@@ -83,6 +83,7 @@ class EngineHost:
         self._seq = 0
         self._loaded: LoadedModel | None = None
         self._loading: Path | None = None
+        self._cached: tuple[int, ...] | None = None  # the KV cache's tokens, while known
         self._control_lock = threading.Lock()
         self._stopping = False
         self._unreported: EngineCrashedError | None = None
@@ -165,6 +166,7 @@ class EngineHost:
             self._process.join(1.0)
         self._process = None
         self._loaded = None
+        self._cached = None
         if self._stderr is not None:
             self._stderr.unlink(missing_ok=True)
             self._stderr = None
@@ -181,6 +183,8 @@ class EngineHost:
     ) -> Iterator[tuple[Any, ...]]:
         """Send one request and yield what comes back up to its answer."""
         self._start()
+        if name not in _KEEP_CACHE_KNOWN:
+            self._cached = None
         self._seq += 1
         seq = self._seq
         sent = holder.get() if holder is not None else None
@@ -407,10 +411,13 @@ class EngineHost:
 
     @property
     def cached_tokens(self) -> tuple[int, ...]:
-        """The tokens whose keys and values are in the host's cache now."""
+        """The tokens whose keys and values are in the host's cache now (asked of the host
+        only after something may have changed them: the explorer asks per keystroke)."""
         if self.loaded is None:
             return ()
-        return tuple(self._call("cached_tokens"))
+        if self._cached is None:
+            self._cached = tuple(self._call("cached_tokens"))
+        return self._cached
 
     def clear_cache(self) -> None:
         """Empty the KV cache."""
@@ -472,6 +479,9 @@ class EngineHost:
         crash, self._unreported = self._unreported, None
         return crash
 
+
+_KEEP_CACHE_KNOWN = frozenset({"cached_tokens", "save_snapshot", "facts", "set_token_data_mode"})
+"""Requests that leave the KV cache as it is."""
 
 _DOING = {
     "load": "loading",

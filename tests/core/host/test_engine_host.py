@@ -218,3 +218,16 @@ def test_a_reply_left_unread_is_cancelled_and_the_next_request_gets_its_own_answ
     tokens, _records, done = tokens_of(host.generate(HELLO, GREEDY))
     assert tokens and done.stats.stop_reason is not StopReason.CANCELLED
     assert host.cached_tokens  # an answer of its own, not a leftover event
+
+
+def test_the_cache_s_tokens_are_asked_of_the_host_only_after_they_may_have_changed(
+    host: EngineHost,
+) -> None:
+    tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=4)))
+    first = host.cached_tokens
+    assert first and host.cached_tokens is first  # known: no second round trip
+    tokens_of(host.generate(COUNT, GREEDY.with_changes(max_tokens=4)))
+    after = host.cached_tokens
+    assert after is not first and after != first  # a reply changed the cache: asked again
+    host.clear_cache()
+    assert host.cached_tokens == ()
