@@ -30,7 +30,7 @@ thread (that aborts the process)."""
 
 
 class _Runner(QObject):
-    """Calls the function on the job's thread, then hands itself back and ends the thread."""
+    """Calls the function on the job's thread, then ends the thread."""
 
     done = Signal(object)
     error = Signal(str)
@@ -41,7 +41,6 @@ class _Runner(QObject):
         self._function = function
         self._name = name
         self._reports = reports
-        self._home_thread = QThread.currentThread()
 
     @Slot()
     def run(self) -> None:
@@ -58,7 +57,11 @@ class _Runner(QObject):
         else:
             self.done.emit(result)
         finally:
-            self.moveToThread(self._home_thread)
+            # No moveToThread back home: from this thread, holding the GIL, it waits for
+            # Qt's signal-slot locks, which the GUI thread may hold while it waits for the
+            # GIL (destroying a widget tree): a deadlock seen in a test run. The thread has
+            # ended by the time the job (and this object) is deleted on the GUI thread, so
+            # nothing here is processing events then.
             thread.quit()
 
 
