@@ -36,6 +36,8 @@ def test_the_server_toggle_serves_the_loaded_model(
     server = window._server
     with qtbot.waitSignal(window._inference.worker.serving, timeout=TIMEOUT_MS):
         action.trigger()  # type: ignore[union-attr]
+    # The controller hears `serving` by its own queued connection, maybe after this test.
+    qtbot.waitUntil(lambda: server.url is not None, timeout=TIMEOUT_MS)
     url = server.url
     assert url is not None and url.startswith("http://127.0.0.1:")
     label = window.findChild(QLabel, "serverLabel")
