@@ -260,8 +260,8 @@ class BatchDecoder:
         row = np.ctypeslib.as_array(
             llama_cpp.llama_get_logits_ith(self._ctx, slot.out), shape=(self._vocab.n_tokens,)
         )
-        top = self._probs.read(row)
-        token = chain.sample(self._ctx, slot.out)
+        token, scanned = chain.pick(row, self._ctx, slot.out)
+        top = self._probs.read(row, scanned)
         if slot.t_first is None:
             slot.t_first = time.perf_counter()
         if self._vocab.is_end_of_turn(token):

@@ -50,6 +50,7 @@ from app.core.inference.kv_snapshot import (
 )
 from app.core.inference.llama_params import context_params, model_params
 from app.core.inference.load_options import LoadedModel, LoadOptions, effective_flash_attn
+from app.core.inference.logits_row import LogitsRow
 from app.core.inference.messages import Message
 from app.core.inference.next_logits import NextLogits, texts_for
 from app.core.inference.prompt import (
@@ -92,6 +93,7 @@ class Engine:
         # numerics differ slightly from the batched read, so the rerun is bit-identical.
         self._prompt_logits: tuple[tuple[int, ...], npt.NDArray[np.float32]] | None = None
         self._probs: ProbabilityReader | None = None
+        self._row = LogitsRow(0)
         self._n_vocab = 0
         self._abort_event: threading.Event | None = None
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
@@ -209,6 +211,7 @@ class Engine:
         )
         self._n_vocab = self._vocab.n_tokens
         self._probs = ProbabilityReader(self._n_vocab)
+        self._row = LogitsRow(self._n_vocab)
         self._template = self._vocab.template
         self._model_key = model_key(path)
         self._kv_tokens = []
@@ -429,11 +432,8 @@ class Engine:
                         chain = self._rebuild_chain(chain, current, seed, grammar, generated)
                         reply.set_stops(current.stop + self._template.extra_stops)
                     assert logits_row is not None
-                    if from_saved:
-                        token = chain.sample_logits(logits_row)
-                        from_saved = False
-                    else:
-                        token = chain.sample(self._ctx)
+                    token, scanned = chain.pick(logits_row, None if from_saved else self._ctx)
+                    from_saved = False
                     if t_first is None:
                         t_first = time.perf_counter()
                     if vocab.is_end_of_turn(token):
@@ -441,7 +441,7 @@ class Engine:
                         break
                     generated.append(token)
                     text = reply.add(vocab.token_bytes(token))
-                    job = data.submit(logits_row, token)
+                    job = data.submit(logits_row, token, scanned)
                     if reply.stopped:
                         reason = StopReason.STOP_STRING
                     elif current.max_tokens is not None and len(generated) >= current.max_tokens:
@@ -591,8 +591,7 @@ class Engine:
 
     def _last_logits(self) -> npt.NDArray[np.float32]:
         """A view of the logits llama.cpp computed for the last token it read."""
-        row = llama_cpp.llama_get_logits_ith(self._ctx, -1)
-        return np.ctypeslib.as_array(row, shape=(self._n_vocab,))
+        return self._row.last(self._ctx)
 
     def _should_abort(self, _data: Any) -> bool:
         event = self._abort_event

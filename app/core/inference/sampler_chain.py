@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.errors import InvalidSettingError
+from app.core.inference.candidates import GroupMaxima, survivors
 from app.core.inference.sampling import SamplingSettings
 
 MIROSTAT_M = 100  # candidates mirostat v1 uses to estimate s_hat (llama.cpp's default)
@@ -24,6 +26,9 @@ class SamplerChain:
     The order follows llama.cpp's: penalties, top-k, typical, top-p, min-p, temperature,
     then the final pick (dist, greedy or mirostat). A GBNF `grammar` (with the `vocab` it
     needs) goes right after the penalties, so only tokens it allows can be picked.
+
+    `pick` hands the chain only the tokens its top-k (or greedy) can keep, when that set
+    is known exactly (`candidates`); `keep` says how many, or None for the whole row.
     """
 
     def __init__(
@@ -43,10 +48,15 @@ class SamplerChain:
         self._chain: Any = llama_cpp.llama_sampler_chain_init(params)
         self._penalties: Any = None
         self._grammar: Any = None
+        self._groups = GroupMaxima(n_vocab)
         s = settings
         window = n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
-        self.penalty_window = window if self._uses_penalties(s) else 0
+        self.penalty_window = window if s.uses_penalties else 0
+        self._recent: deque[int] | None = None
+        """The penalties' window, mirrored (the tokens they may change)."""
+        self.keep: int | None = None if grammar is not None else s.survivors
         if self.penalty_window:
+            self._recent = deque(maxlen=self.penalty_window)
             self._penalties = llama_cpp.llama_sampler_init_penalties(
                 n_vocab, window, s.repeat_penalty, s.frequency_penalty, s.presence_penalty
             )
@@ -79,11 +89,6 @@ class SamplerChain:
             self._add(llama_cpp.llama_sampler_init_temp(s.temperature))
             self._add(llama_cpp.llama_sampler_init_dist(seed))
 
-    @staticmethod
-    def _uses_penalties(s: SamplingSettings) -> bool:
-        active = s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty
-        return bool(active) and s.repeat_last_n != 0
-
     def _add(self, sampler: Any) -> None:
         llama_cpp.llama_sampler_chain_add(self._chain, sampler)
 
@@ -106,6 +111,11 @@ class SamplerChain:
         if self._penalties is not None:
             for token in history[-self.penalty_window :]:
                 llama_cpp.llama_sampler_accept(self._penalties, token)
+                self._accepted(token)
+
+    def _accepted(self, token: int) -> None:
+        if self._recent is not None:
+            self._recent.append(token)
 
     def replay_grammar(self, reply: Sequence[int]) -> None:
         """Advance the grammar over the reply so far (after a rebuild mid-reply)."""
@@ -113,14 +123,33 @@ class SamplerChain:
             for token in reply:
                 llama_cpp.llama_sampler_accept(self._grammar, token)
 
-    def sample_logits(self, logits: npt.NDArray[np.float32]) -> int:
-        """Pick (and accept) the next token from a saved row of logits.
+    def pick(
+        self, logits: npt.NDArray[np.float32], ctx: Any = None, index: int = -1
+    ) -> tuple[int, tuple[npt.NDArray[np.float32], float] | None]:
+        """Pick (and accept) the next token from `logits`, a row of batch position `index`
+        of `ctx` (or a saved row when `ctx` is None).
 
-        Does what `llama_sampler_sample` does with the context's logits, on this row.
+        Returns the token and the row's group-maxima scan when one was made (for
+        `ProbabilityReader.read`). With `keep` set, only the chain's survivors reach it.
         """
-        n = logits.shape[0]
+        if self.keep is not None:
+            scanned = self._groups.scan(logits)
+            window = set(self._recent) if self._recent else frozenset()
+            ids = survivors(logits, scanned[0], self._groups, self.keep, window)
+            return self._sample_ids(ids, logits[ids]), scanned
+        if ctx is None:
+            return self.sample_logits(logits), None
+        return self.sample(ctx, index), None
+
+    def sample_logits(self, logits: npt.NDArray[np.float32]) -> int:
+        """Pick (and accept) the next token from a saved row of logits, every token a
+        candidate: what `llama_sampler_sample` does with the context's logits."""
+        return self._sample_ids(np.arange(logits.shape[0], dtype=np.int32), logits)
+
+    def _sample_ids(self, ids: npt.NDArray[np.int32], logits: npt.NDArray[np.float32]) -> int:
+        n = ids.shape[0]
         data = np.empty(n, dtype=_TOKEN_DATA)
-        data["id"] = np.arange(n, dtype=np.int32)
+        data["id"] = ids
         data["logit"] = logits
         data["p"] = 0.0
         pointer = data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
@@ -128,12 +157,15 @@ class SamplerChain:
         llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(candidates))
         token = int(candidates.data[candidates.selected].id)
         llama_cpp.llama_sampler_accept(self._chain, token)
+        self._accepted(token)
         return token
 
     def sample(self, ctx: Any, index: int = -1) -> int:
         """Pick (and accept) the next token from the logits of batch position `index`
-        (default: the last one read)."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        (default: the last one read), every token a candidate."""
+        token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        self._accepted(token)
+        return token
 
     def close(self) -> None:
         """Free the native chain (idempotent)."""

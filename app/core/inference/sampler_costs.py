@@ -1,13 +1,13 @@
 """What each sampler setting costs per token, measured, so the sampling panel can warn.
 
-llama.cpp's native samplers differ a lot in cost on a large vocabulary: top-k keeps k
-candidates with a partial sort, but top-p or typical-p with top-k off (0) sort all of
-them, and so does mirostat v2. On a 262,144-token vocabulary (Gemma 3) that is a sort
-of a quarter million candidates for every token. The penalties sampler (repeat, presence,
-frequency) visits every candidate too: measured, it is the dearest part of the default
-settings on a large vocabulary. The figures below were measured by
-`BENCH_COMMAND`; `cost_notes` turns them into a line the panel can show beside the slider
-that caused it.
+Hearth hands llama.cpp's chain only the tokens its top-k (or greedy) can keep
+(`candidates`), so with top-k on, sampling costs a scan of the row and a few hundred
+candidates, whatever the vocabulary and whatever the penalties. With top-k off (0) or
+very large, or with mirostat, the chain needs every token: top-p or typical-p then sort
+all of them, and the penalties sampler visits every one. On a 262,144-token vocabulary
+(Gemma 3) that is a quarter million candidates for every token. The figures below were
+measured by `BENCH_COMMAND`; `cost_notes` turns them into a line the panel can show
+beside the slider that caused it.
 
 API for the sampling panel::
 
@@ -23,8 +23,8 @@ from app.core.inference.sampling import SamplingSettings
 
 BENCH_COMMAND = "python -m tests.bench.sampler_costs --rounds 9"
 MEASURED_ON = (
-    "2-core x86_64 VM shared with other jobs (noisy), CPU build of llama-cpp-python 0.3.36, "
-    "2 threads, median of 9 rounds x 30 samples, 2026-12-02"
+    "2-core x86_64 VM, quiet, CPU build of llama-cpp-python 0.3.36, 2 threads, "
+    "median of 9 rounds x 30 picks from one row (cache warm), 2026-12-02"
 )
 SMALL_VOCAB, LARGE_VOCAB = 49_152, 262_144  # SmolLM2-135M, Gemma 3 270M
 SLOW_US = 1000.0  # extra µs per token over top-k 40 that earns a note beside the slider
@@ -74,10 +74,7 @@ CASES: dict[str, SamplingSettings] = {
 _LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "greedy": ("greedy (temperature 0)", ("temperature",)),
     "top_k": ("top-k 40", ("top_k",)),
-    "default": (
-        "a repeat, presence or frequency penalty",
-        ("repeat_penalty", "presence_penalty", "frequency_penalty"),
-    ),
+    "default": ("top-k 40 with the default repeat penalty", ("top_k", "repeat_penalty")),
     "top_k_large": ("a large top-k (10,000) with top-p", ("top_k", "top_p")),
     "full_dist": ("all samplers off (every token a candidate)", ("top_k",)),
     "min_p": ("min-p with top-k off", ("top_k", "min_p")),
@@ -87,25 +84,36 @@ _LABELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mirostat_2": ("mirostat 2", ("mirostat",)),
 }
 
-# µs per token (small vocab, large vocab), from BENCH_COMMAND; see MEASURED_ON. Every row
-# includes llama_sampler_sample copying the logits into a candidate array (the greedy row).
+# µs per token (small vocab, large vocab) of `SamplerChain.pick`, from BENCH_COMMAND; see
+# MEASURED_ON. Rows that need the whole row include llama_sampler_sample copying every
+# logit into a candidate array; the others include the scan that finds the survivors.
 _MEASURED: dict[str, tuple[float, float]] = {
-    "greedy": (89, 1786),
-    "top_k": (74, 1719),
-    "default": (605, 5308),
-    "top_k_large": (5343, 4137),
-    "full_dist": (1043, 6680),
-    "min_p": (286, 2124),
-    "top_p_no_top_k": (1933, 5929),
-    "typical_no_top_k": (10267, 78163),
-    "mirostat_1": (11787, 62897),
-    "mirostat_2": (12238, 45283),
+    "greedy": (56, 56),
+    "top_k": (83, 73),
+    "default": (108, 83),
+    "top_k_large": (2524, 1560),
+    "full_dist": (447, 2493),
+    "min_p": (141, 823),
+    "top_p_no_top_k": (707, 2656),
+    "typical_no_top_k": (4164, 24396),
+    "mirostat_1": (3829, 20055),
+    "mirostat_2": (4169, 20642),
+    "penalties": (665, 4343),
 }
 
 COSTS: dict[str, SamplerCost] = {
     key: SamplerCost(key, label, fields, *_MEASURED[key])
     for key, (label, fields) in _LABELS.items()
 }
+PENALTY_CASE = SamplingSettings(top_k=0, top_p=1.0, min_p=0.0)
+"""Every token a candidate with the default repeat penalty: against "full_dist", what the
+penalties cost when the chain needs the whole row."""
+PENALTIES = SamplerCost(
+    "penalties",
+    "a repeat, presence or frequency penalty with top-k off",
+    ("repeat_penalty", "presence_penalty", "frequency_penalty"),
+    *_MEASURED["penalties"],
+)
 
 
 @dataclass(frozen=True)
@@ -117,12 +125,10 @@ class CostNote:
     extra_us: float
 
 
-def penalties_active(settings: SamplingSettings) -> bool:
-    """True when the chain has llama.cpp's penalties sampler, which visits every token of
-    the vocabulary (as `SamplerChain` decides)."""
-    s = settings
-    active = s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty
-    return bool(active) and s.repeat_last_n != 0
+def penalties_cost(settings: SamplingSettings) -> bool:
+    """True when llama.cpp's penalties sampler visits every token of the vocabulary: the
+    chain has it and needs the whole row (`SamplingSettings.survivors` is None)."""
+    return settings.uses_penalties and settings.survivors is None
 
 
 def classify(settings: SamplingSettings) -> str:
@@ -139,19 +145,19 @@ def classify(settings: SamplingSettings) -> str:
         if s.typical_p < 1.0:
             return "typical_no_top_k"
         return "min_p" if s.min_p > 0.0 else "full_dist"
-    if s.top_k > 1000:
+    if s.survivors is None:
         return "top_k_large"
-    return "default" if penalties_active(s) else "top_k"
+    return "default" if s.uses_penalties else "top_k"
 
 
 def _penalty_us(n_vocab: int) -> float:
-    return max(0.0, COSTS["default"].us_at(n_vocab) - COSTS["top_k"].us_at(n_vocab))
+    return max(0.0, PENALTIES.us_at(n_vocab) - COSTS["full_dist"].us_at(n_vocab))
 
 
 def estimate_us(settings: SamplingSettings, n_vocab: int) -> float:
     """Estimated µs per token of sampling with `settings` at `n_vocab` tokens."""
     key = classify(settings)
-    extra = _penalty_us(n_vocab) if penalties_active(settings) and key != "default" else 0.0
+    extra = _penalty_us(n_vocab) if penalties_cost(settings) else 0.0
     return COSTS[key].us_at(n_vocab) + extra
 
 
@@ -170,12 +176,11 @@ def cost_notes(
         if extra >= slow_us:
             advice = " Set top-k to 40 to avoid it." if "top_k" in cost.fields else ""
             notes.append(_note(cost.fields, cost.label, extra, n_vocab, advice))
-    if penalties_active(settings):
+    if penalties_cost(settings):
         extra = _penalty_us(n_vocab)
         if extra >= slow_us:
-            cost = COSTS["default"]
-            advice = " Set them to 1 and 0 to avoid it."
-            notes.append(_note(cost.fields, cost.label, extra, n_vocab, advice))
+            advice = " Turn on top-k, or set them to 1 and 0, to avoid it."
+            notes.append(_note(PENALTIES.fields, PENALTIES.label, extra, n_vocab, advice))
     return tuple(notes)
 
 

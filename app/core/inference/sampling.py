@@ -15,6 +15,9 @@ from typing import Any
 from app.core.errors import InvalidSettingError
 
 MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "pick a random seed" sentinel
+PRUNE_LIMIT = 1024
+"""The largest top-k for which the chain is handed only the tokens it can keep
+(`candidates`); a larger one gains little over the whole row."""
 
 
 def _spec(label: str, low: float, high: float, *, low_open: bool = False) -> dict[str, Any]:
@@ -66,6 +69,24 @@ class SamplingSettings:
     def is_greedy(self) -> bool:
         """True when the most likely token is always picked."""
         return self.temperature <= 0.0
+
+    @property
+    def uses_penalties(self) -> bool:
+        """True when the chain has llama.cpp's penalties sampler (repeat, presence,
+        frequency over a non-empty window)."""
+        active = self.repeat_penalty != 1.0 or self.presence_penalty or self.frequency_penalty
+        return bool(active) and self.repeat_last_n != 0
+
+    @property
+    def survivors(self) -> int | None:
+        """How many tokens the chain's top-k keeps (1 when greedy), when only those need
+        to reach it (`candidates`); None when it needs the whole row (top-k off or above
+        `PRUNE_LIMIT`, mirostat)."""
+        if self.mirostat:
+            return None
+        if self.is_greedy:
+            return 1
+        return self.top_k if 0 < self.top_k <= PRUNE_LIMIT else None
 
     def with_changes(self, **changes: Any) -> SamplingSettings:
         """A copy with some fields replaced (validated)."""

@@ -60,11 +60,16 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-class _Job:
-    __slots__ = ("facts", "queued", "token")
+Scan = tuple[npt.NDArray[np.float32], float]
+"""A row's group maxima and maximum (`GroupMaxima.scan`)."""
 
-    def __init__(self, token: int) -> None:
+
+class _Job:
+    __slots__ = ("facts", "queued", "scanned", "token")
+
+    def __init__(self, token: int, scanned: Scan | None) -> None:
         self.token = token
+        self.scanned = scanned
         self.queued = False
         self.facts: TokenFacts | BaseException | None = None
 
@@ -104,15 +109,18 @@ class TokenFactsHelper:
             self._thread.join()
             self._thread = None
 
-    def submit(self, logits: npt.NDArray[np.float32], token: int) -> _Job:
-        """Start on `token`, sampled from `logits` (a view llama.cpp may overwrite next).
+    def submit(
+        self, logits: npt.NDArray[np.float32], token: int, scanned: Scan | None = None
+    ) -> _Job:
+        """Start on `token`, sampled from `logits` (a view llama.cpp may overwrite next;
+        `scanned` is its group-maxima scan if the sampler made one).
 
         Inline, the facts are computed now; overlapped, the row is copied and the helper
         computes while the caller decodes. Pass the result to `take`.
         """
-        job = _Job(token)
+        job = _Job(token, scanned)
         if self._thread is None:
-            job.facts = self._compute(logits, token)
+            job.facts = self._compute(logits, job)
             return job
         if self._copy is None:
             self._copy = np.empty_like(logits)
@@ -137,16 +145,16 @@ class TokenFactsHelper:
         while (job := self._jobs.get()) is not None:
             assert self._copy is not None
             try:
-                job.facts = self._compute(self._copy, job.token)
+                job.facts = self._compute(self._copy, job)
             except BaseException as exc:  # handed to the engine thread by `take`
                 job.facts = exc
             self._done.put(job)
 
-    def _compute(self, logits: npt.NDArray[np.float32], token: int) -> TokenFacts:
+    def _compute(self, logits: npt.NDArray[np.float32], job: _Job) -> TokenFacts:
         reader, text = self._reader, self._vocab.token_text
-        top = reader.read(logits)
+        top = reader.read(logits, job.scanned)
         return TokenFacts(
-            prob=reader.prob_of(token),
+            prob=reader.prob_of(job.token),
             alternatives=tuple(
                 TokenAlternative(i, text(i), lg, p)
                 for i, lg, p in zip(

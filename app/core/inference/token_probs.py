@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from app.core.inference.candidates import GroupMaxima
 from app.core.inference.token_data import MAX_TOP_N, TOP_N
 
 __all__ = ["MAX_TOP_N", "TOP_N", "ProbabilityReader", "TopTokens"]
-_ROWS = 64  # the top-n search looks only inside the n groups with the highest maxima
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,7 @@ class ProbabilityReader:
         self._scratch = np.empty(n_vocab, dtype=np.float32)
         self._n_vocab = n_vocab
         self._top_n = min(top_n, n_vocab)
-        self._main = n_vocab - n_vocab % _ROWS
-        self._groups = self._main // _ROWS
-        self._offsets = np.arange(_ROWS) * self._groups
+        self.groups = GroupMaxima(n_vocab)
         self._norm = 1.0
 
     @property
@@ -43,50 +41,37 @@ class ProbabilityReader:
     def top_n(self, n: int) -> None:
         self._top_n = max(0, min(n, self._n_vocab))
 
-    def read(self, logits: npt.NDArray[np.float32]) -> TopTokens:
-        """Compute the normaliser and the top tokens of `logits` (one vocabulary row)."""
+    def read(
+        self,
+        logits: npt.NDArray[np.float32],
+        scanned: tuple[npt.NDArray[np.float32], float] | None = None,
+    ) -> TopTokens:
+        """Compute the normaliser and the top tokens of `logits` (one vocabulary row).
+
+        `scanned` is the row's `GroupMaxima.scan`, when the sampler already made it. The
+        group maxima serve the top-n search and give the row's maximum: four passes over
+        the row in all (maxima, subtract, exp, sum).
+        """
+        maxima, peak = scanned if scanned is not None else self.groups.scan(logits)
         scratch = self._scratch
-        maxima = None
-        if self._groups > self._top_n:
-            # The group maxima serve the top-n search and give the row's maximum: four
-            # passes over the row in all (maxima, subtract, exp, sum) instead of five.
-            maxima = logits[: self._main].reshape(_ROWS, self._groups).max(axis=0)
-            peak = maxima.max()
-            if self._main < logits.shape[0]:
-                peak = max(peak, logits[self._main :].max())
-        else:
-            peak = logits.max()
-        np.subtract(logits, peak, out=scratch)
+        np.subtract(logits, np.float32(peak), out=scratch)
         np.exp(scratch, out=scratch)
         self._norm = float(scratch.sum())
         top = self._top_ids(logits, maxima)
         return TopTokens(top, logits[top], scratch[top] / self._norm)
 
     def _top_ids(
-        self, logits: npt.NDArray[np.float32], maxima: npt.NDArray[np.float32] | None
+        self, logits: npt.NDArray[np.float32], maxima: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.intp]:
-        """The top-n ids, best first.
-
-        Tokens are split into groups (token i in group i mod G, so the group maxima are one
-        vectorised max over 64 rows). A token in the top n lies in a group whose maximum is
-        among the n highest, so only those groups (and the ragged tail) are searched: exact,
-        and several times cheaper than an argpartition of the whole row.
-        """
+        """The top-n ids, best first (equal logits by id), searched only inside the groups
+        whose maxima can hold them: exact, and several times cheaper than an argpartition
+        of the whole row."""
         n = self._top_n
         if n == 0:
             return np.empty(0, dtype=np.intp)
-        candidates: npt.NDArray[np.intp]
-        if maxima is not None:
-            groups = np.argpartition(maxima, -n)[-n:]
-            candidates = (groups[:, None] + self._offsets).ravel()
-            if self._main < logits.shape[0]:
-                candidates = np.concatenate([candidates, np.arange(self._main, logits.shape[0])])
-        else:
-            candidates = np.arange(logits.shape[0])
-        values = logits[candidates]
-        best = np.argpartition(values, -n)[-n:] if len(candidates) > n else np.arange(n)
-        best = best[np.argsort(-values[best], kind="stable")]
-        return candidates[best]
+        candidates = self.groups.at_least(logits, maxima, n)
+        order = np.lexsort((candidates, -logits[candidates]))[:n]
+        return candidates[order]
 
     def prob_of(self, token_id: int) -> float:
         """Probability of `token_id` under the row last passed to `read`."""

@@ -56,7 +56,19 @@ def test_penalties_are_noted_beside_their_own_sliders_and_add_to_the_estimate() 
     ]
     plain = with_penalty.with_changes(**NO_PENALTY)
     assert estimate_us(with_penalty, LARGE_VOCAB) > estimate_us(plain, LARGE_VOCAB)
-    # a zero window turns the penalties off; greedy keeps them (SamplerChain adds them)
+    # a zero window turns the penalties off
     assert len(cost_notes(with_penalty.with_changes(repeat_last_n=0), LARGE_VOCAB)) == 1
-    greedy = cost_notes(with_penalty.with_changes(temperature=0.0), LARGE_VOCAB)
-    assert [n.fields[0] for n in greedy] == ["repeat_penalty"]
+
+
+def test_penalties_cost_nothing_worth_a_note_once_top_k_or_greedy_prunes_the_row() -> None:
+    """With top-k on (or greedy), only the survivors reach the penalties sampler."""
+    for settings in (
+        SamplingSettings(),  # top-k 40, repeat 1.1
+        SamplingSettings(temperature=0.0, repeat_penalty=1.3),
+        SamplingSettings(top_k=500, presence_penalty=1.0, frequency_penalty=1.0),
+    ):
+        assert settings.survivors is not None and settings.uses_penalties
+        assert cost_notes(settings, LARGE_VOCAB) == ()
+    assert estimate_us(SamplingSettings(), LARGE_VOCAB) < 500
+    whole = SamplingSettings(top_k=0, top_p=1.0, min_p=0.0)
+    assert estimate_us(whole, LARGE_VOCAB) > estimate_us(SamplingSettings(), LARGE_VOCAB) + 3000

@@ -89,11 +89,11 @@ def test_moving_temperature_and_top_p_redraws_without_inference(
     counts = [int(histogram.cell_text(r, 1)) for r in range(histogram.rowCount())]
     assert sum(counts) == DRAWS and histogram.isVisible() is panel.isVisible()
 
-    costly = redraw(qtbot, panel, base.with_changes(top_p=0.9))
+    costly = redraw(qtbot, panel, base.with_changes(typical_p=0.9))
     assert costly.survivors is not None
-    if next_logits.logits.size >= 49_152:  # SmolLM2: top-k 0 with top-p < 1 costs a sort
+    if next_logits.logits.size >= 49_152:  # SmolLM2: typical-p with top-k 0 sorts every token
         assert "top-k" in panel._costs.text() and not panel._costs.isHidden()
-    redraw(qtbot, panel, base.with_changes(top_k=40, top_p=0.9))
+    redraw(qtbot, panel, base.with_changes(top_k=40, typical_p=0.9))
     assert panel._costs.text() == "" and panel._costs.isHidden()
     panel.shutdown()
 
