@@ -33,6 +33,7 @@ from app.core.inference.prompt import OverflowPolicy
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TOP_N, TokenRecord, record_from_event
 from app.core.logs import unexpected_error_message
+from app.core.machine.hardware import spare_core
 from app.core.machine.load_verdicts import LoadVerdict, LoadVerdicts, file_key
 from app.core.server.config import ServerConfig
 from app.workers.thread_host import ThreadWorker
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL_S = 0.04
 """Streamed text leaves the worker at most this often (plus a final flush)."""
+BUSY_FLUSH_INTERVAL_S = 0.08
+"""The same while llama.cpp's threads take every core: each refresh of the window (its
+layout and paint, about 1.5 ms of CPU) is then taken from the decode, so it refreshes
+12 times a second instead of 25 (measured: `python -m tests.bench.gui_path`)."""
 
 _PROGRESS_STEP = 0.01
 
@@ -358,15 +363,14 @@ class InferenceWorker(ThreadWorker):
         holder: SettingsHolder | SamplingSettings | None = (
             settings if isinstance(settings, SettingsHolder | SamplingSettings) else None
         )
-        pending: list[TokenEvent] = []
-        records: list[TokenRecord] = []
+        pending: list[str] = []  # text pieces
+        records: list[TokenRecord] = []  # one per token
+        interval = self._flush_interval(engine)
         last_flush = float("-inf")  # the first token leaves at once
 
         def send() -> None:
-            if engine is self._remote:  # the host sends its own tokens' records
-                records.extend(record_from_event(e, engine.token_bytes) for e in pending)
             self.tokenData.emit(request_id, tuple(records))
-            self.tokens.emit(request_id, "".join(e.text for e in pending), len(pending))
+            self.tokens.emit(request_id, "".join(pending), len(records))
             pending.clear()
             records.clear()
 
@@ -381,13 +385,14 @@ class InferenceWorker(ThreadWorker):
             )
             for event in events:
                 if isinstance(event, TokenEvent | TokenBatch):
+                    pending.append(event.text)
                     if isinstance(event, TokenBatch):
-                        pending.extend(event.events)
                         records.extend(event.records)
-                    else:
-                        pending.append(event)
+                    else:  # a server's token: its record is made here
+                        assert self._remote is not None
+                        records.append(record_from_event(event, self._remote.token_bytes))
                     now = time.monotonic()
-                    if now - last_flush >= self._flush_interval_s:
+                    if now - last_flush >= interval:
                         send()
                         last_flush = now
                 elif isinstance(event, PrefillProgress):
@@ -407,6 +412,16 @@ class InferenceWorker(ThreadWorker):
         except Exception as exc:
             log.exception("unexpected error in reply %d", request_id)
             self.failed.emit(request_id, unexpected_error_message(exc))
+
+    def _flush_interval(self, engine: EngineHost | RemoteBackend) -> float:
+        """The configured interval, or `BUSY_FLUSH_INTERVAL_S` when the default is
+        configured and the local model's threads leave no core free."""
+        loaded = engine.loaded if isinstance(engine, EngineHost) else None
+        if self._flush_interval_s != DEFAULT_FLUSH_INTERVAL_S or loaded is None:
+            return self._flush_interval_s
+        if spare_core(loaded.n_threads, loaded.n_gpu_layers):
+            return self._flush_interval_s
+        return BUSY_FLUSH_INTERVAL_S
 
     @Slot(int, object, object)
     def explore(self, request_id: int, messages: object, continue_with: object = ()) -> None:

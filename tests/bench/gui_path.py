@@ -13,8 +13,10 @@ settings, context and threads in a fresh process. The order rotates every round.
 - decode tokens/s of each GUI variant, from the reply's own `GenerationStats` and from
   the wall clock between the first and the last `tokens` signal reaching the GUI thread,
   against `hearth ask`'s: paired medians and ranges of the per-round ratios;
-- where the time goes, per GUI reply: CPU time of the GUI thread per token, the time in
-  the reply's database saves (packing token data included) and the number of chunks;
+- where the time goes, per GUI reply: CPU time per token of the GUI thread, of the
+  inference worker's thread (reading the engine host's pipe) and of the whole GUI process,
+  the time in the reply's database saves (packing token data included) and the number of
+  chunks;
 - one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
   longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
   the chat view per token at the start against the end of the reply.
@@ -62,6 +64,25 @@ ASK = "hearth ask --json"
 
 
 # ----- the GUI child -----
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each thread of this process, by thread name (Linux; else {})."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            stat = Path(f"/proc/self/task/{task}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def child(model: Path, threads: int, home: Path) -> None:
@@ -168,10 +189,12 @@ def child(model: Path, threads: int, home: Path) -> None:
         if beat is not None:
             beat.start()
         QTimer.singleShot(600_000, loop.quit)
-        cpu0 = time.thread_time()
+        cpu0, process0, threads0 = time.thread_time(), time.process_time(), thread_cpu()
         window.send_message(PROMPT)
         loop.exec()
         cpu = time.thread_time() - cpu0
+        process_cpu = time.process_time() - process0
+        threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
         sys.setswitchinterval(old_switch)
         if beat is not None:
             beat.stop()
@@ -189,6 +212,8 @@ def child(model: Path, threads: int, home: Path) -> None:
             "text": message.content,
             "chunks": len(times),
             "gui_cpu_s": cpu,
+            "process_cpu_s": process_cpu,
+            "worker_cpu_s": threads.get("hearth-inferenc"),  # Linux keeps 15 characters
             "saves": len(saves),
             "save_s": sum(saves),
             "wall_tps": (sum(counts) - counts[0]) / (times[-1] - times[0])
@@ -389,10 +414,18 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
         print(f"{spread(walls, '.1f')} (wall, first to last chunk in the GUI)")
         by_stats, by_wall = ratios(stats, base), ratios(walls, base)
         print(f"    vs ask: stats {spread(by_stats)}   wall {spread(by_wall)}   (target >= 0.97)")
-        cpu_us = [x["gui_cpu_s"] / max(1, x["completion_tokens"]) * 1e6 for x in runs]
+
+        def per_token(key: str, runs: list[dict[str, Any]] = runs) -> str:
+            values = [(x.get(key) or 0.0) / max(1, x["completion_tokens"]) * 1e6 for x in runs]
+            return spread(values, ".0f")
+
         save_ms = [x["save_s"] * 1000 for x in runs]
         print(
-            f"    GUI thread CPU {spread(cpu_us, '.0f')} µs/token; "
+            f"    CPU per token: GUI thread {per_token('gui_cpu_s')} µs, inference worker "
+            f"{per_token('worker_cpu_s')} µs, whole GUI process {per_token('process_cpu_s')} µs"
+        )
+        print(
+            f"    "
             f"{statistics.median(x['chunks'] for x in runs):.0f} chunks; "
             f"{statistics.median(x['saves'] for x in runs):.0f} saves taking "
             f"{spread(save_ms, '.1f')} ms per reply; same text as ask {same[v.name]}/{len(runs)}"
@@ -400,8 +433,8 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
         summary_row(args.summary, model, f"GUI decode vs ask, {v.name}", spread(by_stats))
     decode_ms = 1000 / statistics.median(base)
     print(
-        f"  one decode step takes {decode_ms:.1f} ms here; the GUI thread's CPU per token "
-        "above, divided by it, is the share of a core the GUI takes from llama.cpp's threads"
+        f"  one decode step takes {decode_ms:.1f} ms here; the GUI process's CPU per token "
+        "above, divided by it, is the share of a core the app takes from llama.cpp's threads"
     )
     stall_and_render(args, gui)
 

@@ -58,7 +58,8 @@ def test_the_quick_run_prints_every_figure_and_the_summary_rows(
     for variant in gui_path.VARIANTS:
         assert variant.name in out
     assert len(re.findall(r"vs ask: stats \d\.\d{3} \(", out)) == len(gui_path.VARIANTS)
-    assert len(re.findall(r"GUI thread CPU \d+ \(", out)) == len(gui_path.VARIANTS)
+    assert len(re.findall(r"GUI thread \d+ \(", out)) == len(gui_path.VARIANTS)
+    assert len(re.findall(r"whole GUI process \d+ \(", out)) == len(gui_path.VARIANTS)
     assert len(re.findall(r"event loop lateness max \d+\.\d ms", out)) == 2
     rows = summary.read_text(encoding="utf-8").splitlines()
     assert len(rows) == len(gui_path.VARIANTS) + 2

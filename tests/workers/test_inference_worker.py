@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,11 @@ from app.core.inference.load_options_store import LoadOptionsStore
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TokenRecord
-from app.workers.inference import DEFAULT_FLUSH_INTERVAL_S, InferenceWorker
+from app.workers.inference import (
+    BUSY_FLUSH_INTERVAL_S,
+    DEFAULT_FLUSH_INTERVAL_S,
+    InferenceWorker,
+)
 from app.workers.inference_thread import InferenceThread
 from tests.gguf_factory import CHATML_TEMPLATE, write_tiny_gguf
 from tests.simulated_gpu import FullGpu
@@ -382,3 +387,29 @@ def test_stop_mid_reply_ends_the_thread_promptly(qtbot: QtBot, starter_model: Pa
     assert time.monotonic() - started < 10.0
     inference.generate(2, HELLO, GREEDY)  # after stop: ignored, nothing crashes
     assert not inference.is_running
+
+
+def test_the_window_refreshes_less_often_while_llama_cpp_takes_every_core(
+    qtbot: QtBot, starter_model: Path
+) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    inference, recorder = start_loaded(qtbot, starter_model)
+    worker = inference.worker
+    try:
+        engine = worker._engine
+        assert engine is not None and engine.loaded is not None
+        expected = BUSY_FLUSH_INTERVAL_S if cpus <= 1 else DEFAULT_FLUSH_INTERVAL_S
+        assert worker._flush_interval(engine) == expected  # 1 thread: a core is left over
+        inference.load(starter_model, LoadOptions(n_ctx=1024, n_threads=cpus))
+        qtbot.waitUntil(
+            lambda: engine.loaded is not None and engine.loaded.n_threads == cpus,
+            timeout=TIMEOUT_MS,
+        )
+        assert worker._flush_interval(engine) == BUSY_FLUSH_INTERVAL_S
+        inference.generate(1, HELLO, GREEDY.with_changes(max_tokens=40))
+        qtbot.waitUntil(lambda: recorder.ended(1), timeout=TIMEOUT_MS)
+        stats = recorder.done[1].stats
+        # Never more than one chunk per interval, plus the first token and the final flush.
+        assert len(recorder.chunks_of(1)) <= 2 + stats.decode_ms / 1000 / BUSY_FLUSH_INTERVAL_S
+    finally:
+        stop_and_check(inference)

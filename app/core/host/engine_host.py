@@ -22,8 +22,10 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,8 +53,9 @@ log = logging.getLogger(__name__)
 Notice = tuple[Any, ...]
 """A message from the host that answers no request: see `protocol`."""
 
-_POLL_S = 0.01
+_POLL_MS = 10
 """How often a waiting call looks at its cancel event and the live settings."""
+_ALIVE_S = 0.5
 _SHUTDOWN_S = 5.0
 
 
@@ -193,9 +196,15 @@ class EngineHost:
         except (OSError, ValueError):
             raise self._crashed(name) from None
         answered = False
+        # One poll object per request: `Connection.poll` builds a selector per call, and
+        # this loop wakes 100 times a second while a reply streams. The host's death closes
+        # the pipe (readable, then EOF); `is_alive` is the backstop, asked twice a second.
+        poller = select.poll()
+        poller.register(self._requests.fileno(), select.POLLIN)
+        alive_check = time.monotonic() + _ALIVE_S
         try:
             while True:
-                if self._requests.poll(_POLL_S):
+                if poller.poll(_POLL_MS):
                     try:
                         message = self._requests.recv()
                     except (EOFError, OSError):
@@ -208,8 +217,10 @@ class EngineHost:
                     yield message
                     if answered:
                         return
-                elif not self._process.is_alive():
-                    raise self._crashed(name)
+                elif time.monotonic() >= alive_check:
+                    if not self._process.is_alive():
+                        raise self._crashed(name)
+                    alive_check = time.monotonic() + _ALIVE_S
                 if cancel is not None and cancel.is_set() and self._cancelled.value < seq:
                     self._cancelled.value = seq
                 if holder is not None and holder.get() is not sent:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from app.core import errors
 
 if TYPE_CHECKING:
-    from app.core.inference.events import TokenEvent
     from app.core.inference.token_data import TokenRecord
 
 
@@ -40,19 +39,17 @@ class HostSetup:
 
 @dataclass(frozen=True)
 class TokenBatch:
-    """Tokens the host decoded since its last message, with their inspector records.
+    """Tokens the host decoded since its last message: the text they add and their
+    inspector records (one per token, in order).
 
     The records are built in the host beside the decode loop (they need the vocabulary's
-    bytes), so the app does nothing per token but show them.
+    bytes), so the app does nothing per token but show them. The `TokenEvent`s stay in
+    the host: their alternatives are in the records, and unpickling both cost the app's
+    process as much CPU again per token.
     """
 
-    events: tuple[TokenEvent, ...]
+    text: str
     records: tuple[TokenRecord, ...]
-
-    @property
-    def text(self) -> str:
-        """The reply text these tokens add."""
-        return "".join(e.text for e in self.events)
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,11 @@ from app.core.inference.prompt import (
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings, SettingsHolder
-from app.core.inference.token_facts import TokenDataMode, TokenFactsHelper, overlap_pays
+from app.core.inference.token_facts import TokenDataMode, TokenFactsHelper
 from app.core.inference.token_probs import MAX_TOP_N, TOP_N, ProbabilityReader
 from app.core.inference.vocab import Vocabulary, ensure_backend
 from app.core.logs import route_llama_log
-from app.core.machine.hardware import available_memory, default_threads
+from app.core.machine.hardware import available_memory, default_threads, spare_core
 from app.core.machine.memory import check_fits
 
 log = logging.getLogger(__name__)
@@ -496,7 +496,7 @@ class Engine:
         if self.token_data_mode != "auto":
             return self.token_data_mode == "overlap"
         loaded = self._require()
-        return overlap_pays(loaded.n_threads, loaded.n_gpu_layers)
+        return spare_core(loaded.n_threads, loaded.n_gpu_layers)
 
     def _rebuild_chain(
         self,

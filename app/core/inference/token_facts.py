@@ -16,7 +16,6 @@ while the engine thread does.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -38,26 +37,6 @@ class TokenFacts:
 
     prob: float
     alternatives: tuple[TokenAlternative, ...]
-
-
-def overlap_pays(n_threads: int, gpu_layers: int, usable_cpus: int | None = None) -> bool:
-    """Whether a helper thread can run beside `llama_decode` without slowing it.
-
-    On a GPU the CPU waits during a decode, so the helper is free. On the CPU, llama.cpp's
-    threads spin at barriers: a helper that takes one of their cores delays them all, so
-    overlap pays only when a core is left over.
-    """
-    cpus = usable_cpus if usable_cpus is not None else _usable_cpus()
-    return gpu_layers != 0 or cpus > n_threads
-
-
-def _usable_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        try:
-            return len(os.sched_getaffinity(0))
-        except OSError:
-            pass
-    return os.cpu_count() or 1
 
 
 Scan = tuple[npt.NDArray[np.float32], float]

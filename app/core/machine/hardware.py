@@ -61,6 +61,17 @@ def default_threads() -> int:
     return max(1, cpus // 2 if cpus > _SMT_THRESHOLD else cpus)
 
 
+def spare_core(n_threads: int, gpu_layers: int, usable_cpus: int | None = None) -> bool:
+    """Whether the CPU has room beside llama.cpp while it decodes.
+
+    On a GPU the CPU waits during a decode. On the CPU, llama.cpp's threads spin at
+    barriers: other work that takes one of their cores delays them all, so there is room
+    only when a core is left over.
+    """
+    cpus = usable_cpus if usable_cpus is not None else _usable_cpus()
+    return gpu_layers != 0 or cpus > n_threads
+
+
 def _usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         with contextlib.suppress(OSError):

@@ -25,6 +25,7 @@ from app.core.inference.events import GenerationDone, StopReason, TokenEvent
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
+from app.core.inference.token_data import TokenRecord, record_from_event
 from app.core.server.app import ServerConfig
 from tests.gguf_fuzz import write_crashing_gguf
 
@@ -45,39 +46,40 @@ def host(starter_model: Path) -> Iterator[EngineHost]:
     assert not engine_host.running
 
 
-def tokens_of(events: Iterator[object]) -> tuple[list[TokenEvent], list[object], GenerationDone]:
-    tokens: list[TokenEvent] = []
-    records: list[object] = []
+def tokens_of(events: Iterator[object]) -> tuple[list[str], list[TokenRecord], GenerationDone]:
+    texts: list[str] = []
+    records: list[TokenRecord] = []
     done: GenerationDone | None = None
     for event in events:
         if isinstance(event, TokenBatch):
-            tokens.extend(event.events)
+            texts.append(event.text)
             records.extend(event.records)
         elif isinstance(event, GenerationDone):
             done = event
     assert done is not None
-    return tokens, records, done
+    return texts, records, done
 
 
 def test_a_reply_from_the_host_is_the_in_process_engines_token_for_token(
     host: EngineHost, starter_model: Path
 ) -> None:
     assert host.pid is not None and host.pid != os.getpid()
-    tokens, records, done = tokens_of(host.generate(HELLO, GREEDY))
+    texts, records, done = tokens_of(host.generate(HELLO, GREEDY))
     engine = Engine()
     try:
         engine.load(starter_model, OPTIONS)
         local = [e for e in engine.generate(HELLO, GREEDY) if isinstance(e, TokenEvent)]
+        # Each token's inspector record was built in the host, with its bytes and
+        # alternatives: exactly the record the app would build from the engine's event.
+        expected = [record_from_event(e, engine.token_bytes) for e in local]
     finally:
         engine.close()
-    assert [t.token_id for t in tokens] == [t.token_id for t in local]
+    assert [r.token_id for r in records] == [t.token_id for t in local]
     assert done.tokens == tuple(t.token_id for t in local)
-    assert "".join(t.text for t in tokens) + done.tail == done.text
-    # Each token's inspector record was built in the host, with its bytes and alternatives.
-    assert len(records) == len(tokens)
-    first = records[0]
-    assert first.token_id == tokens[0].token_id  # type: ignore[attr-defined]
-    assert first.piece and first.top and first.top[0].piece  # type: ignore[attr-defined]
+    assert "".join(texts) == "".join(t.text for t in local)
+    assert "".join(texts) + done.tail == done.text
+    assert records == expected
+    assert records[0].piece and records[0].top and records[0].top[0].piece
     assert host.cached_tokens[-len(done.tokens) + 1 :] == done.tokens[:-1]
 
 
@@ -89,8 +91,8 @@ def test_errors_cross_with_their_type_and_attributes(host: EngineHost) -> None:
     assert "512" in raised.value.message
     # The host is still there, with its model.
     assert host.loaded is not None
-    tokens, _records, _done = tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=3)))
-    assert tokens
+    _texts, records, _done = tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=3)))
+    assert records
 
 
 def test_a_settings_change_mid_reply_reaches_the_host_before_its_next_token(
@@ -101,7 +103,7 @@ def test_a_settings_change_mid_reply_reaches_the_host_before_its_next_token(
     cut = GREEDY.with_changes(max_tokens=40)
     for event in host.generate(COUNT, holder):
         if isinstance(event, TokenBatch):
-            seen += len(event.events)
+            seen += len(event.records)
             if seen >= 10 and holder.get() is not cut:
                 holder.set(cut)
         elif isinstance(event, GenerationDone):
@@ -115,7 +117,7 @@ def test_cancel_stops_a_reply_and_the_host_stays_usable(host: EngineHost) -> Non
     count = 0
     for event in host.generate(COUNT, GREEDY.with_changes(max_tokens=300), cancel=cancel):
         if isinstance(event, TokenBatch):
-            count += len(event.events)
+            count += len(event.records)
             cancel.set()
         elif isinstance(event, GenerationDone):
             done = event
@@ -151,8 +153,8 @@ def test_a_model_that_aborts_llama_cpp_ends_the_host_not_the_process(
             host.n_ctx  # noqa: B018 - the property raises
         # The next load starts a fresh host.
         host.load(starter_model, OPTIONS)
-        tokens, _records, _done = tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=3)))
-        assert tokens
+        _texts, records, _done = tokens_of(host.generate(HELLO, GREEDY.with_changes(max_tokens=3)))
+        assert records
     finally:
         host.shutdown()
 
@@ -164,7 +166,7 @@ def test_a_crash_mid_reply_is_an_error_after_the_tokens_already_sent(host: Engin
     with pytest.raises(EngineCrashedError) as raised:
         for event in host.generate(COUNT, GREEDY.with_changes(max_tokens=300)):
             if isinstance(event, TokenBatch):
-                count += len(event.events)
+                count += len(event.records)
                 if count >= 5:
                     os.kill(pid, signal.SIGSEGV)
     assert count >= 5
@@ -215,8 +217,8 @@ def test_a_reply_left_unread_is_cancelled_and_the_next_request_gets_its_own_answ
     events = host.generate(COUNT, GREEDY.with_changes(max_tokens=300))
     assert isinstance(next(events), object)
     events.close()  # the caller walks away mid-reply
-    tokens, _records, done = tokens_of(host.generate(HELLO, GREEDY))
-    assert tokens and done.stats.stop_reason is not StopReason.CANCELLED
+    _texts, records, done = tokens_of(host.generate(HELLO, GREEDY))
+    assert records and done.stats.stop_reason is not StopReason.CANCELLED
     assert host.cached_tokens  # an answer of its own, not a leftover event
 
 

@@ -14,7 +14,7 @@ from app.core.inference.events import GenerationDone, TokenEvent
 from app.core.inference.load_options import LoadOptions
 from app.core.inference.messages import Message
 from app.core.inference.sampling import SamplingSettings, SettingsHolder
-from app.core.inference.token_facts import overlap_pays
+from app.core.machine.hardware import spare_core
 
 STORY = [Message("user", "Tell me a short story about a lighthouse.")]
 SAMPLED = SamplingSettings(temperature=0.9, seed=11, max_tokens=48)
@@ -87,7 +87,7 @@ def test_a_reply_abandoned_midway_leaves_no_helper_thread(engine: Engine) -> Non
 def test_overlap_only_where_a_core_is_free_or_the_gpu_decodes(
     threads: int, gpu_layers: int, cpus: int, expected: bool
 ) -> None:
-    assert overlap_pays(threads, gpu_layers, cpus) is expected
+    assert spare_core(threads, gpu_layers, cpus) is expected
 
 
 def test_probabilities_are_exact_when_the_maximum_is_in_the_ragged_tail() -> None:
