@@ -152,3 +152,16 @@ def test_openai_shape() -> None:
 def test_settings_changes_are_found_in_the_records() -> None:
     data = token_data(records(8))
     assert data.changes == (SettingsChange(0, COOL), SettingsChange(4, WARM))
+
+
+def test_records_survive_pickling_whole() -> None:
+    """They cross the engine host's pipe pickled (through their constructors)."""
+    import pickle
+
+    settings = SamplingSettings(temperature=0.3)
+    record = TokenRecord(
+        5, b"ab", -0.25, (TopToken(5, b"ab", -0.25), TopToken(-1, b"", -9.0)), settings
+    )
+    back = pickle.loads(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == record and back.settings == settings
+    assert back.top[1].token_id == -1 and isinstance(back.top[1], TopToken)
