@@ -136,7 +136,9 @@ class SamplerChain:
             scanned = self._groups.scan(logits)
             window = set(self._recent) if self._recent else frozenset()
             ids = survivors(logits, scanned[0], self._groups, self.keep, window)
-            return self._sample_ids(ids, logits[ids]), scanned
+            if ids.shape[0] >= min(self.keep, logits.shape[0]):  # NaNs compare false
+                return self._sample_ids(ids, logits[ids]), scanned
+            return self.sample_logits(logits), scanned
         if ctx is None:
             return self.sample_logits(logits), None
         return self.sample(ctx, index), None

@@ -134,3 +134,14 @@ def test_a_real_reply_is_the_same_with_and_without_pruning(
     whole = reply()
     assert len(whole) > 20
     assert pruned == whole
+
+
+def test_a_row_of_nans_falls_back_to_the_whole_row_instead_of_an_empty_set() -> None:
+    n_vocab = 4096
+    row = np.full(n_vocab, np.nan, dtype=np.float32)
+    settings = SamplingSettings(repeat_penalty=1.0, seed=3)
+    with (
+        SamplerChain(settings, 3, n_vocab, 64) as pruned,
+        SamplerChain(settings, 3, n_vocab, 64) as whole,
+    ):
+        assert pruned.pick(row)[0] == whole.sample_logits(row)
