@@ -69,15 +69,6 @@ class ChainOutcome:
     removed: dict[str, int] = field(default_factory=dict)
 
 
-def penalty_window(settings: SamplingSettings, n_ctx: int) -> int:
-    """How many recent tokens the penalties look at (0: penalties off), as `SamplerChain`."""
-    s = settings
-    active = s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty
-    if not active or s.repeat_last_n == 0:
-        return 0
-    return max(0, n_ctx if s.repeat_last_n < 0 else s.repeat_last_n)
-
-
 def apply_penalties(
     logits: F32Array, settings: SamplingSettings, history: Sequence[int], window: int
 ) -> tuple[F32Array, IdArray]:
@@ -264,7 +255,7 @@ def run_chain(
     row = np.ascontiguousarray(logits, dtype=F32)
     n = row.shape[0]
     watched = watch if watch is not None else np.empty(0, dtype=np.int64)
-    window = penalty_window(settings, n_ctx)
+    window = settings.penalty_window(n_ctx)
     row, penalized = apply_penalties(row, settings, history, window)
     state = _State(np.arange(n, dtype=np.int64), row)
     stage_alive: dict[str, npt.NDArray[np.bool_]] = {}

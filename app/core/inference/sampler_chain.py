@@ -50,15 +50,18 @@ class SamplerChain:
         self._grammar: Any = None
         self._groups = GroupMaxima(n_vocab)
         s = settings
-        window = n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
-        self.penalty_window = window if s.uses_penalties else 0
+        self.penalty_window = s.penalty_window(n_ctx)
         self._recent: deque[int] | None = None
         """The penalties' window, mirrored (the tokens they may change)."""
         self.keep: int | None = None if grammar is not None else s.survivors
         if self.penalty_window:
             self._recent = deque(maxlen=self.penalty_window)
             self._penalties = llama_cpp.llama_sampler_init_penalties(
-                n_vocab, window, s.repeat_penalty, s.frequency_penalty, s.presence_penalty
+                n_vocab,
+                self.penalty_window,
+                s.repeat_penalty,
+                s.frequency_penalty,
+                s.presence_penalty,
             )
             self._add(self._penalties)
         if grammar is not None:

@@ -77,6 +77,13 @@ class SamplingSettings:
         active = self.repeat_penalty != 1.0 or self.presence_penalty or self.frequency_penalty
         return bool(active) and self.repeat_last_n != 0
 
+    def penalty_window(self, n_ctx: int) -> int:
+        """How many recent tokens the penalties look at in a context of `n_ctx` (0: the
+        chain has no penalties sampler)."""
+        if not self.uses_penalties:
+            return 0
+        return max(0, n_ctx if self.repeat_last_n < 0 else self.repeat_last_n)
+
     @property
     def survivors(self) -> int | None:
         """How many tokens the chain's top-k keeps (1 when greedy), when only those need

@@ -21,7 +21,6 @@ from app.core.inference.chain_math import (
     TOP_P,
     TYPICAL,
     canonical_draw,
-    penalty_window,
     run_chain,
     seeded_pick,
 )
@@ -43,7 +42,7 @@ def llama_chain(
     def add(sampler: Any) -> None:
         llama_cpp.llama_sampler_chain_add(chain, sampler)
 
-    window = penalty_window(s, N_CTX)
+    window = s.penalty_window(N_CTX)
     try:
         if window:
             add(
