@@ -160,7 +160,7 @@ class InferenceWorker(ThreadWorker):
     def __init__(
         self,
         *,
-        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        flush_interval_s: float | None = None,
         overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         check_memory: bool = True,
         model_settings: LoadOptionsStore | None = None,
@@ -414,13 +414,13 @@ class InferenceWorker(ThreadWorker):
             self.failed.emit(request_id, unexpected_error_message(exc))
 
     def _flush_interval(self, engine: EngineHost | RemoteBackend) -> float:
-        """The configured interval, or `BUSY_FLUSH_INTERVAL_S` when the default is
-        configured and the local model's threads leave no core free."""
+        """The interval given at construction; if none was, `BUSY_FLUSH_INTERVAL_S` while
+        the local model's threads leave no core free, else `DEFAULT_FLUSH_INTERVAL_S`."""
+        if self._flush_interval_s is not None:
+            return self._flush_interval_s
         loaded = engine.loaded if isinstance(engine, EngineHost) else None
-        if self._flush_interval_s != DEFAULT_FLUSH_INTERVAL_S or loaded is None:
-            return self._flush_interval_s
-        if spare_core(loaded.n_threads, loaded.n_gpu_layers):
-            return self._flush_interval_s
+        if loaded is None or spare_core(loaded.n_threads, loaded.n_gpu_layers):
+            return DEFAULT_FLUSH_INTERVAL_S
         return BUSY_FLUSH_INTERVAL_S
 
     @Slot(int, object, object)

@@ -20,7 +20,7 @@ from app.core.inference.sampling import SamplingSettings, SettingsHolder
 from app.core.inference.token_data import TOP_N
 from app.core.machine.load_verdicts import LoadVerdicts
 from app.core.server.config import ServerConfig
-from app.workers.inference import DEFAULT_FLUSH_INTERVAL_S, GpuStandIn, InferenceWorker
+from app.workers.inference import GpuStandIn, InferenceWorker
 from app.workers.thread_host import WorkerHost
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class InferenceThread(WorkerHost):
         self,
         parent: QObject | None = None,
         *,
-        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        flush_interval_s: float | None = None,
         overflow_policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
         check_memory: bool = True,
         model_settings: LoadOptionsStore | None = None,

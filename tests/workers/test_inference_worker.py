@@ -135,7 +135,7 @@ def stop_and_check(inference: InferenceThread) -> None:
 
 
 def start_loaded(
-    qtbot: QtBot, model: Path, flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    qtbot: QtBot, model: Path, flush_interval_s: float | None = None
 ) -> tuple[InferenceThread, Recorder]:
     inference = InferenceThread(flush_interval_s=flush_interval_s)
     recorder = Recorder(inference.worker)
