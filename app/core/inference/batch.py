@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import llama_cpp
-import numpy as np
 
 from app.core.errors import ModelLoadError
 from app.core.inference.events import (
@@ -37,6 +36,7 @@ from app.core.inference.events import (
 )
 from app.core.inference.llama_params import context_params
 from app.core.inference.load_options import LoadedModel
+from app.core.inference.logits_row import LogitsRow
 from app.core.inference.reply_text import ReplyText
 from app.core.inference.sampler_chain import SamplerChain
 from app.core.inference.sampling import MAX_SEED, SamplingSettings
@@ -130,6 +130,7 @@ class BatchDecoder:
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._vocab = vocab
         self._probs = ProbabilityReader(vocab.n_tokens, top_n)
+        self._rows = LogitsRow(vocab.n_tokens)
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._slots = [_Slot(seq) for seq in range(n_slots)]
 
@@ -257,9 +258,7 @@ class BatchDecoder:
     def _sample(self, slot: _Slot) -> None:
         job, chain, reply = slot.job, slot.chain, slot.reply
         assert job is not None and chain is not None and reply is not None
-        row = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits_ith(self._ctx, slot.out), shape=(self._vocab.n_tokens,)
-        )
+        row = self._rows.at(self._ctx, slot.out)
         token, scanned = chain.pick(row, self._ctx, slot.out)
         top = self._probs.read(row, scanned)
         if slot.t_first is None:

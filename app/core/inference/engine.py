@@ -591,7 +591,7 @@ class Engine:
 
     def _last_logits(self) -> npt.NDArray[np.float32]:
         """A view of the logits llama.cpp computed for the last token it read."""
-        return self._row.last(self._ctx)
+        return self._row.at(self._ctx)
 
     def _should_abort(self, _data: Any) -> bool:
         event = self._abort_event

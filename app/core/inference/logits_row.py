@@ -1,4 +1,4 @@
-"""The context's last row of logits as a numpy view, made once per buffer."""
+"""Rows of the context's logits as numpy views, each made once per buffer address."""
 
 from __future__ import annotations
 
@@ -9,25 +9,30 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+_MAX_VIEWS = 4096
+"""Views kept at most (one per output row of a batch); all are dropped past it."""
+
 
 class LogitsRow:
-    """`llama_get_logits_ith(ctx, -1)` as an array, without rebuilding the view each token.
+    """`llama_get_logits_ith(ctx, index)` as an array, without rebuilding the view each token.
 
     `np.ctypeslib.as_array` costs about 90 µs a call (measured in the decode loop); the
-    buffer llama.cpp writes the logits into only moves when it grows, so the view is kept
-    while the address stays the same.
+    buffer llama.cpp writes the logits into only moves when it grows, so a view is kept
+    per row address and reused while llama.cpp returns that address.
     """
 
     def __init__(self, n_vocab: int) -> None:
         self._n_vocab = n_vocab
-        self._address: int | None = None
-        self._view: npt.NDArray[np.float32] | None = None
+        self._views: dict[int, npt.NDArray[np.float32]] = {}
 
-    def last(self, ctx: Any) -> npt.NDArray[np.float32]:
-        """A view of the logits llama.cpp computed for the last token it read."""
-        pointer = llama_cpp.llama_get_logits_ith(ctx, -1)
-        address = ctypes.cast(pointer, ctypes.c_void_p).value
-        if address != self._address or self._view is None:
-            self._view = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
-            self._address = address
-        return self._view
+    def at(self, ctx: Any, index: int = -1) -> npt.NDArray[np.float32]:
+        """A view of the logits of batch position `index` (-1: the last token read)."""
+        pointer = llama_cpp.llama_get_logits_ith(ctx, index)
+        address = ctypes.cast(pointer, ctypes.c_void_p).value or 0
+        view = self._views.get(address)
+        if view is None:
+            if len(self._views) >= _MAX_VIEWS:
+                self._views.clear()
+            view = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+            self._views[address] = view
+        return view
