@@ -190,6 +190,7 @@ class InferenceWorker(ThreadWorker):
         """Stop reply `request_id`, whether it is running or still queued."""
         with self._lock:
             self._cancels.setdefault(request_id, threading.Event()).set()
+        self._wake_engine()
 
     def expect_load(self) -> None:
         """Note that a load request is on its way, so `cancel_load` can reach it early."""
@@ -201,6 +202,7 @@ class InferenceWorker(ThreadWorker):
         with self._lock:
             if self._loading or self._loads_expected:
                 self._load_cancel.set()
+        self._wake_engine()
 
     def cancel_all(self) -> None:
         """Cancel every load and reply, and turn away requests still queued (for shutdown)."""
@@ -209,6 +211,13 @@ class InferenceWorker(ThreadWorker):
             self._load_cancel.set()
             for event in self._cancels.values():
                 event.set()
+        self._wake_engine()
+
+    def _wake_engine(self) -> None:
+        """A call waiting on the engine host sees a cancel at once, not at its next look."""
+        engine = self._engine
+        if engine is not None:
+            engine.wake()
 
     # ----- slots (run on the worker's thread) -----
 
@@ -367,6 +376,11 @@ class InferenceWorker(ThreadWorker):
         records: list[TokenRecord] = []  # one per token
         interval = self._flush_interval(engine)
         last_flush = float("-inf")  # the first token leaves at once
+        # The host batches tokens at the window's pace, so each batch is sent on as it
+        # comes: one wake-up of this thread per refresh of the window.
+        batching = {"batch_s": interval} if isinstance(engine, EngineHost) else {}
+        if batching:
+            interval = 0.0
 
         def send() -> None:
             self.tokenData.emit(request_id, tuple(records))
@@ -382,6 +396,7 @@ class InferenceWorker(ThreadWorker):
                 policy=self._policy,
                 top_n=top_n,
                 continue_with=continue_with,
+                **batching,
             )
             for event in events:
                 if isinstance(event, TokenEvent | TokenBatch):

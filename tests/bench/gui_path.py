@@ -96,9 +96,11 @@ def child(model: Path, threads: int, home: Path) -> None:
     from app.core.inference.load_options import LoadOptions
     from app.core.inference.sampling import SamplingSettings
     from app.core.paths import app_paths
+    from app.ui.app import paint_on_the_gui_thread
     from app.ui.main_window import MainWindow
     from tests.bench.chat_view import Heartbeat
 
+    paint_on_the_gui_thread()  # as the app does
     qapp = QApplication([])
     paths = app_paths(home).ensure()
     with Store.open(paths) as store:

@@ -141,3 +141,43 @@ def test_the_window_without_a_display_fails_with_a_message_not_a_traceback(
     assert result.returncode != 0
     assert "hearth: Qt error:" in result.stderr and "platform plugin" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+_POOL_PROBE = """
+import os, sys
+from pathlib import Path
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+if sys.argv[1] == "app":
+    from app.ui.app import paint_on_the_gui_thread
+    paint_on_the_gui_thread()
+from PySide6.QtGui import QColor, QImage, QPainter
+from PySide6.QtWidgets import QApplication
+qapp = QApplication([])
+image = QImage(1400, 1000, QImage.Format.Format_ARGB32_Premultiplied)
+painter = QPainter(image)
+for _ in range(3):
+    painter.fillRect(image.rect(), QColor(30, 60, 90, 128))  # blended spans: 1,000 lines
+painter.end()
+names = {(Path(t) / "comm").read_text().strip() for t in Path("/proc/self/task").iterdir()}
+print("pooled" if any(n.startswith("Thread (pooled)") for n in names) else "none")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names in /proc")
+def test_the_app_paints_big_areas_without_qts_helper_threads() -> None:
+    # Qt splits a fill of 96 or more lines across its GUI thread pool; the app keeps it on
+    # the GUI thread (measured cheaper, and the pool's threads would take llama.cpp's cores).
+    def probe(mode: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "QT_NO_GUI_THREADPOOL"}
+        done = subprocess.run(
+            [sys.executable, "-c", _POOL_PROBE, mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    assert probe("plain Qt") == "pooled"  # the probe sees the pool when Qt uses it
+    assert probe("app") == "none"

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from app.core.host.protocol import HostSetup, PackedError, SeqCancel, TokenBatch, pack_error
+from app.core.inference.events import TokenEvent
 from app.core.llama_child import quiet_crashes, redirect_stderr
 
 if TYPE_CHECKING:
@@ -37,8 +38,9 @@ log = logging.getLogger(__name__)
 
 _END = object()
 BATCH_S = 0.04
-"""After a reply's first token, tokens leave at most this often: one wake-up of the app
-per batch rather than per token (the window shows text every 40 ms at most anyway)."""
+"""After a reply's first token, tokens leave at most this often unless the request says
+otherwise: one wake-up of the app per batch rather than per token (the app asks for the
+pace at which its window shows text)."""
 NO_MODEL_TO_SERVE = "Load a model first: the API serves the model in use."
 
 
@@ -103,23 +105,28 @@ class _Sender(threading.Thread):
         self._outbox = outbox
         self._queue: queue.Queue[Any] = queue.Queue()
         self._last_batch: float | None = None  # None: the reply's first token is next
+        self.batch_s = BATCH_S  # set per reply, before its first token is put
+        self._hurry = threading.Event()
         self.token_bytes: Any = None
 
     def put(self, item: Any) -> None:
         self._queue.put(item)
+        if not isinstance(item, TokenEvent):
+            self._hurry.set()  # the end of a phase leaves at once, with what is held
 
     def wait_idle(self) -> None:
         self._queue.join()
 
     def run(self) -> None:
-        from app.core.inference.events import TokenEvent
         from app.core.inference.token_data import record_from_event
 
         while True:
             items = [self._queue.get()]
             if isinstance(items[0], TokenEvent) and self._last_batch is not None:
-                # Sleep rather than wait on the queue, so the decode loop's puts wake no one.
-                time.sleep(max(0.0, self._last_batch + BATCH_S - time.monotonic()))
+                # Wait on an event only the end of a phase sets, not on the queue, so the
+                # decode loop's puts of tokens wake no one.
+                self._hurry.wait(max(0.0, self._last_batch + self.batch_s - time.monotonic()))
+            self._hurry.clear()
             while True:
                 try:
                     items.append(self._queue.get_nowait())
@@ -276,6 +283,7 @@ class _Host:
         from app.core.inference.sampling import SettingsHolder
 
         holder = SettingsHolder(args.pop("settings"))
+        self.sender.batch_s = float(args.pop("batch_s", BATCH_S))
         self.live = (seq, holder)
         try:
             self.sender.token_bytes = self.engine.vocabulary.token_bytes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -145,11 +145,13 @@ class SettingsHolder:
     """The current settings of one reply, replaceable from any thread.
 
     The engine calls `get()` before every token; the GUI calls `set()` when a slider moves.
+    Whoever passes the settings on (the engine host) can `watch` for changes.
     """
 
     def __init__(self, settings: SamplingSettings | None = None) -> None:
         self._settings = settings if settings is not None else SamplingSettings()
         self._lock = threading.Lock()
+        self._watchers: tuple[Callable[[], None], ...] = ()
 
     def get(self) -> SamplingSettings:
         """The settings in force now."""
@@ -159,9 +161,30 @@ class SettingsHolder:
         """Replace the settings; the next token uses them."""
         with self._lock:
             self._settings = settings
+        self._changed()
 
     def update(self, **changes: Any) -> SamplingSettings:
         """Replace some fields atomically and return the new settings."""
         with self._lock:
-            self._settings = self._settings.with_changes(**changes)
-            return self._settings
+            self._settings = settings = self._settings.with_changes(**changes)
+        self._changed()
+        return settings
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the changing thread) after each `set` or `update`."""
+        with self._lock:
+            self._watchers = (*self._watchers, callback)
+
+    def unwatch(self, callback: Callable[[], None]) -> None:
+        """Stop calling `callback`."""
+        with self._lock:
+            self._watchers = tuple(w for w in self._watchers if w != callback)
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone watches for changes (the engine host, while a reply runs)."""
+        return bool(self._watchers)
+
+    def _changed(self) -> None:
+        for callback in self._watchers:
+            callback()

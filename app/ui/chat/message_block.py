@@ -4,6 +4,7 @@ and stats) and `MessageText` (a read-only text browser sized to its content).
 A streaming reply is plain text appended with a cursor at the end of its last text
 segment; a new segment starts every ~1,500 characters, so a chunk costs the same at the end
 of a long reply as at its start. The Markdown is rendered once, when the reply finishes.
+While the tokens view is shown, the streamed text is only kept, not laid out.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from app.ui.chat.edit_box import EditBox
 from app.ui.chat.markdown_render import COPY_SCHEME, render_markdown
 from app.ui.chat.message_text import MessageText
 from app.ui.chat.token_view import TokenPanel
+from app.ui.widgets import WrappingLabel
 from app.ui.widgets import named as _named
 
 
@@ -136,6 +138,7 @@ class MessageBlock(QFrame):
         self._code_blocks: tuple[str, ...] = ()
         self._streaming = False
         self._stream_parts: list[str] = []
+        self._plain_behind = False  # streamed text not yet in the (hidden) plain segments
         self._segments: list[MessageText] = []
         self._segment_chars = 0
         self._paragraph_chars = 0
@@ -170,7 +173,7 @@ class MessageBlock(QFrame):
         self._unseen.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self._unseen.hide()
         layout.addWidget(self._unseen)
-        self._status: QLabel | None = None
+        self._status: WrappingLabel | None = None
         self._stats: QLabel | None = None
         self._with_settings: QPushButton | None = None
         if message.is_reply:
@@ -248,9 +251,8 @@ class MessageBlock(QFrame):
         return button
 
     def _build_footer(self, layout: QVBoxLayout) -> None:
-        self._status = QLabel(self)
+        self._status = WrappingLabel("", self)
         _named(self._status, "replyStatusLabel", "Reply status")
-        self._status.setWordWrap(True)
         self._status.hide()
         layout.addWidget(self._status)
         row = QHBoxLayout()
@@ -380,8 +382,13 @@ class MessageBlock(QFrame):
         self._show_footer()
 
     def append(self, text: str) -> None:
-        """Add streamed text at the end (of the last segment, or of a new one)."""
+        """Add streamed text at the end (of the last segment, or of a new one). While the
+        tokens view is shown the plain text is only kept: it is laid out again if the
+        person turns the tokens view off before the reply ends."""
         self._stream_parts.append(text)
+        if self.tokens_shown:
+            self._plain_behind = True
+            return
         cut = self._segment_cut(text)
         if cut is None:
             self._live_segment().append_plain(text)
@@ -416,6 +423,7 @@ class MessageBlock(QFrame):
     def _start_stream_text(self, text: str) -> None:
         self._clear_segments()
         self._stream_parts = [text]
+        self._plain_behind = False
         self._code_blocks = ()
         self.text.start_plain(text)
         self._segment_chars = 0
@@ -487,6 +495,8 @@ class MessageBlock(QFrame):
             self._view.request_token_data(self._message.id)
         if self._tokens is not None:
             self._tokens.setVisible(on)
+        if not on and self._streaming and self._plain_behind:
+            self._start_stream_text("".join(self._stream_parts))
         for segment in (self.text, *self._segments):
             segment.setVisible(not on)
 

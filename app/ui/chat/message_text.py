@@ -5,11 +5,33 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QSize, QSizeF, Qt, Slot
-from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QWheelEvent
+from PySide6.QtGui import (
+    QColor,
+    QFontDatabase,
+    QPalette,
+    QTextBlock,
+    QTextCursor,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QWidget
 
 from app.ui.chat.markdown_render import document_style_sheet
 from app.ui.widgets import named as _named
+
+
+def keep_shaped_glyphs(block: QTextBlock) -> None:
+    """Keep the shaped glyphs of `block` and of the blocks after it between paints.
+
+    Qt drops a paragraph's shaped glyphs after each layout and shapes the text again on
+    every paint. A streaming reply's last paragraph is laid out and painted once per
+    chunk, so keeping them saves a shaping pass per paint (one per token in the tokens
+    view, where each token is its own run). Costs memory in proportion to the text.
+    """
+    while block.isValid():
+        layout = block.layout()
+        if layout is not None and not layout.cacheEnabled():
+            layout.setCacheEnabled(True)
+        block = block.next()
 
 
 class MessageText(QTextBrowser):
@@ -80,4 +102,7 @@ class MessageText(QTextBrowser):
         if self._cursor is None:
             self.start_plain(self.toPlainText())
         assert self._cursor is not None
+        block = self._cursor.block()
+        keep_shaped_glyphs(block)
         self._cursor.insertText(text)
+        keep_shaped_glyphs(block)

@@ -30,9 +30,9 @@ from PySide6.QtWidgets import (
 from app.core.chats.conversation import settings_summary
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
-from app.ui.chat.message_text import MessageText
+from app.ui.chat.message_text import MessageText, keep_shaped_glyphs
 from app.ui.chat.token_strip import visible_piece
-from app.ui.widgets import named
+from app.ui.widgets import WrappingLabel, named
 
 BINS = (0.9, 0.7, 0.5, 0.3, 0.1, 0.0)
 """Lower edges of the probability bins, most likely first."""
@@ -164,6 +164,8 @@ class TokenView(MessageText):
             self._cursor_end = QTextCursor(self.document())
             self._cursor_end.movePosition(QTextCursor.MoveOperation.End)
         cursor = self._cursor_end
+        block = cursor.block()
+        keep_shaped_glyphs(block)
         cursor.beginEditBlock()  # one layout pass for the whole batch
         for record in records:
             index = len(self._records)
@@ -182,6 +184,7 @@ class TokenView(MessageText):
             if "\n" in text:
                 cursor.insertText("\n", QTextCharFormat())
         cursor.endEditBlock()
+        keep_shaped_glyphs(block)
         self.setAccessibleDescription(f"{len(self._records)} tokens")
 
     @property
@@ -360,9 +363,8 @@ class TokenPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._legend = QLabel(legend_html(), self)
+        self._legend = WrappingLabel(legend_html(), self)
         named(self._legend, "tokenLegend", "Token colour legend")
-        self._legend.setWordWrap(True)
         self._view = TokenView(self)
         self._details = TokenDetails(self)
         self._missing = QLabel(self)

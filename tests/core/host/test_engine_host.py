@@ -111,6 +111,35 @@ def test_a_settings_change_mid_reply_reaches_the_host_before_its_next_token(
             assert 10 <= event.stats.completion_tokens <= 40
 
 
+def test_the_settings_are_watched_only_while_their_reply_runs(host: EngineHost) -> None:
+    # A change wakes the waiting call at once (no polling); after the reply, nothing holds
+    # on to the holder.
+    holder = SettingsHolder(GREEDY.with_changes(max_tokens=8))
+    watched: list[bool] = []
+    for event in host.generate(HELLO, holder):
+        if isinstance(event, TokenBatch):
+            watched.append(holder.watched)
+    assert watched and all(watched)
+    assert not holder.watched
+
+
+def test_tokens_leave_at_the_pace_asked_and_the_end_leaves_at_once(host: EngineHost) -> None:
+    # A pace longer than any test: the first token leaves alone, the rest with the end of
+    # the reply, which does not wait out the pace (else this test would time out).
+    batches = [
+        event.records
+        for event in host.generate(HELLO, GREEDY.with_changes(max_tokens=12), batch_s=3600.0)
+        if isinstance(event, TokenBatch)
+    ]
+    assert [len(records) for records in batches] == [1, 11]
+    paced = [
+        event
+        for event in host.generate(HELLO, GREEDY.with_changes(max_tokens=12), batch_s=0.0)
+        if isinstance(event, TokenBatch)
+    ]
+    assert len(paced) > 2
+
+
 def test_cancel_stops_a_reply_and_the_host_stays_usable(host: EngineHost) -> None:
     cancel = threading.Event()
     done: GenerationDone | None = None

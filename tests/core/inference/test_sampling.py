@@ -62,3 +62,24 @@ def test_holder_updates_atomically_from_other_threads() -> None:
     with pytest.raises(InvalidSettingError):
         holder.update(top_p=3.0)
     assert holder.get().top_k == 7
+
+
+def test_a_watcher_hears_every_change_from_the_changing_thread_until_it_stops() -> None:
+    holder = SettingsHolder(SamplingSettings(top_k=1))
+    heard: list[tuple[int, str]] = []
+
+    def watcher() -> None:
+        heard.append((holder.get().top_k, threading.current_thread().name))
+
+    holder.watch(watcher)
+    assert holder.watched
+    holder.set(SamplingSettings(top_k=2))
+    thread = threading.Thread(target=holder.update, kwargs={"top_k": 3}, name="slider")
+    thread.start()
+    thread.join()
+    with pytest.raises(InvalidSettingError):
+        holder.update(top_p=3.0)  # refused: no change, nothing to hear
+    holder.unwatch(watcher)
+    holder.set(SamplingSettings(top_k=4))
+    assert not holder.watched
+    assert heard == [(2, threading.current_thread().name), (3, "slider")]

@@ -30,6 +30,7 @@ from pytestqt.qtbot import QtBot
 
 from app.core.chats.conversation import MessageTree, StoredMessage, reply_summary
 from app.core.inference.sampling import SamplingSettings
+from app.core.inference.token_data import TokenRecord, TopToken
 from app.ui.chat import chat_view as chat_view_module
 from app.ui.chat.chat_view import ChatView
 from app.ui.chat.markdown_render import DARK, LIGHT
@@ -237,6 +238,46 @@ def test_two_thousand_chunks_stream_into_one_block(view: ChatView) -> None:
     assert not view.is_streaming and not streamed.is_streaming
     assert streamed.segment_count == 1
     assert "word1999" in streamed.text.toPlainText()
+
+
+def test_a_reply_streaming_into_the_tokens_view_is_not_laid_out_as_plain_text_too(
+    view: ChatView,
+) -> None:
+    show(view, [user(1, None, "Write a lot")])
+    view.begin_reply(reply(2, 1, "", status="streaming"))
+    streamed = block(view, 2)
+    streamed.set_tokens_mode(True)
+    words = [f" word{i}" + ("\n\n" if i % 40 == 39 else "") for i in range(300)]
+    records = [
+        TokenRecord(i, word.encode(), -0.1, (TopToken(i, word.encode(), -0.1),))
+        for i, word in enumerate(words)
+    ]
+    for i in range(0, len(words), 6):
+        view.append_token_records(2, records[i : i + 6])
+        view.append_reply_text(2, "".join(words[i : i + 6]))
+    settle()
+    panel = streamed.token_panel
+    assert panel is not None and len(panel.view.records) == 300
+    assert streamed.plain_text() == "".join(words)
+    # The hidden plain text was left as it was when the tokens view opened (empty).
+    assert all(
+        not t.toPlainText() for t in streamed.findChildren(MessageText) if t is not panel.view
+    )
+    # The last paragraph keeps its shaped glyphs between paints.
+    assert panel.view.document().lastBlock().layout().cacheEnabled()
+
+    streamed.set_tokens_mode(False)  # mid-reply: the plain text catches up at once
+    settle()
+    shown = [t.toPlainText() for t in streamed.findChildren(MessageText) if t.isVisible()]
+    assert (
+        re.sub(r"\s+", " ", " ".join(shown)).strip() == re.sub(r"\s+", " ", "".join(words)).strip()
+    )
+    view.append_reply_text(2, " tail")
+    settle()
+    assert streamed.plain_text().endswith("word299 tail")
+    assert streamed.findChildren(MessageText)[0].toPlainText()  # laid out again
+    shown = [t.toPlainText() for t in streamed.findChildren(MessageText) if t.isVisible()]
+    assert " ".join(shown).rstrip().endswith("word299 tail")
 
 
 def test_text_for_other_or_finished_replies_is_ignored(view: ChatView) -> None:
