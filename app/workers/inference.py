@@ -374,13 +374,14 @@ class InferenceWorker(ThreadWorker):
         )
         pending: list[str] = []  # text pieces
         records: list[TokenRecord] = []  # one per token
-        interval = self._flush_interval(engine)
+        pace = self._flush_interval(engine)
+        # The engine host batches tokens at the window's pace itself, so its batches are
+        # sent on as they come (one wake-up of this thread per refresh); a server's tokens
+        # come one by one and are held here for `pace`.
+        host_paced = isinstance(engine, EngineHost)
+        batching = {"batch_s": pace} if host_paced else {}
+        hold = 0.0 if host_paced else pace
         last_flush = float("-inf")  # the first token leaves at once
-        # The host batches tokens at the window's pace, so each batch is sent on as it
-        # comes: one wake-up of this thread per refresh of the window.
-        batching = {"batch_s": interval} if isinstance(engine, EngineHost) else {}
-        if batching:
-            interval = 0.0
 
         def send() -> None:
             self.tokenData.emit(request_id, tuple(records))
@@ -407,7 +408,7 @@ class InferenceWorker(ThreadWorker):
                         assert self._remote is not None
                         records.append(record_from_event(event, self._remote.token_bytes))
                     now = time.monotonic()
-                    if now - last_flush >= interval:
+                    if now - last_flush >= hold:
                         send()
                         last_flush = now
                 elif isinstance(event, PrefillProgress):
