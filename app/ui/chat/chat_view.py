@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QGuiApplication,
     QPalette,
@@ -113,6 +113,9 @@ class ChatView(QWidget):
         self._content.setObjectName("chatContent")
         self._content.setBackgroundRole(QPalette.ColorRole.Base)
         self._content.setAutoFillBackground(True)
+        # A plain fill, children placed from the top: a taller column repaints only its new
+        # strip (the column grows at every new line of a streaming reply).
+        self._content.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self._column = QVBoxLayout(self._content)
         self._column.setContentsMargins(12, 8, 12, 8)
         self._column.setSpacing(8)
@@ -158,6 +161,11 @@ class ChatView(QWidget):
         self._load_timer.setSingleShot(True)
         self._load_timer.setInterval(0)
         self._load_timer.timeout.connect(self._load_earlier_if_near_top)
+
+        self._follow_timer = QTimer(self)
+        self._follow_timer.setSingleShot(True)
+        self._follow_timer.setInterval(0)
+        self._follow_timer.timeout.connect(self._follow_growth)
 
         bar = self._scroll.verticalScrollBar()
         bar.rangeChanged.connect(self._on_range_changed)
@@ -435,6 +443,22 @@ class ChatView(QWidget):
         bar = self._scroll.verticalScrollBar()
         self._set_scroll(bar.maximum())
 
+    @Slot()
+    def _follow_growth(self) -> None:
+        """Scroll to the bottom after the column grew, moving its pixels, not repainting them.
+
+        Qt moves the painted column only if nothing in it waits to be repainted; a streaming
+        reply always has something waiting (its last lines, its status under them). So this
+        runs once the layouts have settled (a zero timer after the range changed), paints
+        what waits, then scrolls: each new line costs a strip instead of the whole view.
+        """
+        if not self._following:
+            return
+        bar = self._scroll.verticalScrollBar()
+        if bar.maximum() > bar.value():
+            QCoreApplication.sendPostedEvents(self.window(), QEvent.Type.UpdateRequest)
+        self._set_scroll(bar.maximum())
+
     def _set_scroll(self, value: int) -> None:
         self._scrolling = True
         try:
@@ -445,7 +469,7 @@ class ChatView(QWidget):
     @Slot(int, int)
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._following:
-            self._set_scroll(maximum)
+            self._follow_timer.start()
         elif self._anchor_from_bottom is not None:
             self._set_scroll(maximum - self._anchor_from_bottom)
         self._schedule_load_check()

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
@@ -150,8 +151,16 @@ class MessageBlock(QFrame):
         self.setProperty("role", message.role)
         self.setAccessibleName("Your message" if message.role == "user" else "Assistant reply")
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        if message.role != "user":
+            # Only a user's block paints itself (its rounded fill); the others draw nothing
+            # of their own, so growing repaints only the new strip (see ChatView._follow_to).
+            self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
 
         layout = QVBoxLayout(self)
+        # The block grows at once to what its parts need (a streaming text's new line), so
+        # its parts are never laid out squeezed into the old height while the column catches
+        # up: that squeeze moved the last segment up a line and back, repainting it whole.
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(2)
         layout.addLayout(self._build_header(position))

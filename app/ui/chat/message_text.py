@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from PySide6.QtCore import QSize, QSizeF, Qt, Slot
+from PySide6.QtCore import QRect, QSize, QSizeF, Qt, Slot
 from PySide6.QtGui import (
     QColor,
     QFontDatabase,
@@ -54,6 +56,10 @@ class MessageText(QTextBrowser):
             | Qt.TextInteractionFlag.TextSelectableByKeyboard
         )
         self.viewport().setAutoFillBackground(False)
+        # Text sits at the top left and a change of width lays it all out (and repaints it)
+        # again, so a taller text needs only its new strip painted.
+        self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         palette = self.palette()
         palette.setColor(QPalette.ColorRole.Base, QColor(Qt.GlobalColor.transparent))
         self.setPalette(palette)
@@ -102,7 +108,37 @@ class MessageText(QTextBrowser):
         if self._cursor is None:
             self.start_plain(self.toPlainText())
         assert self._cursor is not None
-        block = self._cursor.block()
+        with self.appending():
+            self._cursor.insertText(text)
+
+    @contextmanager
+    def appending(self) -> Iterator[None]:
+        """Around text added at the end: repaint only the lines it can change.
+
+        Qt repaints a whole paragraph when text is added to it; a streaming reply's last
+        paragraph would be repainted whole on every chunk. Lines are broken greedily, so
+        text added at the end changes only the last line (and the lines after it); the last
+        two lines of the paragraph are repainted, for a margin, and everything below them.
+        The paragraph's shaped glyphs are kept (`keep_shaped_glyphs`).
+        """
+        document = self.document()
+        layout = document.documentLayout()
+        block = document.lastBlock()
         keep_shaped_glyphs(block)
-        self._cursor.insertText(text)
-        keep_shaped_glyphs(block)
+        top = layout.blockBoundingRect(block).top()
+        lines = block.layout()
+        if lines is not None and lines.lineCount() > 1:
+            top += lines.lineAt(lines.lineCount() - 2).y()
+        quiet = layout.blockSignals(True)  # its `update` would repaint the whole paragraph
+        try:
+            yield
+        finally:
+            layout.blockSignals(quiet)
+            keep_shaped_glyphs(block)
+            size = layout.documentSize()
+            self._fit_height(size)
+            shift = self.verticalScrollBar().value()
+            first = math.floor(top) - shift
+            self.viewport().update(
+                QRect(0, first, self.viewport().width(), math.ceil(size.height()) - shift - first)
+            )

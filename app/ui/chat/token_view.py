@@ -15,12 +15,13 @@ import html
 import math
 from collections.abc import Sequence
 
-from PySide6.QtCore import QUrl, Signal, Slot
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QLabel,
+    QLayout,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
 from app.core.chats.conversation import settings_summary
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
-from app.ui.chat.message_text import MessageText, keep_shaped_glyphs
+from app.ui.chat.message_text import MessageText
 from app.ui.chat.token_strip import visible_piece
 from app.ui.widgets import WrappingLabel, named
 
@@ -164,8 +165,11 @@ class TokenView(MessageText):
             self._cursor_end = QTextCursor(self.document())
             self._cursor_end.movePosition(QTextCursor.MoveOperation.End)
         cursor = self._cursor_end
-        block = cursor.block()
-        keep_shaped_glyphs(block)
+        with self.appending():
+            self._append(cursor, records)
+        self.setAccessibleDescription(f"{len(self._records)} tokens")
+
+    def _append(self, cursor: QTextCursor, records: Sequence[TokenRecord]) -> None:
         cursor.beginEditBlock()  # one layout pass for the whole batch
         for record in records:
             index = len(self._records)
@@ -184,8 +188,6 @@ class TokenView(MessageText):
             if "\n" in text:
                 cursor.insertText("\n", QTextCharFormat())
         cursor.endEditBlock()
-        keep_shaped_glyphs(block)
-        self.setAccessibleDescription(f"{len(self._records)} tokens")
 
     @property
     def marked(self) -> int:
@@ -373,7 +375,11 @@ class TokenPanel(QWidget):
         self._missing.hide()
         self._pinned = -1
         self._settings: list[tuple[int, SamplingSettings]] = []
+        # Paints nothing of its own and grows at the bottom: a taller panel repaints only its
+        # new strip, and it grows at once to what its parts need (see MessageBlock).
+        self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
         layout.addWidget(self._legend)

@@ -84,8 +84,9 @@ def linear_chat(count: int) -> list[StoredMessage]:
 
 
 def settle() -> None:
-    """Run posted events: layouts, queued shows, deferred deletes."""
-    for _ in range(3):
+    """Run posted events: layouts, queued shows, deferred deletes, and the zero timer that
+    follows the bottom once the layouts have settled (a new line takes four passes)."""
+    for _ in range(5):
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         QCoreApplication.processEvents()
 
