@@ -1,11 +1,13 @@
 """The whole GUI path: a reply made in the real main window against `hearth ask`.
 
     python -m tests.bench.gui_path [--model PATH] [--rounds 9] [--tokens 512] [--threads N]
-                                   [--long-tokens 4000] [--quick] [--summary FILE]
+                                   [--long-tokens 4000] [--window 1400x900] [--quick]
+                                   [--summary FILE]
 
-One child process runs the real `MainWindow` (offscreen) with the model loaded, as the app
-does; each round it sends the same long-story prompt (fixed seed and sampler settings) in a
-new chat, with the tokens view off, with it on, and with Python's thread switch interval at
+One child process runs the real `MainWindow` (offscreen, `--window` big: a laptop's window;
+the offscreen screen alone would make it 813x640) with the model loaded, as the app does;
+each round it sends the same long-story prompt (fixed seed and sampler settings) in a new
+chat, with the tokens view off, with it on, and with Python's thread switch interval at
 0.5 ms instead of the default 5 ms (GIL hand-offs between the GUI thread and the decode
 loop); between them the parent runs `hearth ask --json` with the same model, prompt, seed,
 settings, context and threads in a fresh process. The order rotates every round. Printed:
@@ -16,7 +18,8 @@ settings, context and threads in a fresh process. The order rotates every round.
 - where the time goes, per GUI reply: CPU time per token of the GUI thread, of the
   inference worker's thread (reading the engine host's pipe) and of the whole GUI process,
   the time in the reply's database saves (packing token data included) and the number of
-  chunks;
+  chunks; and of each thread of the engine host (its decode loop is "main", llama.cpp's
+  workers are "python", the thread that sends the batches is "hearth-sender");
 - one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
   longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
   the chat view per token at the start against the end of the reply.
@@ -66,26 +69,30 @@ ASK = "hearth ask --json"
 # ----- the GUI child -----
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds so far of each thread of this process, by thread name (Linux; else {})."""
+def thread_cpu(pid: int | None = None) -> dict[str, float]:
+    """CPU seconds so far of each thread of a process (default: this one), by thread name;
+    the process's first thread is named "main" (Linux; else {})."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    where = "self" if pid is None else str(pid)
     try:
-        tasks = os.listdir("/proc/self/task")
+        tasks = os.listdir(f"/proc/{where}/task")
     except OSError:
         return out
     for task in tasks:
         try:
-            stat = Path(f"/proc/self/task/{task}/stat").read_text()
+            stat = Path(f"/proc/{where}/task/{task}/stat").read_text()
         except OSError:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if pid is not None and task == str(pid):
+            name = "main"
         fields = stat[stat.rindex(")") + 2 :].split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
-def child(model: Path, threads: int, home: Path) -> None:
+def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     """Runs the window; reads one JSON command per stdin line, answers one JSON line."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
@@ -107,6 +114,7 @@ def child(model: Path, threads: int, home: Path) -> None:
         store.set_default_system_prompt(SYSTEM)
         store.set_default_settings(SamplingSettings(seed=SEED))
     window = MainWindow(paths, load_options=LoadOptions(n_ctx=N_CTX, n_threads=threads))
+    window.resize(*size)
     window.show()
     window.load_model(model)
     wait = QEventLoop()
@@ -191,12 +199,17 @@ def child(model: Path, threads: int, home: Path) -> None:
         if beat is not None:
             beat.start()
         QTimer.singleShot(600_000, loop.quit)
+        engine_host = window.inference.worker._engine  # the bench reads the host's threads
+        host_pid = engine_host.pid if engine_host is not None else None
         cpu0, process0, threads0 = time.thread_time(), time.process_time(), thread_cpu()
+        host0 = thread_cpu(host_pid) if host_pid else {}
         window.send_message(PROMPT)
         loop.exec()
         cpu = time.thread_time() - cpu0
         process_cpu = time.process_time() - process0
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
+        host_now = thread_cpu(host_pid) if host_pid else {}
+        host = {k: v - host0.get(k, 0.0) for k, v in host_now.items()}
         sys.setswitchinterval(old_switch)
         if beat is not None:
             beat.stop()
@@ -216,6 +229,7 @@ def child(model: Path, threads: int, home: Path) -> None:
             "gui_cpu_s": cpu,
             "process_cpu_s": process_cpu,
             "worker_cpu_s": threads.get("hearth-inferenc"),  # Linux keeps 15 characters
+            "host_cpu_s": host,
             "saves": len(saves),
             "save_s": sum(saves),
             "wall_tps": (sum(counts) - counts[0]) / (times[-1] - times[0])
@@ -235,9 +249,16 @@ def child(model: Path, threads: int, home: Path) -> None:
 class GuiChild:
     """The parent's handle on the child running the window."""
 
-    def __init__(self, model: Path, threads: int, home: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        model: Path,
+        threads: int,
+        home: Path,
+        env: dict[str, str],
+        window: str = "1400x900",
+    ) -> None:
         command = [sys.executable, "-m", "tests.bench.gui_path", "--child", str(home)]
-        command += ["--model", str(model), "--threads", str(threads)]
+        command += ["--model", str(model), "--threads", str(threads), "--window", window]
         self.log = home.with_suffix(".log")
         home.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -337,6 +358,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=positive, default=512, help="reply length to time")
     parser.add_argument("--long-tokens", type=positive, default=4000, help="the stall run's")
     parser.add_argument("--threads", type=some_threads, default=default_threads())
+    parser.add_argument("--window", type=window_size, default="1400x900", help="WxH pixels")
     parser.add_argument("--quick", action="store_true", help="1 round of 8 tokens (smoke)")
     parser.add_argument("--summary", type=Path, default=None, help="append TSV rows here")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -346,6 +368,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.model is not None and not args.model.is_file():
         parser.error(f"--model {args.model}: no such file; give the path of a .gguf model")
     return args
+
+
+def window_size(text: str) -> str:
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 400 and int(height) >= 300):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the window's size as WxH, 400x300 or more"
+        )
+    return text
 
 
 def positive(text: str) -> int:
@@ -365,13 +396,14 @@ def main(argv: list[str] | None = None) -> None:
 
         args.model = smollm2()
     if args.child is not None:
-        child(args.model, args.threads, args.child)
+        width, _, height = args.window.partition("x")
+        child(args.model, args.threads, args.child, (int(width), int(height)))
         return
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
     env.setdefault("HEARTH_PROBE_CACHE", str(REPO / "tests" / ".cache" / "probe"))
     env.pop("HEARTH_HOME", None)
     with tempfile.TemporaryDirectory(prefix="hearth-gui-path-") as scratch:
-        gui = GuiChild(args.model, args.threads, Path(scratch) / "gui", env)
+        gui = GuiChild(args.model, args.threads, Path(scratch) / "gui", env, args.window)
         try:
             run(args, gui, Path(scratch) / "ask", env)
         finally:
@@ -405,7 +437,8 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
     tokens = statistics.median(x["completion_tokens"] for x in results[ASK])
     print(
         f"{model}: {args.rounds} rounds, replies of {tokens:.0f} of at most {args.tokens} "
-        f"tokens, {args.threads} threads, seed {SEED}; {os.cpu_count()} CPUs on this machine"
+        f"tokens, {args.threads} threads, seed {SEED}, window {args.window}; "
+        f"{os.cpu_count()} CPUs on this machine"
     )
     print(f"  {ASK:<32} decode {spread(base, '.1f')} tok/s")
     for v in VARIANTS:
@@ -421,6 +454,18 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
             values = [(x.get(key) or 0.0) / max(1, x["completion_tokens"]) * 1e6 for x in runs]
             return spread(values, ".0f")
 
+        names = sorted(
+            {k for x in runs for k in x.get("host_cpu_s", {})}, key=lambda k: k != "main"
+        )
+        if names:
+            parts = []
+            for thread in names:
+                values = [
+                    x["host_cpu_s"].get(thread, 0.0) / max(1, x["completion_tokens"]) * 1e6
+                    for x in runs
+                ]
+                parts.append(f"{thread} {spread(values, '.0f')}")
+            print(f"    engine host CPU per token by thread: {', '.join(parts)} µs")
         save_ms = [x["save_s"] * 1000 for x in runs]
         print(
             f"    CPU per token: GUI thread {per_token('gui_cpu_s')} µs, inference worker "

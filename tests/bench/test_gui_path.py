@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
         (["--rounds", "0"], "must be 1 or more (got 0)"),
         (["--tokens", "many"], "'many' is not a whole number"),
         (["--model", "/no/such/model.gguf"], "--model /no/such/model.gguf: no such file"),
+        (["--window", "wide"], "'wide': give the window's size as WxH, 400x300 or more"),
+        (["--window", "300x200"], "'300x200': give the window's size as WxH"),
     ],
 )
 def test_bad_arguments_are_refused_with_the_value_named(
@@ -60,6 +62,8 @@ def test_the_quick_run_prints_every_figure_and_the_summary_rows(
     assert len(re.findall(r"vs ask: stats \d\.\d{3} \(", out)) == len(gui_path.VARIANTS)
     assert len(re.findall(r"GUI thread \d+ \(", out)) == len(gui_path.VARIANTS)
     assert len(re.findall(r"whole GUI process \d+ \(", out)) == len(gui_path.VARIANTS)
+    host = re.findall(r"engine host CPU per token by thread: main \d+ \(.*hearth-sender", out)
+    assert len(host) == len(gui_path.VARIANTS)
     assert len(re.findall(r"event loop lateness max \d+\.\d ms", out)) == 2
     rows = summary.read_text(encoding="utf-8").splitlines()
     assert len(rows) == len(gui_path.VARIANTS) + 2

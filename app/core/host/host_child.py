@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.core.host.protocol import HostSetup, PackedError, SeqCancel, TokenBatch, pack_error
 from app.core.inference.events import TokenEvent
-from app.core.llama_child import quiet_crashes, redirect_stderr
+from app.core.llama_child import name_os_thread, quiet_crashes, redirect_stderr
 
 if TYPE_CHECKING:
     from app.core.inference.engine import Engine
@@ -119,6 +119,8 @@ class _Sender(threading.Thread):
 
     def run(self) -> None:
         from app.core.inference.token_data import record_from_event
+
+        name_os_thread("hearth-sender")
 
         while True:
             items = [self._queue.get()]

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from app.core.inference.events import TokenAlternative
 from app.core.inference.token_probs import ProbabilityReader
 from app.core.inference.vocab import Vocabulary
+from app.core.llama_child import name_os_thread
 
 TokenDataMode = Literal["auto", "inline", "overlap"]
 
@@ -121,6 +122,7 @@ class TokenFactsHelper:
         return facts
 
     def _serve(self) -> None:
+        name_os_thread("hearth-tokdata")
         while (job := self._jobs.get()) is not None:
             assert self._copy is not None
             try:
