@@ -31,6 +31,7 @@ tab-separated rows to gpu_check.sh's table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -145,17 +146,20 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     view.append_reply_text = timed_append  # type: ignore[method-assign]
 
     class Arrivals(QObject):
-        """When each `tokens` signal reaches the GUI thread, and its token count."""
+        """When each `tokens` signal reaches the GUI thread, its token count, and the GUI
+        thread's CPU time then."""
 
         def __init__(self) -> None:
             super().__init__()
             self.times: list[float] = []
             self.counts: list[int] = []
+            self.cpu: list[float] = []
 
         @Slot(int, str, int)
         def on_tokens(self, _request: int, _text: str, n: int) -> None:
             self.times.append(time.perf_counter())
             self.counts.append(n)
+            self.cpu.append(time.thread_time())
 
     arrivals = Arrivals()
     window.inference.worker.tokens.connect(arrivals.on_tokens)
@@ -173,6 +177,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         qapp.processEvents()
         arrivals.times.clear()
         arrivals.counts.clear()
+        arrivals.cpu.clear()
         saves.clear()
         appends.clear()
         beat = Heartbeat() if command.get("heartbeat") else None
@@ -242,6 +247,10 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         if len(appends) == len(counts) and counts:
             result["append_s"] = appends
             result["append_n"] = counts
+            # The GUI thread's CPU from one chunk's arrival to the next: the chunk's whole
+            # cost (append, layout, paint, saves), whatever runs it later.
+            cpu = arrivals.cpu
+            result["chunk_cpu_s"] = [b - a for a, b in itertools.pairwise(cpu)]
         print(json.dumps(result), flush=True)
     window.close()
 
@@ -329,11 +338,13 @@ def ratios(ours: list[float], base: list[float]) -> list[float]:
     return [o / b for o, b in zip(ours, base, strict=True)]
 
 
-def render_cost(result: dict[str, Any]) -> tuple[float, float] | None:
-    """µs per token of appending chunks to the view: first tenth vs last tenth of chunks."""
-    times, counts = result.get("append_s"), result.get("append_n")
+def render_cost(result: dict[str, Any], key: str = "append_s") -> tuple[float, float] | None:
+    """µs per token of each chunk's `key` (the append; the GUI thread's CPU until the next
+    chunk): the first tenth of the chunks against the last tenth."""
+    times, counts = result.get(key), result.get("append_n")
     if not times or len(times) < 10:
         return None
+    counts = counts[: len(times)]  # the CPU after the last chunk is not measured
     k = max(1, len(times) // 10)
 
     def per_token(t: list[float], n: list[int]) -> float:
@@ -500,6 +511,9 @@ def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
         )
         if cost is not None:
             line += f"; append per token start {cost[0]:.1f} µs, end {cost[1]:.1f} µs"
+        whole = render_cost(result, "chunk_cpu_s")
+        if whole is not None:
+            line += f"; GUI thread CPU per token start {whole[0]:.0f} µs, end {whole[1]:.0f} µs"
         print(line)
         summary_row(
             args.summary,
