@@ -72,7 +72,11 @@ ASK = "hearth ask --json"
 
 def thread_cpu(pid: int | None = None) -> dict[str, float]:
     """CPU seconds so far of each thread of a process (default: this one), by thread name;
-    the process's first thread is named "main" (Linux; else {})."""
+    the process's first thread is named "main" (Linux; else {}).
+
+    Read from schedstat (nanoseconds on the CPU) where the kernel keeps it: the tick counts
+    in `stat` charge a whole 10 ms tick to whichever thread runs when it fires, which
+    overcharges threads woken by timers (they run right at a tick)."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     where = "self" if pid is None else str(pid)
@@ -88,8 +92,12 @@ def thread_cpu(pid: int | None = None) -> dict[str, float]:
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         if pid is not None and task == str(pid):
             name = "main"
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        try:
+            seconds = int(Path(f"/proc/{where}/task/{task}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            fields = stat[stat.rindex(")") + 2 :].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+        out[name] = out.get(name, 0.0) + seconds
     return out
 
 

@@ -123,7 +123,12 @@ def test_the_settings_are_watched_only_while_their_reply_runs(host: EngineHost) 
     assert not holder.watched
 
 
-def test_tokens_leave_at_the_pace_asked_and_the_end_leaves_at_once(host: EngineHost) -> None:
+@pytest.mark.parametrize("mode", ["overlap", "inline"])
+def test_tokens_leave_at_the_pace_asked_and_the_end_leaves_at_once(
+    host: EngineHost, mode: str
+) -> None:
+    # Token data computed beside the decode or inline: the same batches and records.
+    host.set_token_data_mode(mode)
     # A pace longer than any test: the first token leaves alone, the rest with the end of
     # the reply, which does not wait out the pace (else this test would time out).
     batches = [
@@ -138,6 +143,8 @@ def test_tokens_leave_at_the_pace_asked_and_the_end_leaves_at_once(host: EngineH
         if isinstance(event, TokenBatch)
     ]
     assert len(paced) > 2
+    host.set_token_data_mode("auto")
+    assert [r for batch in paced for r in batch.records] == [r for b in batches for r in b]
 
 
 def test_cancel_stops_a_reply_and_the_host_stays_usable(host: EngineHost) -> None:
