@@ -7,13 +7,13 @@ render of the same widgets.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
+from typing import cast
 
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QObject
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QRect
 from PySide6.QtGui import QGuiApplication, QImage, QPaintEvent
 from PySide6.QtWidgets import QApplication, QWidget
-from pytestqt.qtbot import QtBot
 
 from app.core.chats.conversation import MessageTree, StoredMessage
 from app.core.inference.token_data import TokenRecord, TopToken
@@ -43,22 +43,18 @@ def words(count: int) -> list[str]:
 
 
 @pytest.fixture
-def view(qtbot: QtBot) -> Iterator[ChatView]:
-    widget = ChatView()
-    qtbot.addWidget(widget)
-    widget.resize(800, 600)
-    widget.show()
-    qtbot.waitExposed(widget)
+def chat(view: ChatView) -> ChatView:
+    """The view with twelve messages and a reply streaming under them."""
     earlier = [
         message(i + 1, i or None, "user" if i % 2 == 0 else "assistant", f"Message {i} " * 30)
         for i in range(REPLY_ID - 1)
     ]
     tree = MessageTree(earlier)
-    widget.set_conversation(tree.active_path(None), tree)
+    view.set_conversation(tree.active_path(None), tree)
     settle()
-    widget.begin_reply(message(REPLY_ID, REPLY_ID - 1, "assistant", ""))
+    view.begin_reply(message(REPLY_ID, REPLY_ID - 1, "assistant", ""))
     settle()
-    yield widget
+    return view
 
 
 class PaintedArea(QObject):
@@ -71,7 +67,8 @@ class PaintedArea(QObject):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if isinstance(event, QPaintEvent) and isinstance(watched, QWidget):
             name = watched.objectName()
-            covered = sum(r.width() * r.height() for r in event.region())
+            rects = cast("Iterable[QRect]", event.region())  # PySide iterates a QRegion
+            covered = sum(r.width() * r.height() for r in rects)
             self.area[name] = self.area.get(name, 0) + covered
         return False
 
@@ -91,8 +88,9 @@ def stream(view: ChatView, pieces: list[str], *, tokens: bool = False, chunk: in
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["plain", "tokens view"])
 def test_a_following_reply_repaints_its_new_lines_not_the_whole_view(
-    view: ChatView, tokens: bool
+    chat: ChatView, tokens: bool
 ) -> None:
+    view = chat
     view.set_tokens_default(tokens)
     view.begin_reply(message(REPLY_ID, REPLY_ID - 1, "assistant", ""))
     settle()
@@ -132,8 +130,9 @@ def backing_store(widget: QWidget) -> QImage:
 
 @pytest.mark.parametrize("tokens", [False, True], ids=["plain", "tokens view"])
 def test_partial_repaints_leave_nothing_stale_while_streaming_and_resizing(
-    view: ChatView, tokens: bool
+    chat: ChatView, tokens: bool
 ) -> None:
+    view = chat
     assert QGuiApplication.platformName() == "offscreen"  # its grab is the backing store
     view.set_tokens_default(tokens)
     view.begin_reply(message(REPLY_ID, REPLY_ID - 1, "assistant", ""))
