@@ -22,7 +22,9 @@ settings, context and threads in a fresh process. The order rotates every round.
   workers are "python", the thread that sends the batches is "hearth-sender");
 - one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
   longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
-  the chat view per token at the start against the end of the reply.
+  the chat view per token at the start against the end of the reply; then the same reply
+  without the heartbeat: the GUI thread's whole CPU per token (from one chunk's arrival
+  to the next: append, layout, paint, saves) at the start against the end.
 
 `--quick` is a smoke run: one round of 8 tokens, a 16-token long reply. `--summary` appends
 tab-separated rows to gpu_check.sh's table.
@@ -519,10 +521,16 @@ def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
         )
         if cost is not None:
             line += f"; append per token start {cost[0]:.1f} µs, end {cost[1]:.1f} µs"
-        whole = render_cost(result, "chunk_cpu_s")
-        if whole is not None:
-            line += f"; GUI thread CPU per token start {whole[0]:.0f} µs, end {whole[1]:.0f} µs"
         print(line)
+        # Again without the heartbeat, whose wake-ups cost per second, not per token (and
+        # decoding slows as the context grows): the GUI thread's whole cost per token.
+        quiet = gui.reply(tokens_view=tokens_view, max_tokens=args.long_tokens)
+        whole = render_cost(quiet, "chunk_cpu_s")
+        if whole is not None:
+            print(
+                f"      again, no heartbeat: GUI thread CPU per token (arrival to arrival) "
+                f"start {whole[0]:.0f} µs, end {whole[1]:.0f} µs"
+            )
         summary_row(
             args.summary,
             args.model.name,
