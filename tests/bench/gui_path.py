@@ -526,10 +526,16 @@ def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
         # decoding slows as the context grows): the GUI thread's whole cost per token.
         quiet = gui.reply(tokens_view=tokens_view, max_tokens=args.long_tokens)
         whole = render_cost(quiet, "chunk_cpu_s")
-        if whole is not None:
+        chunks = quiet.get("chunk_cpu_s") or []
+        if whole is not None and len(chunks) >= 10:
+            k = len(chunks) // 10
+            counts = quiet["append_n"]
             print(
                 f"      again, no heartbeat: GUI thread CPU per token (arrival to arrival) "
-                f"start {whole[0]:.0f} µs, end {whole[1]:.0f} µs"
+                f"start {whole[0]:.0f} µs, end {whole[1]:.0f} µs; per chunk start "
+                f"{statistics.mean(chunks[:k]) * 1e3:.2f} ms ({statistics.mean(counts[:k]):.1f} "
+                f"tokens), end {statistics.mean(chunks[-k:]) * 1e3:.2f} ms "
+                f"({statistics.mean(counts[len(chunks) - k : len(chunks)]):.1f} tokens)"
             )
         summary_row(
             args.summary,
