@@ -274,10 +274,11 @@ class GuiChild:
         threads: int,
         home: Path,
         env: dict[str, str],
-        window: str = "1400x900",
+        window: tuple[int, int] = (1400, 900),
     ) -> None:
         command = [sys.executable, "-m", "tests.bench.gui_path", "--child", str(home)]
-        command += ["--model", str(model), "--threads", str(threads), "--window", window]
+        command += ["--model", str(model), "--threads", str(threads)]
+        command += ["--window", f"{window[0]}x{window[1]}"]
         self.log = home.with_suffix(".log")
         home.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
@@ -391,13 +392,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def window_size(text: str) -> str:
+def window_size(text: str) -> tuple[int, int]:
     width, _, height = text.partition("x")
     if not (width.isdigit() and height.isdigit() and int(width) >= 400 and int(height) >= 300):
         raise argparse.ArgumentTypeError(
             f"{text!r}: give the window's size as WxH, 400x300 or more"
         )
-    return text
+    return int(width), int(height)
 
 
 def positive(text: str) -> int:
@@ -417,8 +418,7 @@ def main(argv: list[str] | None = None) -> None:
 
         args.model = smollm2()
     if args.child is not None:
-        width, _, height = args.window.partition("x")
-        child(args.model, args.threads, args.child, (int(width), int(height)))
+        child(args.model, args.threads, args.child, args.window)
         return
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
     env.setdefault("HEARTH_PROBE_CACHE", str(REPO / "tests" / ".cache" / "probe"))
@@ -458,7 +458,7 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
     tokens = statistics.median(x["completion_tokens"] for x in results[ASK])
     print(
         f"{model}: {args.rounds} rounds, replies of {tokens:.0f} of at most {args.tokens} "
-        f"tokens, {args.threads} threads, seed {SEED}, window {args.window}; "
+        f"tokens, {args.threads} threads, seed {SEED}, window {args.window[0]}x{args.window[1]}; "
         f"{os.cpu_count()} CPUs on this machine"
     )
     print(f"  {ASK:<32} decode {spread(base, '.1f')} tok/s")

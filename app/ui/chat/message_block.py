@@ -153,7 +153,7 @@ class MessageBlock(QFrame):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         if message.role != "user":
             # Only a user's block paints itself (its rounded fill); the others draw nothing
-            # of their own, so growing repaints only the new strip (see ChatView._follow_to).
+            # of their own, so growing repaints only the new strip (see ChatView._follow_growth).
             self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
 
         layout = QVBoxLayout(self)
