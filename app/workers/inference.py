@@ -97,11 +97,11 @@ class InferenceWorker(ThreadWorker):
             freeing the previous model).
         prefillStarted(int, object): Request id and its `PrefillStarted`.
         prefillProgress(int, int, int): Request id, prompt tokens read, tokens to read.
-        tokenData(int, object): Request id and a tuple of `TokenRecord`s (id, bytes,
-            logprob, top-N alternatives, settings in force): the tokens of the `tokens`
-            signal sent right after it, in order (the alternatives asked for with `top_n`).
-        tokens(int, str, int): Request id, new reply text, number of tokens it holds.
-            Coalesced: at most one signal per flush interval, plus a final one.
+        tokens(int, str, object): Request id, new reply text and a tuple of the
+            `TokenRecord`s of its tokens, in order (id, bytes, logprob, the top-N
+            alternatives asked for with `top_n`, settings in force). The text may be empty
+            (half a UTF-8 character). Coalesced: at most one signal per flush interval,
+            plus a final one; one signal, so one event for the GUI thread per refresh.
         finished(int, object): Request id and its `GenerationDone` (cancelled ones too).
             Its `tail` is the only text no `tokens` signal carried.
         failed(int, str): Request id and why no reply could be made.
@@ -140,8 +140,7 @@ class InferenceWorker(ThreadWorker):
     unloaded = Signal()
     prefillStarted = Signal(int, object)
     prefillProgress = Signal(int, int, int)
-    tokenData = Signal(int, object)
-    tokens = Signal(int, str, int)
+    tokens = Signal(int, str, object)
     finished = Signal(int, object)
     failed = Signal(int, str)
     explored = Signal(int, object)
@@ -384,8 +383,7 @@ class InferenceWorker(ThreadWorker):
         last_flush = float("-inf")  # the first token leaves at once
 
         def send() -> None:
-            self.tokenData.emit(request_id, tuple(records))
-            self.tokens.emit(request_id, "".join(pending), len(records))
+            self.tokens.emit(request_id, "".join(pending), tuple(records))
             pending.clear()
             records.clear()
 

@@ -90,7 +90,7 @@ class InferenceThread(WorkerHost):
     ) -> None:
         """Queue a reply to a snapshot of `messages`; events carry `request_id`.
 
-        `top_n` (0 to 20): alternatives kept per token in the `tokenData` records.
+        `top_n` (0 to 20): alternatives kept per token in the `tokens` records.
         `continue_with`: token ids the reply starts with (a branch); generation goes on
         after them and the events cover only what follows.
         """

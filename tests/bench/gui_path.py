@@ -106,7 +106,7 @@ def thread_cpu(pid: int | None = None) -> dict[str, float]:
 def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     """Runs the window; reads one JSON command per stdin line, answers one JSON line."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     import app.core.chats.reply_writer as reply_writer
@@ -155,24 +155,26 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
 
     view.append_reply_text = timed_append  # type: ignore[method-assign]
 
-    class Arrivals(QObject):
-        """When each `tokens` signal reaches the GUI thread, its token count, and the GUI
-        thread's CPU time then."""
+    class Arrivals:
+        """When each chunk of tokens reaches the chat view (on the GUI thread), its token
+        count, and the GUI thread's CPU time then. Hooked into the view, not connected to
+        the worker's signal: one more receiver would be one more event per chunk."""
 
         def __init__(self) -> None:
-            super().__init__()
             self.times: list[float] = []
             self.counts: list[int] = []
             self.cpu: list[float] = []
 
-        @Slot(int, str, int)
-        def on_tokens(self, _request: int, _text: str, n: int) -> None:
-            self.times.append(time.perf_counter())
-            self.counts.append(n)
-            self.cpu.append(time.thread_time())
-
     arrivals = Arrivals()
-    window.inference.worker.tokens.connect(arrivals.on_tokens)
+    real_records = view.append_token_records
+
+    def arrived(message_id: int, records: Any) -> None:
+        arrivals.times.append(time.perf_counter())
+        arrivals.counts.append(len(records))
+        arrivals.cpu.append(time.thread_time())
+        real_records(message_id, records)
+
+    view.append_token_records = arrived  # type: ignore[method-assign]
     print("READY", flush=True)
 
     for line in sys.stdin:

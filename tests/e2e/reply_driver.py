@@ -3,7 +3,7 @@
     python -m tests.e2e.reply_driver --data-dir DIR --model PATH --prompt TEXT
 
 Creates a conversation in DIR's store, asks the real `InferenceThread` for a greedy reply
-with token data (`tokenData` right before each `tokens`), appends both to a `ReplyWriter`
+with token data (each `tokens` signal carries text and records), appends both to a `ReplyWriter`
 (saves at most every 0.5 s, plus a 250 ms flush timer) and prints `SENT` once the request
 is queued. The kill -9 test kills it mid-reply and reads what the saves left.
 """
@@ -30,22 +30,16 @@ SAVE_INTERVAL_S = 0.5
 
 
 class Saver(QObject):
-    """Pairs each batch of token records with the text chunk after it, as a controller would."""
+    """Saves each streamed chunk's text and token records, as a controller would."""
 
     def __init__(self, writer: ReplyWriter) -> None:
         super().__init__()
         self.writer = writer
-        self.records: tuple[object, ...] | None = None
 
-    @Slot(int, object)
-    def on_token_data(self, _request_id: int, records: object) -> None:
+    @Slot(int, str, object)
+    def on_tokens(self, _request_id: int, text: str, records: object) -> None:
         assert isinstance(records, tuple)
-        self.records = records
-
-    @Slot(int, str, int)
-    def on_tokens(self, _request_id: int, text: str, _count: int) -> None:
-        records, self.records = self.records, None
-        self.writer.append(text, records)  # type: ignore[arg-type]
+        self.writer.append(text, records)
 
     @Slot()
     def flush(self) -> None:
@@ -78,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
     inference = InferenceThread()
     worker = inference.worker
-    worker.tokenData.connect(saver.on_token_data)
     worker.tokens.connect(saver.on_tokens)
     worker.finished.connect(saver.on_finished)
     inference.start()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import SIGNAL, QObject, Slot
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox
 from pytestqt.qtbot import QtBot
 
@@ -54,6 +54,12 @@ def open_compare(qtbot: QtBot, window: MainWindow) -> tuple[CompareController, C
     return controller, dialog
 
 
+def token_receivers(window: MainWindow) -> int:
+    """How many slots the worker's streamed tokens reach (each one an event per refresh
+    for the GUI thread)."""
+    return int(window.inference.worker.receivers(SIGNAL("tokens(int,QString,PyObject)")))
+
+
 def ids(records: tuple[TokenRecord, ...]) -> list[int]:
     return [r.token_id for r in records]
 
@@ -82,7 +88,9 @@ def test_compare_makes_two_replies_marks_where_they_part_and_keeps_one(
     wait_reply_done(qtbot, window)
     original = window.current_path[-1]
     user = window.current_path[-2]
+    assert token_receivers(window) == 1  # the chat's replies only
     controller, dialog = open_compare(qtbot, window)
+    assert token_receivers(window) == 2  # and the comparison, while its dialog is open
     assert child(dialog, QComboBox, "compareBaseA").currentText() == "Current sliders"
     child(dialog, QDoubleSpinBox, "compareTemperatureA").setValue(0.0)
     child(dialog, QDoubleSpinBox, "compareTemperatureB").setValue(1.5)
@@ -152,6 +160,7 @@ def test_compare_makes_two_replies_marks_where_they_part_and_keeps_one(
     assert not child(dialog, QPushButton, "compareKeepB").isEnabled()
     dialog.close()
     assert controller.dialog is None
+    assert token_receivers(window) == 1
 
 
 class Ends(QObject):

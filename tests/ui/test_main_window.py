@@ -472,7 +472,7 @@ def test_events_with_stale_request_ids_are_ignored(
     stats = GenerationStats(1, 0, 1.0, 1.0, 1.0, 1, 1.0, 1.0, StopReason.END_OF_TURN, 7)
     fake = GenerationDone(text="STALE", tail="STALE", tokens=(1,), stats=stats)
     for request_id in (0, 1, 99):  # never sent, already finished, not yet sent
-        worker.tokens.emit(request_id, "STALE", 1)
+        worker.tokens.emit(request_id, "STALE", ())
         worker.finished.emit(request_id, fake)
         worker.failed.emit(request_id, "STALE failure")
     assert window.store.active_path(window.current_conversation_id or 0) == before

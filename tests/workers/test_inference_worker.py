@@ -59,8 +59,6 @@ class Recorder(QObject):
         self.done_times: dict[int, float] = {}
         self.failures: dict[int, str] = {}
         self.token_data: list[tuple[int, tuple[TokenRecord, ...]]] = []
-        self.order: list[str] = []
-        worker.tokenData.connect(self.on_token_data)
         worker.loadProgress.connect(self.on_progress)
         worker.offloadOutcome.connect(self.on_outcome)
         worker.loaded.connect(self.on_loaded)
@@ -99,16 +97,11 @@ class Recorder(QObject):
         assert isinstance(event, PrefillStarted)
         self.prefill.append((request_id, event))
 
-    @Slot(int, object)
-    def on_token_data(self, request_id: int, records: object) -> None:
+    @Slot(int, str, object)
+    def on_tokens(self, request_id: int, text: str, records: object) -> None:
         assert isinstance(records, tuple)
         self.token_data.append((request_id, records))
-        self.order.append("data")
-
-    @Slot(int, str, int)
-    def on_tokens(self, request_id: int, text: str, count: int) -> None:
-        self.order.append("text")
-        self.chunks.append((request_id, text, count))
+        self.chunks.append((request_id, text, len(records)))
         self.chunk_times.append(time.monotonic())
 
     @Slot(int, object)
@@ -297,19 +290,22 @@ def test_reply_streams_tokens_that_add_up_to_the_reply(
     assert recorder.prefill[-1][1].prompt_tokens == done.stats.prompt_tokens
 
 
-def test_token_records_come_right_before_each_text_chunk(
+def test_each_text_chunk_carries_the_records_of_its_tokens(
     qtbot: QtBot, running: tuple[InferenceThread, Recorder]
 ) -> None:
     inference, recorder = running
-    recorder.order.clear()
     holder = SettingsHolder(GREEDY.with_changes(max_tokens=12))
     inference.generate(111, HELLO, holder, 3)
     qtbot.waitUntil(lambda: recorder.ended(111), timeout=TIMEOUT_MS)
     done = recorder.done[111]
     batches = [records for rid, records in recorder.token_data if rid == 111]
-    chunks = recorder.chunks_of(111)
-    assert recorder.order == ["data", "text"] * len(chunks)
-    assert [len(b) for b in batches] == [count for _, count in chunks]
+    assert batches and all(batches)  # no signal without tokens
+    pieces = b""
+    text = ""
+    for batch, (chunk, _) in zip(batches, recorder.chunks_of(111), strict=True):
+        pieces += b"".join(r.piece for r in batch)
+        text += chunk
+        assert pieces.decode(errors="ignore").startswith(text)  # each chunk's own tokens
     records = [r for batch in batches for r in batch]
     assert tuple(r.token_id for r in records) == done.tokens
     assert all(len(r.top) == 3 and r.top[0].token_id == r.token_id for r in records)  # greedy

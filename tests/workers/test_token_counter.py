@@ -80,8 +80,8 @@ class InferenceRecorder(QObject):
     def on_loaded(self, _model: object) -> None:
         self.loaded = True
 
-    @Slot(int, str, int)
-    def on_tokens(self, _rid: int, _text: str, _count: int) -> None:
+    @Slot(int, str, object)
+    def on_tokens(self, _rid: int, _text: str, _records: object) -> None:
         self.chunks += 1
 
     @Slot(int, object)

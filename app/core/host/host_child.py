@@ -123,11 +123,12 @@ class _Sender(threading.Thread):
         name_os_thread("hearth-sender")
 
         while True:
-            items = [self._queue.get()]
-            if isinstance(items[0], TokenEvent) and self._last_batch is not None:
-                # Wait on an event only the end of a phase sets, not on the queue, so the
-                # decode loop's puts of tokens wake no one.
+            if self._last_batch is not None:
+                # Mid-stream: sleep until the next batch is due, on an event only the end
+                # of a phase sets, so the decode loop's puts of tokens wake no one: one
+                # wake-up per batch (each one takes a core from llama.cpp's threads).
                 self._hurry.wait(max(0.0, self._last_batch + self.batch_s - time.monotonic()))
+            items = [self._queue.get()]  # blocks only if no token came meanwhile
             self._hurry.clear()
             while True:
                 try:

@@ -21,7 +21,7 @@ class StopReason(str, Enum):
     """The connection to a remote server broke mid-reply; the text so far is kept."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenAlternative:
     """A candidate for the next token and the model's probability for it (temperature 1)."""
 
@@ -51,7 +51,7 @@ class PrefillProgress:
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenEvent:
     """One generated token.
 

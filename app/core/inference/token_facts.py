@@ -32,7 +32,7 @@ from app.core.llama_child import name_os_thread
 TokenDataMode = Literal["auto", "inline", "overlap"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenFacts:
     """What the inspector shows for one generated token."""
 

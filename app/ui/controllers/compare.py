@@ -121,9 +121,9 @@ class CompareController(QObject):
         self._panel = panel
         self._dialog: CompareDialog | None = None
         self._session: _Session | None = None
+        self._listening = False
         chat.compareRequested.connect(self.open_compare)
         worker = inference.worker
-        worker.tokenData.connect(self._on_token_data)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
 
@@ -179,6 +179,9 @@ class CompareController(QObject):
         dialog.exploreRequested.connect(self._explore)
         dialog.finished.connect(self._on_closed)
         self._dialog, self._session = dialog, session
+        # Streamed tokens reach this controller only while its dialog is open: each
+        # receiver of the worker's `tokens` is one more event for the GUI thread per refresh.
+        self._listen(True)
         dialog.show_error(self._blocked())
         dialog.show()
 
@@ -200,10 +203,21 @@ class CompareController(QObject):
         """The dialog closed: cancel what is running and forget the replies not kept."""
         dialog = self._dialog
         self.stop()
+        self._listen(False)
         self._dialog = None
         self._session = None
         if dialog is not None:
             dialog.deleteLater()
+
+    def _listen(self, on: bool) -> None:
+        """Connect to the worker's streamed tokens (or disconnect), once."""
+        if on != self._listening:
+            tokens = self._inference.worker.tokens
+            if on:
+                tokens.connect(self._on_tokens)
+            else:
+                tokens.disconnect(self._on_tokens)
+            self._listening = on
 
     @Slot()
     def stop(self) -> None:
@@ -252,10 +266,10 @@ class CompareController(QObject):
                 return side, run
         return None
 
-    @Slot(int, object)
-    def _on_token_data(self, request_id: int, records: object) -> None:
+    @Slot(int, str, object)
+    def _on_tokens(self, request_id: int, _text: str, records: object) -> None:
         found = self._side(request_id)
-        if found is None or not isinstance(records, tuple) or self._dialog is None:
+        if found is None or not isinstance(records, tuple) or not records or self._dialog is None:
             return
         side, run = found
         if not run.records:

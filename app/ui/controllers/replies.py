@@ -135,7 +135,6 @@ class ReplyController(QObject):
         worker = inference.worker
         worker.prefillStarted.connect(self._on_prefill_started)
         worker.prefillProgress.connect(self._on_prefill_progress)
-        worker.tokenData.connect(self._on_token_data)
         worker.tokens.connect(self._on_tokens)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -425,15 +424,6 @@ class ReplyController(QObject):
         if self._is_active(request_id) and total >= _PREFILL_STATUS_MIN_TOKENS:
             self.status.emit(f"Reading the prompt: {done:,} of {total:,} tokens", 3000)
 
-    @Slot(int, object)
-    def _on_token_data(self, request_id: int, records: object) -> None:
-        record = self._replies.get(request_id)
-        if record is None or not isinstance(records, tuple) or not records:
-            return
-        self._save(record, "", records)
-        if record is self._state.active:
-            self._chat.append_token_records(record.message.id, records)
-
     def _save(
         self, record: ActiveReply, text: str, records: tuple[TokenRecord, ...] | None = None
     ) -> None:
@@ -460,15 +450,19 @@ class ReplyController(QObject):
                 self.notice.emit(f"{exc.message} {KEPT}", False)
             return None
 
-    @Slot(int, str, int)
-    def _on_tokens(self, request_id: int, text: str, _count: int) -> None:
+    @Slot(int, str, object)
+    def _on_tokens(self, request_id: int, text: str, records: object) -> None:
         record = self._replies.get(request_id)
-        if record is None or not text:
+        if record is None or not isinstance(records, tuple) or not (text or records):
             return
-        self._save(record, text)
+        self._save(record, text, records or None)
         if record.writer.stale:
             self._inference.cancel(request_id)  # deleted meanwhile: stop making it
-        if record is self._state.active:
+        if record is not self._state.active:
+            return
+        if records:
+            self._chat.append_token_records(record.message.id, records)
+        if text:
             self._chat.append_reply_text(record.message.id, text)
 
     @Slot(int, object)
