@@ -20,6 +20,10 @@ settings, context and threads in a fresh process. The order rotates every round.
   the time in the reply's database saves (packing token data included) and the number of
   chunks; and of each thread of the engine host (its decode loop is "main", llama.cpp's
   workers are "python", the thread that sends the batches is "hearth-sender");
+- the wake-ups per chunk of the GUI thread, the inference worker and the host's sender
+  (voluntary context switches), and how often llama.cpp's threads were preempted per
+  token (involuntary ones): with every core taken by llama.cpp, each wake-up of the app's
+  threads takes a core from one of them while the other waits for it at the next barrier;
 - one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
   longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
   the chat view per token at the start against the end of the reply; then the same reply
@@ -101,6 +105,46 @@ def thread_cpu(pid: int | None = None) -> dict[str, float]:
             seconds = (int(fields[11]) + int(fields[12])) / tick
         out[name] = out.get(name, 0.0) + seconds
     return out
+
+
+def thread_switches(pid: int | None = None) -> dict[str, tuple[int, int]]:
+    """Context switches so far of each thread of a process (default: this one), by thread
+    name (the first thread is "main"): (voluntary, involuntary). A voluntary one is a
+    thread going to sleep (each is a wake-up later: on a machine whose cores llama.cpp's
+    threads fill, a wake-up takes a core from one of them); an involuntary one is a
+    thread preempted. Linux; else {}."""
+    out: dict[str, tuple[int, int]] = {}
+    where = str(pid if pid is not None else os.getpid())
+    try:
+        tasks = os.listdir(f"/proc/{where}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            lines = Path(f"/proc/{where}/task/{task}/status").read_text().splitlines()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+        name = "main" if task == where else fields.get("Name", "?").strip()
+        try:
+            counts = (
+                int(fields["voluntary_ctxt_switches"]),
+                int(fields["nonvoluntary_ctxt_switches"]),
+            )
+        except (KeyError, ValueError):
+            continue
+        had = out.get(name, (0, 0))
+        out[name] = (had[0] + counts[0], had[1] + counts[1])
+    return out
+
+
+def switches_since(
+    before: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    return {
+        k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1])
+        for k, v in now.items()
+    }
 
 
 def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
@@ -220,6 +264,8 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         host_pid = engine_host.pid if engine_host is not None else None
         cpu0, process0, threads0 = time.thread_time(), time.process_time(), thread_cpu()
         host0 = thread_cpu(host_pid) if host_pid else {}
+        switches0 = thread_switches()
+        host_switches0 = thread_switches(host_pid) if host_pid else {}
         window.send_message(PROMPT)
         loop.exec()
         cpu = time.thread_time() - cpu0
@@ -227,6 +273,10 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
         host_now = thread_cpu(host_pid) if host_pid else {}
         host = {k: v - host0.get(k, 0.0) for k, v in host_now.items()}
+        switches = switches_since(switches0, thread_switches())
+        host_switches = (
+            switches_since(host_switches0, thread_switches(host_pid)) if host_pid else {}
+        )
         sys.setswitchinterval(old_switch)
         if beat is not None:
             beat.stop()
@@ -247,6 +297,8 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
             "process_cpu_s": process_cpu,
             "worker_cpu_s": threads.get("hearth-inferenc"),  # Linux keeps 15 characters
             "host_cpu_s": host,
+            "switches": switches,
+            "host_switches": host_switches,
             "saves": len(saves),
             "save_s": sum(saves),
             "wall_tps": (sum(counts) - counts[0]) / (times[-1] - times[0])
@@ -489,6 +541,7 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
                 ]
                 parts.append(f"{thread} {spread(values, '.0f')}")
             print(f"    engine host CPU per token by thread: {', '.join(parts)} µs")
+        print(f"    {wakeups(runs)}")
         save_ms = [x["save_s"] * 1000 for x in runs]
         print(
             f"    CPU per token: GUI thread {per_token('gui_cpu_s')} µs, inference worker "
@@ -507,6 +560,27 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
         "above, divided by it, is the share of a core the app takes from llama.cpp's threads"
     )
     stall_and_render(args, gui)
+
+
+def wakeups(runs: list[dict[str, Any]]) -> str:
+    """The wake-ups per chunk of the app's threads and how often llama.cpp's threads were
+    preempted per token (medians over the runs)."""
+
+    def median(where: str, thread: str, which: int, per: str) -> float:
+        return statistics.median(
+            x.get(where, {}).get(thread, (0, 0))[which] / max(1, x[per]) for x in runs
+        )
+
+    gui = median("switches", "main", 0, "chunks")
+    worker = median("switches", "hearth-inferenc", 0, "chunks")  # Linux keeps 15 characters
+    sender = median("host_switches", "hearth-sender", 0, "chunks")
+    loop = median("host_switches", "main", 1, "completion_tokens")
+    helper = median("host_switches", "python", 1, "completion_tokens")
+    return (
+        f"wake-ups per chunk: GUI thread {gui:.2f}, inference worker {worker:.2f}, host "
+        f"sender {sender:.2f}; llama.cpp's threads preempted per token: decode loop "
+        f"{loop:.2f}, its helper {helper:.2f}"
+    )
 
 
 def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:

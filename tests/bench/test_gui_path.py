@@ -64,6 +64,14 @@ def test_the_quick_run_prints_every_figure_and_the_summary_rows(
     assert len(re.findall(r"whole GUI process \d+ \(", out)) == len(gui_path.VARIANTS)
     host = re.findall(r"engine host CPU per token by thread: main \d+ \(.*hearth-sender", out)
     assert len(host) == len(gui_path.VARIANTS)
+    woke = re.findall(
+        r"wake-ups per chunk: GUI thread (\d+\.\d\d), inference worker (\d+\.\d\d), "
+        r"host sender (\d+\.\d\d); llama\.cpp's threads preempted per token: "
+        r"decode loop \d+\.\d\d, its helper \d+\.\d\d",
+        out,
+    )
+    assert len(woke) == len(gui_path.VARIANTS)
+    assert all(float(n) > 0 for counts in woke for n in counts)  # each thread woke, counted
     assert len(re.findall(r"event loop lateness max \d+\.\d ms", out)) == 2
     rows = summary.read_text(encoding="utf-8").splitlines()
     assert len(rows) == len(gui_path.VARIANTS) + 2
