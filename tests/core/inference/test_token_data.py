@@ -17,6 +17,8 @@ from app.core.inference.token_data import (
     TopToken,
     join_chunks,
     logprob_of,
+    make_record,
+    make_top,
     pack,
     to_openai,
     token_data,
@@ -165,3 +167,25 @@ def test_records_survive_pickling_whole() -> None:
     back = pickle.loads(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
     assert back == record and back.settings == settings
     assert back.top[1].token_id == -1 and isinstance(back.top[1], TopToken)
+
+
+def test_the_fast_constructors_make_the_same_frozen_records() -> None:
+    import dataclasses
+    import pickle
+
+    for made in records(12, top_n=3, seed=4):
+        fast = make_record(
+            made.token_id,
+            made.piece,
+            made.logprob,
+            tuple(make_top(t.token_id, t.piece, t.logprob) for t in made.top),
+            made.settings,
+        )
+        assert fast == made and hash(fast.top) == hash(made.top) and repr(fast) == repr(made)
+        assert fast.settings is made.settings
+        assert pickle.loads(pickle.dumps(made)) == made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.logprob = 0.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.top[0].piece = b""  # type: ignore[misc]
+    assert make_record(1, b"x", -1.0) == TokenRecord(1, b"x", -1.0)  # the defaults
