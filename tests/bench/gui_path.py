@@ -262,10 +262,10 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         QTimer.singleShot(600_000, loop.quit)
         engine_host = window.inference.worker._engine  # the bench reads the host's threads
         host_pid = engine_host.pid if engine_host is not None else None
-        cpu0, process0, threads0 = time.thread_time(), time.process_time(), thread_cpu()
-        host0 = thread_cpu(host_pid) if host_pid else {}
+        threads0, host0 = thread_cpu(), thread_cpu(host_pid) if host_pid else {}
         switches0 = thread_switches()
         host_switches0 = thread_switches(host_pid) if host_pid else {}
+        cpu0, process0 = time.thread_time(), time.process_time()  # after reading /proc
         window.send_message(PROMPT)
         loop.exec()
         cpu = time.thread_time() - cpu0
