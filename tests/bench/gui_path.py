@@ -567,8 +567,10 @@ def wakeups(runs: list[dict[str, Any]]) -> str:
     preempted per token (medians over the runs)."""
 
     def median(where: str, thread: str, which: int, per: str) -> float:
-        return statistics.median(
-            x.get(where, {}).get(thread, (0, 0))[which] / max(1, x[per]) for x in runs
+        return float(
+            statistics.median(
+                x.get(where, {}).get(thread, (0, 0))[which] / max(1, x[per]) for x in runs
+            )
         )
 
     gui = median("switches", "main", 0, "chunks")
