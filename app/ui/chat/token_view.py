@@ -142,6 +142,8 @@ class TokenView(MessageText):
         self._starts: list[tuple[int, int]] = []
         self._marked = -1
         self._cursor_end: QTextCursor | None = None
+        self._looks: dict[tuple[int, int, bool], QTextCharFormat] = {}  # see `_append`
+        self._looks_text: int | None = None  # the text colour they were made with
         self.highlighted.connect(self._on_highlighted)
         self.anchorClicked.connect(self._on_clicked)
 
@@ -171,16 +173,31 @@ class TokenView(MessageText):
 
     def _append(self, cursor: QTextCursor, records: Sequence[TokenRecord]) -> None:
         cursor.beginEditBlock()  # one layout pass for the whole batch
+        text_brush = self.palette().text()
+        # A few looks repeat along a reply (a tint, the shade of an even or odd position,
+        # underlined or not): each is built once, and each token's format is a copy of its
+        # look with its own link and tooltip. Qt calls from Python cost about a microsecond
+        # each, and a streaming reply makes thousands.
+        looks = self._looks
+        if self._looks_text != text_brush.color().rgba():  # the palette changed
+            looks.clear()
+            self._looks_text = text_brush.color().rgba()
         for record in records:
             index = len(self._records)
             self._records.append(record)
-            fmt = QTextCharFormat()
-            fmt.setAnchor(True)
+            prob = record.prob
+            key = (probability_bin(prob), index % 2, prob < _UNDERLINE_BELOW)
+            look = looks.get(key)
+            if look is None:
+                look = QTextCharFormat()
+                look.setAnchor(True)
+                look.setBackground(tint(prob, index))
+                look.setForeground(text_brush)
+                look.setFontUnderline(prob < _UNDERLINE_BELOW)
+                looks[key] = look
+            fmt = QTextCharFormat(look)
             fmt.setAnchorHref(str(index))
-            fmt.setBackground(tint(record.prob, index))
-            fmt.setForeground(self.palette().text())
-            fmt.setFontUnderline(record.prob < _UNDERLINE_BELOW)
-            fmt.setToolTip(f"{record.text!r}: {record.prob:.1%}")
+            fmt.setToolTip(f"{record.text!r}: {prob:.1%}")
             text = record.text
             start = cursor.position()
             cursor.insertText(visible_piece(text) if not text.strip() else text, fmt)
