@@ -76,6 +76,17 @@ ASK = "hearth ask --json"
 # ----- the GUI child -----
 
 
+def tasks_of(pid: int | None = None) -> list[tuple[Path, bool]]:
+    """The `/proc` folder of each thread of a process (default: this one), and whether it
+    is the process's first thread (Linux; else [])."""
+    where = str(pid if pid is not None else os.getpid())
+    try:
+        tasks = os.listdir(f"/proc/{where}/task")
+    except OSError:
+        return []
+    return [(Path(f"/proc/{where}/task/{task}"), task == where) for task in tasks]
+
+
 def thread_cpu(pid: int | None = None) -> dict[str, float]:
     """CPU seconds so far of each thread of a process (default: this one), by thread name;
     the process's first thread is named "main" (Linux; else {}).
@@ -85,21 +96,16 @@ def thread_cpu(pid: int | None = None) -> dict[str, float]:
     overcharges threads woken by timers (they run right at a tick)."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    where = "self" if pid is None else str(pid)
-    try:
-        tasks = os.listdir(f"/proc/{where}/task")
-    except OSError:
-        return out
-    for task in tasks:
+    for task, first in tasks_of(pid):
         try:
-            stat = Path(f"/proc/{where}/task/{task}/stat").read_text()
+            stat = (task / "stat").read_text()
         except OSError:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if pid is not None and task == str(pid):
+        if pid is not None and first:
             name = "main"
         try:
-            seconds = int(Path(f"/proc/{where}/task/{task}/schedstat").read_text().split()[0]) / 1e9
+            seconds = int((task / "schedstat").read_text().split()[0]) / 1e9
         except (OSError, ValueError, IndexError):
             fields = stat[stat.rindex(")") + 2 :].split()
             seconds = (int(fields[11]) + int(fields[12])) / tick
@@ -114,18 +120,13 @@ def thread_switches(pid: int | None = None) -> dict[str, tuple[int, int]]:
     threads fill, a wake-up takes a core from one of them); an involuntary one is a
     thread preempted. Linux; else {}."""
     out: dict[str, tuple[int, int]] = {}
-    where = str(pid if pid is not None else os.getpid())
-    try:
-        tasks = os.listdir(f"/proc/{where}/task")
-    except OSError:
-        return out
-    for task in tasks:
+    for task, first in tasks_of(pid):
         try:
-            lines = Path(f"/proc/{where}/task/{task}/status").read_text().splitlines()
+            lines = (task / "status").read_text().splitlines()
         except OSError:
             continue
         fields = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
-        name = "main" if task == where else fields.get("Name", "?").strip()
+        name = "main" if first else fields.get("Name", "?").strip()
         try:
             counts = (
                 int(fields["voluntary_ctxt_switches"]),
