@@ -24,11 +24,18 @@ settings, context and threads in a fresh process. The order rotates every round.
   (voluntary context switches), and how often llama.cpp's threads were preempted per
   token (involuntary ones): with every core taken by llama.cpp, each wake-up of the app's
   threads takes a core from one of them while the other waits for it at the next barrier;
+- how long llama.cpp's threads waited for a core per token (schedstat's run delay: runnable,
+  but another thread had the core) in the GUI replies and in the same rounds' `hearth ask`:
+  the difference, as a share of a decode step, bounds from above what the app's threads
+  take from the decode, and unlike the paired tokens/s it does not move with this machine's
+  own speed (on a VM that speed swings by 10-20% between identical runs);
 - one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
   longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
   the chat view per token at the start against the end of the reply; then the same reply
   without the heartbeat: the GUI thread's whole CPU per token (from one chunk's arrival
-  to the next: append, layout, paint, saves) at the start against the end.
+  to the next: append, layout, paint, saves) at the start against the end, and per chunk
+  in each tenth of the reply, with the tenth in which the reply outgrew the view and the
+  chat began to scroll (each new line then also moves the view).
 
 `--quick` is a smoke run: one round of 8 tokens, a 16-token long reply. `--summary` appends
 tab-separated rows to gpu_check.sh's table.
@@ -71,6 +78,7 @@ VARIANTS = (
     Variant("GUI, view off, switch 0.5 ms", False, 0.5),
 )
 ASK = "hearth ask --json"
+ASK_READ_S = 0.25
 
 
 # ----- the GUI child -----
@@ -89,12 +97,19 @@ def tasks_of(pid: int | None = None) -> list[tuple[Path, bool]]:
 
 def thread_cpu(pid: int | None = None) -> dict[str, float]:
     """CPU seconds so far of each thread of a process (default: this one), by thread name;
-    the process's first thread is named "main" (Linux; else {}).
+    the process's first thread is named "main" (Linux; else {})."""
+    return {name: cpu for name, (cpu, _wait) in thread_sched(pid).items()}
 
-    Read from schedstat (nanoseconds on the CPU) where the kernel keeps it: the tick counts
-    in `stat` charge a whole 10 ms tick to whichever thread runs when it fires, which
-    overcharges threads woken by timers (they run right at a tick)."""
-    out: dict[str, float] = {}
+
+def thread_sched(pid: int | None = None) -> dict[str, tuple[float, float]]:
+    """Seconds so far of each thread of a process (default: this one) on a CPU and waiting
+    for one (runnable, but another thread had the core), by thread name; the process's
+    first thread is "main" (Linux; else {}).
+
+    Read from schedstat (nanoseconds) where the kernel keeps it: the tick counts in `stat`
+    charge a whole 10 ms tick to whichever thread runs when it fires, which overcharges
+    threads woken by timers (they run right at a tick); the wait is then unknown (0)."""
+    out: dict[str, tuple[float, float]] = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for task, first in tasks_of(pid):
         try:
@@ -105,11 +120,13 @@ def thread_cpu(pid: int | None = None) -> dict[str, float]:
         if pid is not None and first:
             name = "main"
         try:
-            seconds = int((task / "schedstat").read_text().split()[0]) / 1e9
+            fields = (task / "schedstat").read_text().split()
+            seconds, wait = int(fields[0]) / 1e9, int(fields[1]) / 1e9
         except (OSError, ValueError, IndexError):
             fields = stat[stat.rindex(")") + 2 :].split()
-            seconds = (int(fields[11]) + int(fields[12])) / tick
-        out[name] = out.get(name, 0.0) + seconds
+            seconds, wait = (int(fields[11]) + int(fields[12])) / tick, 0.0
+        had = out.get(name, (0.0, 0.0))
+        out[name] = (had[0] + seconds, had[1] + wait)
     return out
 
 
@@ -148,11 +165,21 @@ def switches_since(
     }
 
 
+def since(
+    before: dict[str, tuple[float, float]], now: dict[str, tuple[float, float]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each thread's CPU and wait seconds between two `thread_sched` readings."""
+    zero = (0.0, 0.0)
+    cpu = {k: v[0] - before.get(k, zero)[0] for k, v in now.items()}
+    wait = {k: v[1] - before.get(k, zero)[1] for k, v in now.items()}
+    return cpu, wait
+
+
 def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     """Runs the window; reads one JSON command per stdin line, answers one JSON line."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QScrollArea
 
     import app.core.chats.reply_writer as reply_writer
     from app.core.chats.store import Store
@@ -209,11 +236,16 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
             self.times: list[float] = []
             self.counts: list[int] = []
             self.cpu: list[float] = []
+            self.scroll_from: int | None = None  # the first chunk shown while scrolling
 
     arrivals = Arrivals()
     real_records = view.append_token_records
 
+    bar = view.findChild(QScrollArea, "chatScrollArea").verticalScrollBar()
+
     def arrived(message_id: int, records: Any) -> None:
+        if arrivals.scroll_from is None and bar.maximum() > 0:
+            arrivals.scroll_from = len(arrivals.times)  # the reply outgrew the view
         arrivals.times.append(time.perf_counter())
         arrivals.counts.append(len(records))
         arrivals.cpu.append(time.thread_time())
@@ -235,6 +267,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         arrivals.times.clear()
         arrivals.counts.clear()
         arrivals.cpu.clear()
+        arrivals.scroll_from = None
         saves.clear()
         appends.clear()
         beat = Heartbeat() if command.get("heartbeat") else None
@@ -263,7 +296,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         QTimer.singleShot(600_000, loop.quit)
         engine_host = window.inference.worker._engine  # the bench reads the host's threads
         host_pid = engine_host.pid if engine_host is not None else None
-        threads0, host0 = thread_cpu(), thread_cpu(host_pid) if host_pid else {}
+        threads0, host0 = thread_cpu(), thread_sched(host_pid) if host_pid else {}
         switches0 = thread_switches()
         host_switches0 = thread_switches(host_pid) if host_pid else {}
         cpu0, process0 = time.thread_time(), time.process_time()  # after reading /proc
@@ -272,8 +305,8 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         cpu = time.thread_time() - cpu0
         process_cpu = time.process_time() - process0
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
-        host_now = thread_cpu(host_pid) if host_pid else {}
-        host = {k: v - host0.get(k, 0.0) for k, v in host_now.items()}
+        host_now = thread_sched(host_pid) if host_pid else {}
+        host, host_wait = since(host0, host_now)
         switches = switches_since(switches0, thread_switches())
         host_switches = (
             switches_since(host_switches0, thread_switches(host_pid)) if host_pid else {}
@@ -298,6 +331,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
             "process_cpu_s": process_cpu,
             "worker_cpu_s": threads.get("hearth-inferenc"),  # Linux keeps 15 characters
             "host_cpu_s": host,
+            "host_wait_s": host_wait,
             "switches": switches,
             "host_switches": host_switches,
             "saves": len(saves),
@@ -316,6 +350,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
             # cost (append, layout, paint, saves), whatever runs it later.
             cpu = arrivals.cpu
             result["chunk_cpu_s"] = [b - a for a, b in itertools.pairwise(cpu)]
+            result["scroll_from"] = arrivals.scroll_from
         print(json.dumps(result), flush=True)
     window.close()
 
@@ -380,16 +415,32 @@ class GuiChild:
 
 
 def ask(model: Path, threads: int, tokens: int, home: Path, env: dict[str, str]) -> dict[str, Any]:
-    """One `hearth ask --json` in a fresh process; its JSON stats line."""
+    """One `hearth ask --json` in a fresh process: its JSON stats line, plus its threads' CPU
+    and wait seconds (`cpu_s`, `wait_s`) as last read while it ran (read every
+    `ASK_READ_S`; each read takes some 0.1 ms)."""
     command = [sys.executable, "-m", "app", "ask", PROMPT, "--json", "--system", SYSTEM]
     command += ["--seed", str(SEED), "--max-tokens", str(tokens), "--threads", str(threads)]
     command += ["--ctx", str(N_CTX), "--model", str(model), "--data-dir", str(home)]
-    done = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"hearth ask failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        last: dict[str, tuple[float, float]] = {}
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                code = proc.wait(timeout=ASK_READ_S)
+                break
+            except subprocess.TimeoutExpired:
+                last = thread_sched(proc.pid) or last
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError("hearth ask took more than 10 minutes") from None
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        raise RuntimeError(f"hearth ask failed (exit {code}): {stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result["cpu_s"], result["wait_s"] = since({}, last)
     return result
 
 
@@ -543,6 +594,7 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
                 parts.append(f"{thread} {spread(values, '.0f')}")
             print(f"    engine host CPU per token by thread: {', '.join(parts)} µs")
         print(f"    {wakeups(runs)}")
+        print(f"    {waits(runs, results[ASK])}")
         save_ms = [x["save_s"] * 1000 for x in runs]
         print(
             f"    CPU per token: GUI thread {per_token('gui_cpu_s')} µs, inference worker "
@@ -561,6 +613,36 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
         "above, divided by it, is the share of a core the app takes from llama.cpp's threads"
     )
     stall_and_render(args, gui)
+
+
+def llama_wait(cpu: dict[str, float], wait: dict[str, float], tokens: int) -> float:
+    """µs per token that llama.cpp's threads (the decode loop, "main", and its helpers:
+    every thread not named "hearth-...") spent runnable but without a core, summed."""
+    del cpu
+    waited = sum(v for k, v in wait.items() if not k.startswith("hearth"))
+    return waited / max(1, tokens) * 1e6
+
+
+def waits(runs: list[dict[str, Any]], asks: list[dict[str, Any]]) -> str:
+    """How long llama.cpp's threads waited for a core per token in the GUI replies and in
+    the same rounds' `hearth ask`, and the difference as a share of a decode step.
+
+    On a machine whose cores llama.cpp's threads fill, a thread that waits stalls the
+    other at the next barrier, so the difference bounds from above what the app's threads
+    (the window, the worker, the host's sender) take from the decode; unlike the paired
+    tokens/s it does not move with the machine's own speed."""
+    ours = [
+        llama_wait(x["host_cpu_s"], x.get("host_wait_s", {}), x["completion_tokens"]) for x in runs
+    ]
+    base = [llama_wait(a["cpu_s"], a["wait_s"], a["completion_tokens"]) for a in asks]
+    extra = [o - b for o, b in zip(ours, base, strict=True)]
+    share = [e / (1e6 / a["decode_tps"]) for e, a in zip(extra, asks, strict=True)]
+    return (
+        f"llama.cpp's threads waited for a core {spread(ours, '.0f')} µs per token, "
+        f"in hearth ask {spread(base, '.0f')}; the difference is {spread(share, '.2%')} of a "
+        f"decode step (an upper bound on the app's cost: 1 - it = "
+        f"{1 - statistics.median(share):.3f})"
+    )
 
 
 def wakeups(runs: list[dict[str, Any]]) -> str:
@@ -616,6 +698,16 @@ def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
                 f"tokens), end {statistics.mean(chunks[-k:]) * 1e3:.2f} ms "
                 f"({statistics.mean(counts[len(chunks) - k : len(chunks)]):.1f} tokens)"
             )
+            tenths = " ".join(
+                f"{statistics.mean(chunks[i * k : (i + 1) * k]) * 1e3:.2f}" for i in range(10)
+            )
+            scrolled = quiet.get("scroll_from")
+            began = (
+                f"the chat began scrolling in tenth {min(9, scrolled // k) + 1}"
+                if isinstance(scrolled, int)
+                else "the chat did not scroll"
+            )
+            print(f"      per chunk by tenth of the reply: {tenths} ms ({began})")
         summary_row(
             args.summary,
             args.model.name,

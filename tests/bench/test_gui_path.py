@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,36 @@ def test_the_quick_run_prints_every_figure_and_the_summary_rows(
     )
     assert len(woke) == len(gui_path.VARIANTS)
     assert all(float(n) > 0 for counts in woke for n in counts)  # each thread woke, counted
+    waited = re.findall(
+        r"llama\.cpp's threads waited for a core \d+ \(.*\) µs per token, in hearth ask "
+        r"\d+ \(.*\); the difference is -?\d+\.\d\d% \(.*\) of a decode step",
+        out,
+    )
+    assert len(waited) == len(gui_path.VARIANTS)
     assert len(re.findall(r"event loop lateness max \d+\.\d ms", out)) == 2
     rows = summary.read_text(encoding="utf-8").splitlines()
     assert len(rows) == len(gui_path.VARIANTS) + 2
     assert all(row.startswith(starter_model.name + "\t") for row in rows)
+
+
+@pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="needs Linux schedstat")
+def test_thread_sched_reads_the_time_each_thread_waited_for_a_core() -> None:
+    """Two busy processes held to one core: each runs about half the time and waits for the
+    core the other half; `thread_sched` reads both halves."""
+    spin = "import os, time\nos.sched_setaffinity(0, {0})\nt = time.time()\n"
+    spin += "while time.time() - t < 5: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 4
+        while True:  # until both have run a while (each then has waited about as long)
+            readings = [gui_path.thread_sched(p.pid).get("main", (0.0, 0.0)) for p in procs]
+            if min(cpu for cpu, _ in readings) > 0.3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    for cpu, wait in readings:
+        assert cpu > 0.2
+        assert wait > 0.2  # the other one had the core
