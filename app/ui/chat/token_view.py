@@ -15,8 +15,8 @@ import html
 import math
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QMimeData, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QColor, QResizeEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.core.chats.conversation import settings_summary
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
+from app.ui.chat.frozen_lines import freeze_lines, selected_text, thaw_lines
 from app.ui.chat.message_text import MessageText
 from app.ui.chat.token_strip import visible_piece
 from app.ui.widgets import WrappingLabel, named
@@ -169,7 +170,22 @@ class TokenView(MessageText):
         cursor = self._cursor_end
         with self.appending():
             self._append(cursor, records)
+            freeze_lines(self.document())  # each chunk then lays out a line or two
         self.setAccessibleDescription(f"{len(self._records)} tokens")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        if event.size().width() != event.oldSize().width():
+            # Frozen lines broke where the old width did: join them, the new width breaks
+            # them again.
+            thaw_lines(self.document())
+        super().resizeEvent(event)
+
+    def createMimeDataFromSelection(self) -> QMimeData:
+        """Copy the selected text as plain text (the frozen lines' breaks as the spaces
+        they were)."""
+        data = QMimeData()
+        data.setText(selected_text(self.textCursor()))
+        return data
 
     def _append(self, cursor: QTextCursor, records: Sequence[TokenRecord]) -> None:
         cursor.beginEditBlock()  # one layout pass for the whole batch
