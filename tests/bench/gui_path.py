@@ -54,7 +54,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 1234
@@ -156,23 +156,16 @@ def thread_switches(pid: int | None = None) -> dict[str, tuple[int, int]]:
     return out
 
 
-def switches_since(
-    before: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]]
-) -> dict[str, tuple[int, int]]:
+N = TypeVar("N", int, float)
+
+
+def since(before: dict[str, tuple[N, N]], now: dict[str, tuple[N, N]]) -> dict[str, tuple[N, N]]:
+    """Each thread's two counters between two readings: CPU and wait seconds
+    (`thread_sched`), or voluntary and involuntary switches (`thread_switches`)."""
     return {
         k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1])
         for k, v in now.items()
     }
-
-
-def since(
-    before: dict[str, tuple[float, float]], now: dict[str, tuple[float, float]]
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Each thread's CPU and wait seconds between two `thread_sched` readings."""
-    zero = (0.0, 0.0)
-    cpu = {k: v[0] - before.get(k, zero)[0] for k, v in now.items()}
-    wait = {k: v[1] - before.get(k, zero)[1] for k, v in now.items()}
-    return cpu, wait
 
 
 def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
@@ -241,7 +234,9 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     arrivals = Arrivals()
     real_records = view.append_token_records
 
-    bar = view.findChild(QScrollArea, "chatScrollArea").verticalScrollBar()
+    scroll_area = view.findChild(QScrollArea, "chatScrollArea")
+    assert scroll_area is not None
+    bar = scroll_area.verticalScrollBar()
 
     def arrived(message_id: int, records: Any) -> None:
         if arrivals.scroll_from is None and bar.maximum() > 0:
@@ -305,12 +300,9 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         cpu = time.thread_time() - cpu0
         process_cpu = time.process_time() - process0
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
-        host_now = thread_sched(host_pid) if host_pid else {}
-        host, host_wait = since(host0, host_now)
-        switches = switches_since(switches0, thread_switches())
-        host_switches = (
-            switches_since(host_switches0, thread_switches(host_pid)) if host_pid else {}
-        )
+        host_sched = since(host0, thread_sched(host_pid)) if host_pid else {}
+        switches = since(switches0, thread_switches())
+        host_switches = since(host_switches0, thread_switches(host_pid)) if host_pid else {}
         sys.setswitchinterval(old_switch)
         if beat is not None:
             beat.stop()
@@ -330,8 +322,8 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
             "gui_cpu_s": cpu,
             "process_cpu_s": process_cpu,
             "worker_cpu_s": threads.get("hearth-inferenc"),  # Linux keeps 15 characters
-            "host_cpu_s": host,
-            "host_wait_s": host_wait,
+            "host_cpu_s": {k: v[0] for k, v in host_sched.items()},
+            "host_wait_s": {k: v[1] for k, v in host_sched.items()},
             "switches": switches,
             "host_switches": host_switches,
             "saves": len(saves),
@@ -440,7 +432,8 @@ def ask(model: Path, threads: int, tokens: int, home: Path, env: dict[str, str])
     if code != 0:
         raise RuntimeError(f"hearth ask failed (exit {code}): {stderr[-2000:]}")
     result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    result["cpu_s"], result["wait_s"] = since({}, last)
+    result["cpu_s"] = {k: v[0] for k, v in last.items()}
+    result["wait_s"] = {k: v[1] for k, v in last.items()}
     return result
 
 
@@ -615,10 +608,9 @@ def run(args: argparse.Namespace, gui: GuiChild, ask_home: Path, env: dict[str, 
     stall_and_render(args, gui)
 
 
-def llama_wait(cpu: dict[str, float], wait: dict[str, float], tokens: int) -> float:
+def llama_wait(wait: dict[str, float], tokens: int) -> float:
     """µs per token that llama.cpp's threads (the decode loop, "main", and its helpers:
     every thread not named "hearth-...") spent runnable but without a core, summed."""
-    del cpu
     waited = sum(v for k, v in wait.items() if not k.startswith("hearth"))
     return waited / max(1, tokens) * 1e6
 
@@ -631,10 +623,8 @@ def waits(runs: list[dict[str, Any]], asks: list[dict[str, Any]]) -> str:
     other at the next barrier, so the difference bounds from above what the app's threads
     (the window, the worker, the host's sender) take from the decode; unlike the paired
     tokens/s it does not move with the machine's own speed."""
-    ours = [
-        llama_wait(x["host_cpu_s"], x.get("host_wait_s", {}), x["completion_tokens"]) for x in runs
-    ]
-    base = [llama_wait(a["cpu_s"], a["wait_s"], a["completion_tokens"]) for a in asks]
+    ours = [llama_wait(x.get("host_wait_s", {}), x["completion_tokens"]) for x in runs]
+    base = [llama_wait(a["wait_s"], a["completion_tokens"]) for a in asks]
     extra = [o - b for o, b in zip(ours, base, strict=True)]
     share = [e / (1e6 / a["decode_tps"]) for e, a in zip(extra, asks, strict=True)]
     return (

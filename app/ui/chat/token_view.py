@@ -143,6 +143,7 @@ class TokenView(MessageText):
         self._starts: list[tuple[int, int]] = []
         self._marked = -1
         self._cursor_end: QTextCursor | None = None
+        self._cut = False  # `freeze_lines` has cut a paragraph since the last thaw
         self._looks: dict[tuple[int, int, bool], QTextCharFormat] = {}  # see `_append`
         self._looks_text: int | None = None  # the text colour they were made with
         self.highlighted.connect(self._on_highlighted)
@@ -159,6 +160,7 @@ class TokenView(MessageText):
         self._starts = []
         self._marked = -1
         self.clear()
+        self._cut = False
         self._cursor_end = QTextCursor(self.document())
         self.append_records(records)
 
@@ -170,14 +172,16 @@ class TokenView(MessageText):
         cursor = self._cursor_end
         with self.appending():
             self._append(cursor, records)
-            freeze_lines(self.document())  # each chunk then lays out a line or two
+            if freeze_lines(self.document()) is not None:  # a chunk lays out a line or two
+                self._cut = True
         self.setAccessibleDescription(f"{len(self._records)} tokens")
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        if event.size().width() != event.oldSize().width():
+        if self._cut and event.size().width() != event.oldSize().width():
             # Frozen lines broke where the old width did: join them, the new width breaks
             # them again.
             thaw_lines(self.document())
+            self._cut = False
         super().resizeEvent(event)
 
     def createMimeDataFromSelection(self) -> QMimeData:
