@@ -174,6 +174,7 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
             print(f"hearth: error: {exc.message}", file=sys.stderr)
             QMessageBox.critical(None, APP_NAME, exc.message)
             return 1
+        collector.busy = window.is_streaming  # no full collection stalls a streaming reply
         window.show()
         window.focus_composer()
         instance.show_window_on_request(window)

@@ -315,6 +315,10 @@ class MainWindow(WindowAccess, QMainWindow):
         """The notice on show ("" when none)."""
         return self._notices.text
 
+    def is_streaming(self) -> bool:
+        """Whether a reply is being written (in the chat or the compare dialog)."""
+        return self._replies.in_flight > 0 or self._compare.running
+
     @Slot(str, int)
     def _show_status(self, text: str, timeout_ms: int) -> None:
         if text:

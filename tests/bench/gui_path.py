@@ -16,7 +16,8 @@ settings, context and threads in a fresh process. The order rotates every round.
   the wall clock between the first and the last `tokens` signal reaching the GUI thread,
   against `hearth ask`'s: paired medians and ranges of the per-round ratios;
 - where the time goes, per GUI reply: CPU time per token of the GUI thread, of the
-  inference worker's thread (reading the engine host's pipe) and of the whole GUI process,
+  inference worker's thread (it drives the engine host; the token batches skip it: the
+  GUI thread reads them off the host's token tap) and of the whole GUI process,
   the time in the reply's database saves (packing token data included) and the number of
   chunks; and of each thread of the engine host (its decode loop is "main", llama.cpp's
   workers are "python", the thread that sends the batches is "hearth-sender");
@@ -30,8 +31,10 @@ settings, context and threads in a fresh process. The order rotates every round.
   take from the decode, and unlike the paired tokens/s it does not move with this machine's
   own speed (on a VM that speed swings by 10-20% between identical runs);
 - one long reply per view with a 4 ms heartbeat on the GUI thread: the event loop's
-  longest stall while streaming (target under 50 ms) and the cost of appending a chunk to
-  the chat view per token at the start against the end of the reply; then the same reply
+  longest stall while streaming (target under 50 ms), the cost of appending a chunk to
+  the chat view per token at the start against the end of the reply, and Python's full
+  garbage collections during it (the app holds them while a reply streams: one took
+  ~90 ms here); then the same reply
   without the heartbeat: the GUI thread's whole CPU per token (from one chunk's arrival
   to the next: append, layout, paint, saves) at the start against the end, and per chunk
   in each tenth of the reply, with the tenth in which the reply outgrew the view and the
@@ -44,6 +47,7 @@ tab-separated rows to gpu_check.sh's table.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -180,6 +184,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     from app.core.inference.sampling import SamplingSettings
     from app.core.paths import app_paths
     from app.ui.app import paint_on_the_gui_thread
+    from app.ui.gui_gc import GuiThreadGarbageCollector
     from app.ui.main_window import MainWindow
     from tests.bench.chat_view import Heartbeat
 
@@ -190,6 +195,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         store.set_default_system_prompt(SYSTEM)
         store.set_default_settings(SamplingSettings(seed=SEED))
     window = MainWindow(paths, load_options=LoadOptions(n_ctx=N_CTX, n_threads=threads))
+    collector = GuiThreadGarbageCollector(qapp, window.is_streaming)  # as the app does
     window.resize(*size)
     window.show()
     window.load_model(model)
@@ -266,6 +272,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         saves.clear()
         appends.clear()
         beat = Heartbeat() if command.get("heartbeat") else None
+        collections = GcPasses()
         finished: list[Any] = []
         loop = QEventLoop()
 
@@ -335,6 +342,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         if beat is not None:
             # Lateness from the first chunk to the last (the streaming itself).
             result["lateness_ms"] = beat.lateness
+        result["full_gc_ms"] = collections.stop()
         if len(appends) == len(counts) and counts:
             result["append_s"] = appends
             result["append_n"] = counts
@@ -345,6 +353,28 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
             result["scroll_from"] = arrivals.scroll_from
         print(json.dumps(result), flush=True)
     window.close()
+    collector.uninstall()
+
+
+class GcPasses:
+    """Times Python's full garbage collections (generation 2) from creation to `stop`."""
+
+    def __init__(self) -> None:
+        self.full_ms: list[float] = []
+        self._start = 0.0
+        gc.callbacks.append(self._on_pass)
+
+    def _on_pass(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.full_ms.append((time.perf_counter() - self._start) * 1e3)
+
+    def stop(self) -> list[float]:
+        gc.callbacks.remove(self._on_pass)
+        return self.full_ms
 
 
 class GuiChild:
@@ -672,6 +702,10 @@ def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
         )
         if cost is not None:
             line += f"; append per token start {cost[0]:.1f} µs, end {cost[1]:.1f} µs"
+        full = result.get("full_gc_ms") or []
+        line += f"; full garbage collections {len(full)}" + (
+            f" (longest {max(full):.1f} ms)" if full else ""
+        )
         print(line)
         # Again without the heartbeat, whose wake-ups cost per second, not per token (and
         # decoding slows as the context grows): the GUI thread's whole cost per token.

@@ -1,12 +1,24 @@
-"""The GUI-thread garbage collector owns collection while installed."""
+"""The GUI-thread garbage collector owns collection while installed, and a full collection
+waits while a reply streams."""
 
 from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from pytestqt.qtbot import QtBot
+
+from app.ui.gui_gc import GuiThreadGarbageCollector
+from tests.ui import test_main_window
+from tests.ui.test_main_window import COUNT, LONG, TIMEOUT_MS, MakeWindow, send, wait_reply_done
+
+make_window = test_main_window.make_window  # the window fixture, shared
+
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
 
 class _Cycle:
@@ -38,3 +50,52 @@ def test_collections_happen_on_the_gui_thread_only(qtbot: QtBot) -> None:
         gc.callbacks.remove(record)
     assert threads, "the timer never collected"
     assert set(threads) == {threading.main_thread().name}
+
+
+@pytest.fixture
+def passes() -> Iterator[list[int]]:
+    """The generation of each collection Python starts meanwhile."""
+    started: list[int] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    gc.callbacks.append(record)
+    yield started
+    gc.callbacks.remove(record)
+
+
+def full_collection_due() -> None:
+    """Run generation-1 collections until a full one is due by Python's thresholds."""
+    while gc.get_count()[2] <= gc.get_threshold()[2]:
+        gc.collect(1)
+
+
+def test_a_due_full_collection_waits_while_busy_then_runs(qapp: object, passes: list[int]) -> None:
+    busy = True
+    collector = GuiThreadGarbageCollector(busy=lambda: busy)
+    try:
+        full_collection_due()
+        passes.clear()
+        collector.check()
+        assert 2 not in passes
+        assert gc.get_count()[2] > gc.get_threshold()[2]  # still due
+        busy = False
+        collector.check()
+        assert passes[-1] == 2
+        assert gc.get_count()[2] <= gc.get_threshold()[2]
+    finally:
+        collector.uninstall()
+        collector.deleteLater()
+
+
+def test_the_window_is_streaming_from_send_to_the_reply_s_end(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path
+) -> None:
+    window = make_window(model=starter_model, settings=LONG)
+    assert not window.is_streaming()
+    send(qtbot, window, COUNT)
+    assert window.is_streaming()
+    wait_reply_done(qtbot, window)
+    qtbot.waitUntil(lambda: not window.is_streaming(), timeout=TIMEOUT_MS)
