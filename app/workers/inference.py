@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QThread, Signal, Slot
 
@@ -39,8 +39,6 @@ from app.core.server.config import ServerConfig
 from app.workers.thread_host import ThreadWorker
 
 if TYPE_CHECKING:  # httpx loads when a server's model is first used, not at start-up
-    from multiprocessing.connection import Connection
-
     from app.core.inference.remote import RemoteBackend
 
 log = logging.getLogger(__name__)
@@ -104,8 +102,6 @@ class InferenceWorker(ThreadWorker):
             alternatives asked for with `top_n`, settings in force). The text may be empty
             (half a UTF-8 character). Coalesced: at most one signal per flush interval,
             plus a final one; one signal, so one event for the GUI thread per refresh.
-            With a `token_tap` (see `token_tap.py`), a local reply's batches skip this
-            thread: the tap emits this signal on the GUI thread.
         finished(int, object): Request id and its `GenerationDone` (cancelled ones too).
             Its `tail` is the only text no `tokens` signal carried.
         failed(int, str): Request id and why no reply could be made.
@@ -169,10 +165,8 @@ class InferenceWorker(ThreadWorker):
         model_settings: LoadOptionsStore | None = None,
         gpu_stand_in: GpuStandIn | None = None,
         verdicts: LoadVerdicts | None = None,
-        token_tap: Callable[[Connection], None] | None = None,
     ) -> None:
         super().__init__("hearth-inference")
-        self._token_tap = token_tap
         self._flush_interval_s = flush_interval_s
         self._policy = overflow_policy
         self._check_memory = check_memory
@@ -384,9 +378,7 @@ class InferenceWorker(ThreadWorker):
         # sent on as they come (one wake-up of this thread per refresh); a server's tokens
         # come one by one and are held here for `pace`.
         host_paced = isinstance(engine, EngineHost)
-        batching: dict[str, Any] = {"batch_s": pace} if host_paced else {}
-        if host_paced and self._token_tap is not None:
-            batching["tap"] = request_id  # the batches skip this thread: see `token_tap`
+        batching = {"batch_s": pace} if host_paced else {}
         hold = 0.0 if host_paced else pace
         last_flush = float("-inf")  # the first token leaves at once
 
@@ -651,5 +643,5 @@ class InferenceWorker(ThreadWorker):
 
     def _engine_here(self) -> EngineHost:
         if self._engine is None:
-            self._engine = EngineHost(on_notice=self._on_notice, on_tap=self._token_tap)
+            self._engine = EngineHost(on_notice=self._on_notice)
         return self._engine

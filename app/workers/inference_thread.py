@@ -1,7 +1,7 @@
 """What the GUI holds of the inference worker: `InferenceThread` creates the worker's
 thread, moves the worker there, sends requests as queued signals (cancels as direct calls),
-reads a local reply's tokens on the GUI thread (`TokenTap`), and stops everything in order
-(cancel, stop the engine host on its thread, quit and join the thread).
+and stops everything in order (cancel, stop the engine host on its thread, quit and join
+the thread).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from app.core.machine.load_verdicts import LoadVerdicts
 from app.core.server.config import ServerConfig
 from app.workers.inference import GpuStandIn, InferenceWorker
 from app.workers.thread_host import WorkerHost
-from app.workers.token_tap import TokenTap
 
 if TYPE_CHECKING:
     from app.core.inference.remote_http import Endpoint
@@ -55,7 +54,6 @@ class InferenceThread(WorkerHost):
         gpu_stand_in: GpuStandIn | None = None,
         verdicts: LoadVerdicts | None = None,
     ) -> None:
-        tap = TokenTap(self._tokens_here)
         worker = InferenceWorker(
             flush_interval_s=flush_interval_s,
             overflow_policy=overflow_policy,
@@ -63,15 +61,9 @@ class InferenceThread(WorkerHost):
             model_settings=model_settings,
             gpu_stand_in=gpu_stand_in,
             verdicts=verdicts,
-            token_tap=tap.hand_over,
         )
         super().__init__(worker, parent)
         self.worker = worker
-        self.tap = tap
-        tap.setParent(self)
-        # First of all connections: the tap's last batches reach the app before the end.
-        worker.finished.connect(tap.drain)
-        worker.failed.connect(tap.drain)
         self._loadRequested.connect(worker.load)
         self._generateRequested.connect(worker.generate)
         self._unloadRequested.connect(worker.unload)
@@ -79,17 +71,6 @@ class InferenceThread(WorkerHost):
         self._cacheRequested.connect(worker.report_cache)
         self._remoteRequested.connect(worker.use_remote)
         self._plainRequested.connect(worker.use_plain_transcript)
-
-    def _tokens_here(self, request_id: int, text: str, records: object) -> None:
-        # Emitted on the GUI thread: the app's slots (all on this thread) run at once.
-        self.worker.tokens.emit(request_id, text, records)
-
-    def stop(self, timeout_ms: int = 30_000) -> bool:
-        """As `WorkerHost.stop`, then close the token taps."""
-        stopped = super().stop(timeout_ms)
-        if stopped:
-            self.tap.close()
-        return stopped
 
     def load(self, path: Path | str, options: LoadOptions | None = None) -> None:
         """Queue loading a model (None: its saved options); watch `worker.offloadOutcome`,

@@ -16,8 +16,7 @@ settings, context and threads in a fresh process. The order rotates every round.
   the wall clock between the first and the last `tokens` signal reaching the GUI thread,
   against `hearth ask`'s: paired medians and ranges of the per-round ratios;
 - where the time goes, per GUI reply: CPU time per token of the GUI thread, of the
-  inference worker's thread (it drives the engine host; the token batches skip it: the
-  GUI thread reads them off the host's token tap) and of the whole GUI process,
+  inference worker's thread (reading the engine host's pipe) and of the whole GUI process,
   the time in the reply's database saves (packing token data included) and the number of
   chunks; and of each thread of the engine host (its decode loop is "main", llama.cpp's
   workers are "python", the thread that sends the batches is "hearth-sender");

@@ -13,9 +13,7 @@ next_logits, KV snapshots, the plain-transcript fallback) and is driven from one
 like the engine. Three things may come from other threads: cancelling (`cancel`-event
 set, read here between messages and forwarded through a shared counter), live settings
 (`SettingsHolder.set`, forwarded on the control pipe before the next token), and the API
-server switch (`serve` / `unserve`, answered as notices). A reply's token batches may
-skip this thread altogether: with `on_tap`, they come on a pipe of their own that the
-app's GUI thread reads (one wake-up of one thread per batch instead of two).
+server switch (`serve` / `unserve`, answered as notices).
 """
 
 from __future__ import annotations
@@ -49,8 +47,6 @@ from app.core.llama_child import crash_reason
 from app.core.logs import current_log_file
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from app.core.server.config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -61,11 +57,10 @@ Notice = tuple[Any, ...]
 _ALIVE_S = 0.5
 _POLL_MS = 500
 """How often a waiting call looks at its cancel event, the live settings and whether the
-host lives, unwoken. `wake` and a change of the watched `SettingsHolder` make it look at
-once, and the host's death makes its pipe readable, so this is a backstop: every
-wake-up of the worker's thread while the GUI thread is busy costs GIL hand-offs with
-it (waking 100 times a second cost the app ~60 µs of CPU per streamed token; 10 times a
-second, with the token tap, still cost the worker's thread 16 µs a token, no window up)."""
+host lives, unwoken: a backstop, since `wake` and a change of the watched `SettingsHolder`
+make it look at once and the host's death makes its pipe readable. Each wake-up of the
+worker's thread while the GUI thread is busy costs GIL hand-offs with it (waking 100 times
+a second cost the app ~60 µs of CPU per streamed token)."""
 _SHUTDOWN_S = 5.0
 
 
@@ -87,22 +82,12 @@ class EngineHost:
     Args:
         on_notice: Called (on a reader thread) with each notice: the API server's state
             and request count. Log lines from the host go to this process's log.
-        on_tap: Called (on the calling thread) with the reading end of each new host's
-            token tap, a `Connection` that then belongs to the callee: it carries, as
-            `(tap, TokenBatch)` in order, the batches of the replies `generate` was given
-            a `tap` for, and ends (EOF) when that host does. A reply's batches are all in
-            the tap before its `GenerationDone` (or its error) comes back.
     """
 
     capabilities: Capabilities = LOCAL_LLAMA_CPP
 
-    def __init__(
-        self,
-        on_notice: Callable[[Notice], None] | None = None,
-        on_tap: Callable[[Connection], None] | None = None,
-    ) -> None:
+    def __init__(self, on_notice: Callable[[Notice], None] | None = None) -> None:
         self.on_notice = on_notice
-        self.on_tap = on_tap
         self._process: Any = None
         self._requests: Any = None
         self._control: Any = None
@@ -141,23 +126,19 @@ class EngineHost:
         requests, child_requests = context.Pipe(duplex=True)
         control_in, control_out = context.Pipe(duplex=False)
         notices_in, notices_out = context.Pipe(duplex=False)
-        tap_in, tap_out = context.Pipe(duplex=False) if self.on_tap else (None, None)
         fd, stderr_name = tempfile.mkstemp(prefix="hearth-engine-", suffix=".log")
         os.close(fd)
         cancelled = context.RawValue("q", 0)
         setup = HostSetup(stderr_name, logging.getLogger().getEffectiveLevel())
         process = context.Process(
             target=host_main,
-            args=(child_requests, control_in, notices_out, cancelled, setup, tap_out),
+            args=(child_requests, control_in, notices_out, cancelled, setup),
             name="hearth-engine-host",
             daemon=True,
         )
         process.start()
-        for end in (child_requests, control_in, notices_out, tap_out):
-            if end is not None:
-                end.close()
-        if self.on_tap is not None and tap_in is not None:
-            self.on_tap(tap_in)
+        for end in (child_requests, control_in, notices_out):
+            end.close()
         self._process, self._requests, self._control = process, requests, control_out
         self._stopping = False
         self._cancelled, self._stderr, self._seq = cancelled, Path(stderr_name), 0
@@ -419,13 +400,9 @@ class EngineHost:
         top_n: int = TOP_N,
         continue_with: Sequence[int] = (),
         batch_s: float = BATCH_S,
-        tap: int | None = None,
     ) -> Iterator[GenerationEvent | TokenBatch]:
         """Stream a reply like `Engine.generate`, tokens coming as `TokenBatch`es, after
         the first at most one per `batch_s` seconds.
-
-        With a `tap` (any int, such as the caller's request id) and an `on_tap`, the
-        batches go on the token tap tagged with it instead of coming from here.
 
         A `SettingsHolder` is watched while the reply runs: a change reaches the host
         before its next token.
@@ -441,8 +418,6 @@ class EngineHost:
             "continue_with": tuple(continue_with),
             "batch_s": batch_s,
         }
-        if tap is not None and self.on_tap is not None:
-            args["tap"] = tap
         for message in self._exchange("generate", args, cancel=cancel, holder=holder):
             if message[0] == "event":
                 yield message[1]

@@ -80,12 +80,8 @@ def host_main(
     notices: Connection,
     cancelled: Any,
     setup: HostSetup,
-    tap: Connection | None = None,
 ) -> None:
-    """The child's entry point: serve requests until told to stop or the app is gone.
-
-    `tap`, if given, carries the token batches of replies that ask for it (see
-    `EngineHost`), so the app's GUI thread reads them itself."""
+    """The child's entry point: serve requests until told to stop or the app is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_crashes()
     redirect_stderr(setup.stderr_path)
@@ -94,7 +90,7 @@ def host_main(
     root.handlers[:] = [_ForwardLogs(outbox)]
     root.setLevel(setup.log_level)
     try:
-        _Host(requests, control, outbox, cancelled, tap).run()
+        _Host(requests, control, outbox, cancelled).run()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -104,11 +100,9 @@ def host_main(
 class _Sender(threading.Thread):
     """Sends a reply's events in batches, building each token's record on the way."""
 
-    def __init__(self, outbox: _Outbox, tap: _Outbox | None = None) -> None:
+    def __init__(self, outbox: _Outbox) -> None:
         super().__init__(name="hearth-host-sender", daemon=True)
         self._outbox = outbox
-        self._tap = tap
-        self.tag: int | None = None  # set per reply: its batches go on the tap, tagged
         self._queue: queue.Queue[Any] = queue.Queue()
         self._last_batch: float | None = None  # None: the reply's first token is next
         self.batch_s = BATCH_S  # set per reply, before its first token is put
@@ -161,11 +155,8 @@ class _Sender(threading.Thread):
     def _flush(self, tokens: list[Any], record_from_event: Any) -> None:
         if tokens:
             records = tuple(record_from_event(e, self.token_bytes) for e in tokens)
-            batch = TokenBatch("".join(e.text for e in tokens), records)
-            if self._tap is not None and self.tag is not None:
-                self._tap.send((self.tag, batch))
-            else:
-                self._outbox.send(("event", batch))
+            text = "".join(e.text for e in tokens)
+            self._outbox.send(("event", TokenBatch(text, records)))
             tokens.clear()
             self._last_batch = time.monotonic()
 
@@ -174,12 +165,7 @@ class _Host:
     """The child's state: the engine, the reply being steered, the API server."""
 
     def __init__(
-        self,
-        requests: Connection,
-        control: Connection,
-        notices: _Outbox,
-        cancelled: Any,
-        tap: Connection | None = None,
+        self, requests: Connection, control: Connection, notices: _Outbox, cancelled: Any
     ) -> None:
         from app.core.inference.engine import Engine
 
@@ -191,7 +177,7 @@ class _Host:
         self.cancelled = cancelled
         self.live: tuple[int, Any] | None = None
         self.server: tuple[Scheduler, ServerHandle] | None = None
-        self.sender = _Sender(self.out, _Outbox(tap) if tap is not None else None)
+        self.sender = _Sender(self.out)
         self.sender.start()
 
     def run(self) -> None:
@@ -301,7 +287,6 @@ class _Host:
 
         holder = SettingsHolder(args.pop("settings"))
         self.sender.batch_s = float(args.pop("batch_s", BATCH_S))
-        self.sender.tag = args.pop("tap", None)
         self.live = (seq, holder)
         try:
             self.sender.token_bytes = self.engine.vocabulary.token_bytes
