@@ -397,10 +397,10 @@ def test_the_window_refreshes_less_often_while_llama_cpp_takes_every_core(
         expected = BUSY_FLUSH_INTERVAL_S if cpus <= 1 else DEFAULT_FLUSH_INTERVAL_S
         assert worker._flush_interval(engine) == expected  # 1 thread: a core is left over
         inference.load(starter_model, LoadOptions(n_ctx=1024, n_threads=cpus))
-        qtbot.waitUntil(
-            lambda: engine.loaded is not None and engine.loaded.n_threads == cpus,
-            timeout=TIMEOUT_MS,
-        )
+        # Wait for the signal, not on `engine.loaded`: the worker's thread clears and sets
+        # it while the model loads again.
+        qtbot.waitUntil(lambda: len(recorder.loaded) == 2, timeout=TIMEOUT_MS)
+        assert recorder.loaded[-1].n_threads == cpus
         assert worker._flush_interval(engine) == BUSY_FLUSH_INTERVAL_S
         inference.generate(1, HELLO, GREEDY.with_changes(max_tokens=40))
         qtbot.waitUntil(lambda: recorder.ended(1), timeout=TIMEOUT_MS)
