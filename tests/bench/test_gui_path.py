@@ -80,6 +80,7 @@ def test_the_quick_run_prints_every_figure_and_the_summary_rows(
     )
     assert len(waited) == len(gui_path.VARIANTS)
     assert len(re.findall(r"event loop lateness max \d+\.\d ms", out)) == 2
+    assert len(re.findall(r"; full garbage collections \d+", out)) == 2
     rows = summary.read_text(encoding="utf-8").splitlines()
     assert len(rows) == len(gui_path.VARIANTS) + 2
     assert all(row.startswith(starter_model.name + "\t") for row in rows)
