@@ -310,6 +310,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         switches = since(switches0, thread_switches())
         host_switches = since(host_switches0, thread_switches(host_pid)) if host_pid else {}
         sys.setswitchinterval(old_switch)
+        full_gc_ms = collections.stop()  # before any early `continue`: no callback left
         if beat is not None:
             beat.stop()
         window.replyFinished.disconnect(done)
@@ -341,7 +342,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         if beat is not None:
             # Lateness from the first chunk to the last (the streaming itself).
             result["lateness_ms"] = beat.lateness
-        result["full_gc_ms"] = collections.stop()
+        result["full_gc_ms"] = full_gc_ms
         if len(appends) == len(counts) and counts:
             result["append_s"] = appends
             result["append_n"] = counts
