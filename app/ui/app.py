@@ -175,12 +175,16 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
             QMessageBox.critical(None, APP_NAME, exc.message)
             return 1
         collector.busy = window.is_streaming  # no full collection stalls a streaming reply
+        # Start-up ends when the first model has loaded (or failed to, or there is none):
+        # what is alive then stays alive, and collections stop walking it.
+        window.modelLoaded.connect(collector.settle_soon)
+        window.modelLoadEnded.connect(collector.settle_soon)
         window.show()
         window.focus_composer()
         instance.show_window_on_request(window)
         # The model loads once the window is up: its first frame does not wait for (or
         # share the CPU with) reading the model.
-        QTimer.singleShot(0, partial(open_first_model, window, paths, model))
+        QTimer.singleShot(0, partial(open_first_model, window, paths, model, collector))
     except Exception as exc:  # an unexpected failure to start: log it, show where
         if window is not None:
             with _suppress_all():
@@ -201,14 +205,22 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
     return int(status)
 
 
-def open_first_model(window: MainWindow, paths: AppPaths, model: str | None) -> None:
-    """Load the model asked for (else the starter); say so if there is none."""
+def open_first_model(
+    window: MainWindow,
+    paths: AppPaths,
+    model: str | None,
+    collector: GuiThreadGarbageCollector | None = None,
+) -> None:
+    """Load the model asked for (else the starter); say so if there is none (and, as
+    start-up then ends here, settle `collector`)."""
     try:
         window.load_model(resolve_model(model, paths))
     except HearthError as exc:
         log.info("no model to open: %s", exc)
         if model is not None:  # with no model asked for, the welcome panel explains
             window.show_missing_model(exc.message)
+        if collector is not None:
+            collector.settle_soon()
     window.focus_composer()
 
 

@@ -37,7 +37,10 @@ settings, context and threads in a fresh process. The order rotates every round.
   without the heartbeat: the GUI thread's whole CPU per token (from one chunk's arrival
   to the next: append, layout, paint, saves) at the start against the end, and per chunk
   in each tenth of the reply, with the tenth in which the reply outgrew the view and the
-  chat began to scroll (each new line then also moves the view).
+  chat began to scroll (each new line then also moves the view);
+- after the long replies, one full collection as the app's collector runs it between
+  replies: its time and the objects it walks (those alive once the model had loaded are
+  frozen, `gc.freeze`, and not walked).
 
 `--quick` is a smoke run: one round of 8 tokens, a 16-token long reply. `--summary` appends
 tab-separated rows to gpu_check.sh's table.
@@ -195,6 +198,7 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         store.set_default_settings(SamplingSettings(seed=SEED))
     window = MainWindow(paths, load_options=LoadOptions(n_ctx=N_CTX, n_threads=threads))
     collector = GuiThreadGarbageCollector(qapp, window.is_streaming)  # as the app does
+    window.modelLoaded.connect(collector.settle_soon)  # as the app does
     window.resize(*size)
     window.show()
     window.load_model(model)
@@ -204,6 +208,8 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
     wait.exec()
     if window.model is None:
         raise SystemExit(f"the model did not load: {window.notice_text}")
+    while not gc.get_freeze_count():  # the collector's next check settles the heap
+        qapp.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 100)
 
     saves: list[float] = []
     real_flush = reply_writer.ReplyWriter.flush
@@ -258,6 +264,13 @@ def child(model: Path, threads: int, home: Path, size: tuple[int, int]) -> None:
         command = json.loads(line)
         if command.get("quit"):
             break
+        if command.get("collect"):  # a full collection now, as the app's collector runs it
+            t0 = time.perf_counter()
+            gc.collect()
+            collect_ms = (time.perf_counter() - t0) * 1e3
+            walked, frozen = len(gc.get_objects()), gc.get_freeze_count()
+            print(json.dumps({"ms": collect_ms, "walked": walked, "frozen": frozen}), flush=True)
+            continue
         window.new_chat()
         window.set_tokens_view(bool(command["tokens_view"]))
         window.sampling_panel.set_settings(
@@ -738,6 +751,12 @@ def stall_and_render(args: argparse.Namespace, gui: GuiChild) -> None:
             f"GUI stall max, tokens view {shown}",
             f"{late[-1]:.1f} ms",
         )
+    full = gui.reply(collect=True)
+    print(
+        f"  a full garbage collection after them (between replies, as the app runs it): "
+        f"{full['ms']:.1f} ms, walking {full['walked']} objects; "
+        f"{full['frozen']} frozen once the model loaded are not walked"
+    )
 
 
 if __name__ == "__main__":

@@ -81,6 +81,13 @@ def test_the_quick_run_prints_every_figure_and_the_summary_rows(
     assert len(waited) == len(gui_path.VARIANTS)
     assert len(re.findall(r"event loop lateness max \d+\.\d ms", out)) == 2
     assert len(re.findall(r"; full garbage collections \d+", out)) == 2
+    settled = re.search(
+        r"a full garbage collection after them .*: \d+\.\d ms, walking (\d+) objects; "
+        r"(\d+) frozen once the model loaded",
+        out,
+    )
+    assert settled is not None
+    assert int(settled[2]) > int(settled[1])  # most of the heap is the start-up's
     rows = summary.read_text(encoding="utf-8").splitlines()
     assert len(rows) == len(gui_path.VARIANTS) + 2
     assert all(row.startswith(starter_model.name + "\t") for row in rows)

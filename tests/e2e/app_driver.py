@@ -1,13 +1,15 @@
 """Run the real app (the `hearth` entry point) in this process and drive it like a person.
 
     python -m tests.e2e.app_driver [--send TEXT] [--mark-shown] [--close-after-shown]
-                                   -- HEARTH_ARGS...
+                                   [--report-settled] -- HEARTH_ARGS...
 
 The app itself has no test hooks: this script creates the `QApplication` first (the app
 reuses it), watches for the main window with an application event filter, then acts on
 the real widgets: types `--send` into the composer and presses Enter once the model is
 loaded; prints `WINDOW_SHOWN <seconds since start>` on the first frame after the window
-is shown (`--mark-shown`), and closes it then (`--close-after-shown`). Everything after
+is shown (`--mark-shown`), and closes it then (`--close-after-shown`); prints `SETTLED
+<objects frozen> <objects tracked>` and closes the window once the app has frozen its
+start-up heap, or after 60 s (`--report-settled`; see `app.ui.gui_gc`). Everything after
 `--` goes to `app.cli.main`, as on the command line.
 """
 
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send", help="type this into the composer once the model loads")
     parser.add_argument("--mark-shown", action="store_true")
     parser.add_argument("--close-after-shown", action="store_true")
+    parser.add_argument("--report-settled", action="store_true")
     options = parser.parse_args(args)
+
+    import gc
 
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
     from PySide6.QtTest import QTest
@@ -51,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             self.poll = QTimer(self)
             self.poll.setInterval(50)
             self.poll.timeout.connect(self.tick)
+            self.settled = QTimer(self)
+            self.settled.setInterval(50)
+            self.settled.timeout.connect(self.report_settled)
 
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:
             if (
@@ -62,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 QTimer.singleShot(0, self.on_shown)  # after the first frame's events
                 if options.send:
                     self.poll.start()
+                if options.report_settled:
+                    self.settled.start()
             return False
 
         def on_shown(self) -> None:
@@ -69,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"WINDOW_SHOWN {time.perf_counter() - _STARTED:.4f}", flush=True)
             if options.close_after_shown and self.window is not None:
                 self.window.close()
+
+        def report_settled(self) -> None:
+            if self.window is None:
+                return
+            if gc.get_freeze_count() == 0 and time.perf_counter() - _STARTED < 60:
+                return
+            self.settled.stop()
+            print(f"SETTLED {gc.get_freeze_count()} {len(gc.get_objects())}", flush=True)
+            self.window.close()
 
         def tick(self) -> None:
             window = self.window

@@ -99,3 +99,42 @@ def test_the_window_is_streaming_from_send_to_the_reply_s_end(
     assert window.is_streaming()
     wait_reply_done(qtbot, window)
     qtbot.waitUntil(lambda: not window.is_streaming(), timeout=TIMEOUT_MS)
+
+
+def test_settling_freezes_what_is_alive_at_the_first_check_not_busy(
+    qapp: object, passes: list[int]
+) -> None:
+    busy = True
+    collector = GuiThreadGarbageCollector(busy=lambda: busy)
+    try:
+        assert gc.get_freeze_count() == 0
+        collector.settle_soon()
+        collector.check()
+        assert gc.get_freeze_count() == 0  # waits while a reply streams
+        busy = False
+        passes.clear()
+        collector.check()
+        assert passes == [2]  # one full collection, then the freeze
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the test process's modules, classes, widgets
+        assert len(gc.get_objects()) < frozen  # later collections walk far fewer
+        cycle = _Cycle()
+        collector.settle_soon()  # once per install: a second request freezes nothing
+        collector.check()
+        assert gc.get_freeze_count() == frozen
+        assert any(o is cycle for o in gc.get_objects())  # still in the collector's reach
+    finally:
+        collector.uninstall()
+        collector.deleteLater()
+    assert gc.get_freeze_count() == 0  # uninstall gives everything back
+
+
+def test_uninstall_unfreezes_only_what_it_froze(qapp: object) -> None:
+    collector = GuiThreadGarbageCollector()
+    gc.freeze()
+    try:
+        collector.uninstall()
+        assert gc.get_freeze_count() > 0  # someone else's freeze is theirs to undo
+    finally:
+        gc.unfreeze()
+        collector.deleteLater()
