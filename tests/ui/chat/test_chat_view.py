@@ -615,3 +615,27 @@ def test_append_message_adds_a_sent_message_without_a_rebuild(view: ChatView) ->
     view.begin_reply(reply(4, 3, "", status="streaming"))
     assert view.built_message_ids() == [1, 2, 3, 4]
     assert at_bottom(view)
+
+
+@pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
+def test_the_scroll_bar_is_a_flat_handle_on_the_chat_s_background(
+    view: ChatView, dark: bool
+) -> None:
+    palette = QPalette(view.palette())
+    if dark:
+        for role, colour in (("Base", "#1e1e1e"), ("Mid", "#5a5a5a"), ("Text", "#e6e6e6")):
+            palette.setColor(getattr(QPalette.ColorRole, role), QColor(colour))
+    view.setPalette(palette)
+    messages = [user(1, None, "Tell me a story. " * 40)]
+    messages.append(reply(2, 1, "Once upon a time. " * 200))
+    show(view, messages)
+    bar = view.findChild(QScrollArea, "chatScrollArea").verticalScrollBar()  # type: ignore[union-attr]
+    bar.setValue(bar.maximum())
+    settle()
+    image = bar.grab().toImage()
+    middle = image.width() // 2
+    groove = image.pixelColor(middle, 4)  # at the bottom, the top of the bar is empty
+    handle = image.pixelColor(middle, image.height() - 20)
+    colours = bar.palette()
+    assert groove.rgb() == colours.color(QPalette.ColorRole.Base).rgb()  # no gradient, arrow
+    assert handle.rgb() == colours.color(QPalette.ColorRole.Mid).rgb()
