@@ -465,6 +465,10 @@ class TokenPanel(QWidget):
             ):
                 self._settings.append((start + offset, record.settings))
         self._view.append_records(records)
+        # A new line made the tokens taller: grow now, not at the next event-loop pass,
+        # so the block and the column above grow in the same pass as the paint (a panel
+        # grown later repaints its new strip, and the tokens under it, a second time).
+        self.layout().activate()
 
     def set_settings_changes(self, changes: Sequence[tuple[int, SamplingSettings]]) -> None:
         """Where the settings changed along the reply (from stored token data)."""

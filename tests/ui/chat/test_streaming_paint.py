@@ -146,3 +146,41 @@ def test_partial_repaints_leave_nothing_stale_while_streaming_and_resizing(
         fresh = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
         assert shown.size() == fresh.size()
         assert shown == fresh, f"stale pixels after streaming at width {width}"
+
+
+class Passes(QObject):
+    """Counts the window's paint passes (UpdateRequest) and the paints of one widget."""
+
+    def __init__(self, window: QWidget, name: str) -> None:
+        super().__init__()
+        self.window, self.name = window, name
+        self.passes = self.paints = 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.UpdateRequest and watched is self.window:
+            self.passes += 1
+        elif isinstance(event, QPaintEvent) and watched.objectName() == self.name:
+            self.paints += 1
+        return False
+
+
+def test_a_chunk_that_adds_a_line_to_the_tokens_view_is_painted_once(view: ChatView) -> None:
+    """A new line grows the tokens, their panel, the block and the column: all of it in the
+    pass that paints the chunk, not in a second pass that paints the new line again (the
+    panel is one layout deeper than a plain reply's text)."""
+    view.resize(800, 2000)  # room for the whole reply: no scrolling
+    view.set_tokens_default(True)
+    view.begin_reply(message(REPLY_ID, None, "assistant", ""))
+    settle()
+    counter = Passes(view.window(), "tokenView")
+    app = QApplication.instance()
+    assert app is not None
+    pieces = words(240)
+    app.installEventFilter(counter)
+    try:
+        stream(view, pieces, tokens=True, chunk=4)
+    finally:
+        app.removeEventFilter(counter)
+    chunks = len(pieces) // 4
+    assert view.message_block(REPLY_ID).height() > 300  # type: ignore[union-attr]  # lines
+    assert counter.paints == counter.passes == chunks, (counter.paints, counter.passes)
