@@ -415,7 +415,7 @@ class TokenPanel(QWidget):
         # Paints nothing of its own and grows at the bottom: a taller panel repaints only its
         # new strip, and it grows at once to what its parts need (see MessageBlock).
         self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
-        layout = QVBoxLayout(self)
+        layout = self._layout = QVBoxLayout(self)
         layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
@@ -468,7 +468,7 @@ class TokenPanel(QWidget):
         # A new line made the tokens taller: grow now, not at the next event-loop pass,
         # so the block and the column above grow in the same pass as the paint (a panel
         # grown later repaints its new strip, and the tokens under it, a second time).
-        self.layout().activate()
+        self._layout.activate()
 
     def set_settings_changes(self, changes: Sequence[tuple[int, SamplingSettings]]) -> None:
         """Where the settings changed along the reply (from stored token data)."""
