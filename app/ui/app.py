@@ -184,7 +184,7 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
         instance.show_window_on_request(window)
         # The model loads once the window is up: its first frame does not wait for (or
         # share the CPU with) reading the model.
-        QTimer.singleShot(0, partial(open_first_model, window, paths, model, collector))
+        QTimer.singleShot(0, partial(_open_first_model, window, paths, model, collector))
     except Exception as exc:  # an unexpected failure to start: log it, show where
         if window is not None:
             with _suppress_all():
@@ -205,23 +205,24 @@ def _run(paths: AppPaths, model: str | None, log_path: Path) -> int:
     return int(status)
 
 
-def open_first_model(
-    window: MainWindow,
-    paths: AppPaths,
-    model: str | None,
-    collector: GuiThreadGarbageCollector | None = None,
-) -> None:
-    """Load the model asked for (else the starter); say so if there is none (and, as
-    start-up then ends here, settle `collector`)."""
+def open_first_model(window: MainWindow, paths: AppPaths, model: str | None) -> None:
+    """Load the model asked for (else the starter); say so if there is none."""
     try:
         window.load_model(resolve_model(model, paths))
     except HearthError as exc:
         log.info("no model to open: %s", exc)
         if model is not None:  # with no model asked for, the welcome panel explains
             window.show_missing_model(exc.message)
-        if collector is not None:
-            collector.settle_soon()
     window.focus_composer()
+
+
+def _open_first_model(
+    window: MainWindow, paths: AppPaths, model: str | None, collector: GuiThreadGarbageCollector
+) -> None:
+    """`open_first_model`; with no load begun, start-up ends here: settle `collector`."""
+    open_first_model(window, paths, model)
+    if not window.is_loading:
+        collector.settle_soon()
 
 
 def claim_data_folder(paths: AppPaths) -> SingleInstance | None:
