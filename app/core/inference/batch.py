@@ -259,7 +259,7 @@ class BatchDecoder:
         job, chain, reply = slot.job, slot.chain, slot.reply
         assert job is not None and chain is not None and reply is not None
         row = self._rows.at(self._ctx, slot.out)
-        token, scanned = chain.pick(row, self._ctx, slot.out)
+        token, scanned = chain.pick(row, self._ctx, slot.out, self._probs.top_n)
         top = self._probs.read(row, scanned)
         if slot.t_first is None:
             slot.t_first = time.perf_counter()

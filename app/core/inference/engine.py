@@ -99,6 +99,8 @@ class Engine:
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = False
+        self._one = (llama_cpp.llama_token * 1)()
+        self._one_batch = llama_cpp.llama_batch_get_one(self._one, 1)
         self.token_data_mode: TokenDataMode = "auto"
         """Where token probabilities are computed: "auto" (overlapped with the next decode
         when a core is free or the model is on a GPU), "inline" or "overlap"."""
@@ -432,7 +434,9 @@ class Engine:
                         chain = self._rebuild_chain(chain, current, seed, grammar, generated)
                         reply.set_stops(current.stop + self._template.extra_stops)
                     assert logits_row is not None
-                    token, scanned = chain.pick(logits_row, None if from_saved else self._ctx)
+                    token, scanned = chain.pick(
+                        logits_row, None if from_saved else self._ctx, depth=probs.top_n
+                    )
                     from_saved = False
                     if t_first is None:
                         t_first = time.perf_counter()
@@ -598,6 +602,9 @@ class Engine:
         return event is not None and event.is_set()
 
     def _decode(self, tokens: list[int]) -> int:
+        if len(tokens) == 1:  # the decode loop's: one batch made once (see `candidates`)
+            self._one[0] = tokens[0]
+            return int(llama_cpp.llama_decode(self._ctx, self._one_batch))
         arr = (llama_cpp.llama_token * len(tokens))(*tokens)
         batch = llama_cpp.llama_batch_get_one(arr, len(tokens))
         return int(llama_cpp.llama_decode(self._ctx, batch))

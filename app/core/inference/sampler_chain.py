@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.errors import InvalidSettingError
-from app.core.inference.candidates import GroupMaxima, survivors
+from app.core.inference.candidates import GroupMaxima, Scan, survivors
 from app.core.inference.sampling import SamplingSettings
 
 MIROSTAT_M = 100  # candidates mirostat v1 uses to estimate s_hat (llama.cpp's default)
@@ -49,6 +49,9 @@ class SamplerChain:
         self._penalties: Any = None
         self._grammar: Any = None
         self._groups = GroupMaxima(n_vocab)
+        self._grow(0)
+        self._array = llama_cpp.llama_token_data_array(self._pointer, 0, -1, False)
+        self._array_ref = ctypes.byref(self._array)
         s = settings
         self.penalty_window = s.penalty_window(n_ctx)
         self._recent: deque[int] | None = None
@@ -127,18 +130,18 @@ class SamplerChain:
                 llama_cpp.llama_sampler_accept(self._grammar, token)
 
     def pick(
-        self, logits: npt.NDArray[np.float32], ctx: Any = None, index: int = -1
-    ) -> tuple[int, tuple[npt.NDArray[np.float32], float] | None]:
+        self, logits: npt.NDArray[np.float32], ctx: Any = None, index: int = -1, depth: int = 0
+    ) -> tuple[int, Scan | None]:
         """Pick (and accept) the next token from `logits`, a row of batch position `index`
         of `ctx` (or a saved row when `ctx` is None).
 
-        Returns the token and the row's group-maxima scan when one was made (for
-        `ProbabilityReader.read`). With `keep` set, only the chain's survivors reach it.
+        Returns the token and the row's scan when one was made (for
+        `ProbabilityReader.read`), its candidate search at least `depth` deep. With `keep`
+        set, only the chain's survivors reach it.
         """
         if self.keep is not None:
-            scanned = self._groups.scan(logits)
             window = set(self._recent) if self._recent else frozenset()
-            ids = survivors(logits, scanned[0], self._groups, self.keep, window)
+            ids, scanned = survivors(logits, self._groups, self.keep, window, depth)
             if ids.shape[0] >= min(self.keep, logits.shape[0]):  # NaNs compare false
                 return self._sample_ids(ids, logits[ids]), scanned
             return self.sample_logits(logits), scanned
@@ -153,17 +156,25 @@ class SamplerChain:
 
     def _sample_ids(self, ids: npt.NDArray[np.int32], logits: npt.NDArray[np.float32]) -> int:
         n = ids.shape[0]
-        data = np.empty(n, dtype=_TOKEN_DATA)
-        data["id"] = ids
-        data["logit"] = logits
-        data["p"] = 0.0
-        pointer = data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
-        candidates = llama_cpp.llama_token_data_array(pointer, n, -1, False)
-        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(candidates))
-        token = int(candidates.data[candidates.selected].id)
+        if n > self._data.shape[0]:
+            self._grow(n)
+        array = self._array
+        self._ids[:n] = ids
+        self._logits[:n] = logits
+        self._probs[:n] = 0.0
+        array.data, array.size, array.selected, array.sorted = self._pointer, n, -1, False
+        llama_cpp.llama_sampler_apply(self._chain, self._array_ref)
+        token = int(self._ids[array.selected])
         llama_cpp.llama_sampler_accept(self._chain, token)
         self._accepted(token)
         return token
+
+    def _grow(self, n: int) -> None:
+        """The candidate buffer `llama_sampler_apply` works in, made once per size: the
+        pick runs between two decodes, where every allocation and view runs cold."""
+        self._data = np.empty(n, dtype=_TOKEN_DATA)
+        self._ids, self._logits, self._probs = (self._data[f] for f in ("id", "logit", "p"))
+        self._pointer: Any = self._data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
 
     def sample(self, ctx: Any, index: int = -1) -> int:
         """Pick (and accept) the next token from the logits of batch position `index`

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from app.core.inference.candidates import Scan
 from app.core.inference.events import TokenAlternative
 from app.core.inference.token_probs import ProbabilityReader
 from app.core.inference.vocab import Vocabulary
@@ -32,16 +32,11 @@ from app.core.llama_child import name_os_thread
 TokenDataMode = Literal["auto", "inline", "overlap"]
 
 
-@dataclass(frozen=True, slots=True)
-class TokenFacts:
+class TokenFacts(NamedTuple):
     """What the inspector shows for one generated token."""
 
     prob: float
     alternatives: tuple[TokenAlternative, ...]
-
-
-Scan = tuple[npt.NDArray[np.float32], float]
-"""A row's group maxima and maximum (`GroupMaxima.scan`)."""
 
 
 class _Job:

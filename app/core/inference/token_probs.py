@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from app.core.inference.candidates import GroupMaxima
+from app.core.inference.candidates import GroupMaxima, Scan
 from app.core.inference.token_data import MAX_TOP_N, TOP_N
 
 __all__ = ["MAX_TOP_N", "TOP_N", "ProbabilityReader", "TopTokens"]
@@ -44,32 +44,35 @@ class ProbabilityReader:
     def read(
         self,
         logits: npt.NDArray[np.float32],
-        scanned: tuple[npt.NDArray[np.float32], float] | None = None,
+        scanned: Scan | None = None,
     ) -> TopTokens:
         """Compute the normaliser and the top tokens of `logits` (one vocabulary row).
 
-        `scanned` is the row's `GroupMaxima.scan`, when the sampler already made it. The
-        group maxima serve the top-n search and give the row's maximum: four passes over
-        the row in all (maxima, subtract, exp, sum).
+        `scanned` is the row's `GroupMaxima.scan`, when the sampler already made it (with
+        its candidate search, when that went deep enough). The group maxima serve the
+        top-n search and give the row's maximum: four passes over the row in all (maxima,
+        subtract, exp, sum).
         """
-        maxima, peak = scanned if scanned is not None else self.groups.scan(logits)
+        if scanned is None:
+            scanned = self.groups.scan(logits)
         scratch = self._scratch
-        np.subtract(logits, np.float32(peak), out=scratch)
+        np.subtract(logits, np.float32(scanned.peak), out=scratch)
         np.exp(scratch, out=scratch)
         self._norm = float(scratch.sum())
-        top = self._top_ids(logits, maxima)
+        top = self._top_ids(logits, scanned)
         return TopTokens(top, logits[top], scratch[top] / self._norm)
 
-    def _top_ids(
-        self, logits: npt.NDArray[np.float32], maxima: npt.NDArray[np.float32]
-    ) -> npt.NDArray[np.intp]:
+    def _top_ids(self, logits: npt.NDArray[np.float32], scanned: Scan) -> npt.NDArray[np.intp]:
         """The top-n ids, best first (equal logits by id), searched only inside the groups
         whose maxima can hold them: exact, and several times cheaper than an argpartition
         of the whole row."""
         n = self._top_n
         if n == 0:
             return np.empty(0, dtype=np.intp)
-        candidates = self.groups.at_least(logits, maxima, n)
+        if scanned.best is not None and scanned.depth >= n:
+            candidates = scanned.best
+        else:
+            candidates = self.groups.at_least(logits, scanned.maxima, n)
         order = np.lexsort((candidates, -logits[candidates]))[:n]
         return candidates[order]
 

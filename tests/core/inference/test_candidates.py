@@ -46,9 +46,10 @@ def rows(n_vocab: int, count: int, seed: int) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.parametrize("depth", [0, 10])  # the chain's own depth, and the inspector's top 10
 @pytest.mark.parametrize("name", list(SETTINGS))
 @pytest.mark.parametrize("n_vocab", [49_152, 50_000 + 13])  # whole groups, and a ragged tail
-def test_the_survivors_pick_what_the_whole_row_picks(name: str, n_vocab: int) -> None:
+def test_the_survivors_pick_what_the_whole_row_picks(name: str, n_vocab: int, depth: int) -> None:
     settings = SETTINGS[name]
     history = [int(t) for t in np.random.default_rng(3).integers(0, n_vocab, 40)]
     full = SamplerChain(settings, 77, n_vocab, N_CTX)
@@ -62,8 +63,8 @@ def test_the_survivors_pick_what_the_whole_row_picks(name: str, n_vocab: int) ->
             if i % 3 == 0:  # make the chain's own recent picks strong again: penalties bite
                 row[picked_full[-6:]] += 10.0
             picked_full.append(full.sample_logits(row))
-            token, scanned = pruned.pick(row)
-            assert scanned is not None
+            token, scanned = pruned.pick(row, depth=depth)
+            assert scanned is not None and scanned.depth >= depth
             picked_pruned.append(token)
         assert picked_pruned == picked_full
         assert len(set(picked_full)) > 5
@@ -90,11 +91,25 @@ def test_the_survivors_are_every_token_at_or_above_the_border_plus_the_window() 
     row = rows(n_vocab, 1, seed=5)[0]
     row[[3, 9_000, 10_004]] = row.max()  # ties at the top, one in the ragged tail
     window = {1, 2, 3, 500}
-    ids = survivors(row, groups.scan(row)[0], groups, 40, window)
+    ids, scanned = survivors(row, groups, 40, window)
     border = np.sort(row)[::-1][40 + len(window) - 1]
     expected = set(np.flatnonzero(row >= border).tolist()) | window
     assert set(ids.tolist()) == expected
     assert list(ids) == sorted(ids)
+    assert scanned.depth == 40 + len(window)
+    assert scanned.best is not None and set(scanned.best.tolist()) == expected - {1, 2, 500}
+
+
+def test_a_search_deeper_than_the_chain_needs_serves_the_top_n_too() -> None:
+    n_vocab = 10_000 + 5
+    groups = GroupMaxima(n_vocab)
+    row = rows(n_vocab, 1, seed=6)[0]
+    ids, scanned = survivors(row, groups, 1, depth=10)  # greedy, read ten deep
+    border = np.sort(row)[::-1][9]
+    assert set(ids.tolist()) == set(np.flatnonzero(row >= border).tolist())
+    assert list(ids) == sorted(ids) and ids.dtype == np.int32
+    assert scanned.depth == 10 and scanned.best is not None
+    assert scanned.peak == float(row.max())
 
 
 def test_chains_that_need_the_whole_row_are_not_pruned() -> None:

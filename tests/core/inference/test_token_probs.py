@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.core.inference.candidates import GroupMaxima
 from app.core.inference.token_probs import ProbabilityReader
 
 
@@ -38,3 +39,19 @@ def test_grouped_top_search_is_exact_for_any_vocabulary_size(n_vocab: int) -> No
     for _ in range(50):
         logits = rng.normal(0.0, 3.0, n_vocab).astype(np.float32)
         assert list(reader.read(logits).ids) == list(np.argsort(-logits, kind="stable")[:10])
+
+
+@pytest.mark.parametrize("depth", [10, 45])
+def test_the_sampler_s_candidate_search_gives_the_same_top_tokens(depth: int) -> None:
+    rng = np.random.default_rng(depth)
+    n_vocab = 50_001
+    groups = GroupMaxima(n_vocab)
+    own, shared = ProbabilityReader(n_vocab), ProbabilityReader(n_vocab)
+    for _ in range(20):
+        logits = rng.normal(0.0, 3.0, n_vocab).astype(np.float32)
+        logits[rng.integers(0, n_vocab, 5)] = logits.max()  # ties at the top
+        scanned = groups.scan(logits)
+        scanned = scanned._replace(best=groups.at_least(logits, scanned.maxima, depth), depth=depth)
+        a, b = own.read(logits), shared.read(logits, scanned)
+        assert list(a.ids) == list(b.ids) == list(np.argsort(-logits, kind="stable")[:10])
+        np.testing.assert_array_equal(a.probs, b.probs)
