@@ -12,6 +12,12 @@ from app.core.inference.token_data import MAX_TOP_N, TOP_N
 
 __all__ = ["MAX_TOP_N", "TOP_N", "ProbabilityReader", "TopTokens"]
 
+SHIFT_FREE = (-60.0, 80.0)
+"""Softmax skips subtracting the row's maximum when that lies inside (-60, 80 - ln n):
+float32's exp overflows only past 88.7, so n terms sum to at most e^80, and the largest
+term is over e^27 times any term exp leaves subnormal. The subtraction is one more pass
+over the row, and it runs cold, between two decodes (see `candidates`)."""
+
 
 @dataclass(frozen=True)
 class TopTokens:
@@ -31,6 +37,7 @@ class ProbabilityReader:
         self._top_n = min(top_n, n_vocab)
         self.groups = GroupMaxima(n_vocab)
         self._norm = 1.0
+        self._shift_free = (SHIFT_FREE[0], SHIFT_FREE[1] - float(np.log(max(n_vocab, 1))))
 
     @property
     def top_n(self) -> int:
@@ -50,14 +57,18 @@ class ProbabilityReader:
 
         `scanned` is the row's `GroupMaxima.scan`, when the sampler already made it (with
         its candidate search, when that went deep enough). The group maxima serve the
-        top-n search and give the row's maximum: four passes over the row in all (maxima,
-        subtract, exp, sum).
+        top-n search and give the row's maximum: three passes over the row in all (maxima,
+        exp, sum), four when the maximum is far from 0 (`SHIFT_FREE`).
         """
         if scanned is None:
             scanned = self.groups.scan(logits)
         scratch = self._scratch
-        np.subtract(logits, np.float32(scanned.peak), out=scratch)
-        np.exp(scratch, out=scratch)
+        low, high = self._shift_free
+        if low < scanned.peak < high:
+            np.exp(logits, out=scratch)  # the same ratios, one pass fewer
+        else:
+            np.subtract(logits, np.float32(scanned.peak), out=scratch)
+            np.exp(scratch, out=scratch)
         self._norm = float(scratch.sum())
         top = self._top_ids(logits, scanned)
         return TopTokens(top, logits[top], scratch[top] / self._norm)

@@ -55,3 +55,20 @@ def test_the_sampler_s_candidate_search_gives_the_same_top_tokens(depth: int) ->
         a, b = own.read(logits), shared.read(logits, scanned)
         assert list(a.ids) == list(b.ids) == list(np.argsort(-logits, kind="stable")[:10])
         np.testing.assert_array_equal(a.probs, b.probs)
+
+
+@pytest.mark.parametrize("peak", [-70.0, -30.0, 0.0, 60.0, 69.0, 75.0, 500.0])
+def test_probabilities_are_exact_wherever_the_row_s_maximum_lies(peak: float) -> None:
+    """Near 0 the softmax skips the shift by the maximum; far from it, it shifts: both exact."""
+    n_vocab = 262_144
+    rng = np.random.default_rng(int(peak) + 1000)
+    logits = rng.normal(0.0, 4.0, n_vocab).astype(np.float32)
+    logits += np.float32(peak) - logits.max()
+    reader = ProbabilityReader(n_vocab)
+    top = reader.read(logits)
+    exact = np.exp(logits.astype(np.float64) - float(logits.max()))
+    exact /= exact.sum()
+    np.testing.assert_allclose(top.probs, exact[top.ids], rtol=2e-5)
+    assert np.isfinite(top.probs).all() and top.probs[0] > 0
+    low = int(np.argmin(logits))
+    assert reader.prob_of(low) == pytest.approx(exact[low], rel=1e-3, abs=1e-30)
