@@ -9,16 +9,19 @@ For each model, in one run and alternating each round, it generates the same rep
     of `Engine.token_data_mode` asked for;
   * the engine in the engine host (a child process, as the app runs it; `--host`), with
     its reply's own stats, measured in the host;
-  * the engine as of git revision `--before` (default: the commit before issue 15's loop
-    change), loaded from git into a module of its own;
+  * with `--before REV`, the engine as of git revision REV, loaded from git into a module
+    of its own (its engine.py and token_probs.py over today's other modules: only a
+    revision whose engine still fits them runs; none by default);
   * a bare loop on the engine's own context: `llama_decode` of the prompt in n_batch
     chunks, then `llama_sampler_sample` with the same native chain + `llama_decode` of
     one token.
 `llama_cpp.llama_decode` is wrapped for the run, so the time inside it is known exactly:
 host time per token = (decode-phase wall time - time inside llama_decode) / decodes.
 It prints paired medians and ranges of the decode and prefill ratios to the bare loop,
-host µs/token, and a breakdown of the engine's per-token host work measured on the
-model's own logits (probabilities, alternatives, text, event, row copy, helper hand-off).
+host µs/token, for engines in this process the time inside `llama_decode` against the bare
+loop's and the decode ratio at a shared step (`shared_step_lines`), and a breakdown of the
+engine's per-token host work measured on the model's own logits (probabilities,
+alternatives, text, event, row copy, helper hand-off).
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ from app.core.machine.hardware import default_threads
 from tests.bench import models
 
 REPO = Path(__file__).resolve().parents[2]
-BEFORE_REV = "9da9770"  # main before the issue-15 loop change
 N_CTX = 4096
 SEED = 1234
 
@@ -113,6 +115,7 @@ class Run:
     decode_tps: float
     host_us: float  # host time per decoded token, µs
     tokens: list[int]
+    step_us: float = float("nan")  # time inside llama_decode per decoded token, µs
 
 
 def engine_run(engine: Any, settings: SamplingSettings, n: int) -> Run:
@@ -125,7 +128,8 @@ def engine_run(engine: Any, settings: SamplingSettings, n: int) -> Run:
     s = done.stats
     decodes = max(timer.decodes, 1)
     host = (s.decode_ms / 1000 - timer.decode_s) / decodes
-    return Run(s.prefill_tps, s.decode_tps, host * 1e6, list(done.tokens))
+    step = timer.decode_s / decodes
+    return Run(s.prefill_tps, s.decode_tps, host * 1e6, list(done.tokens), step * 1e6)
 
 
 def host_run(host: EngineHost, settings: SamplingSettings, n: int) -> Run:
@@ -175,7 +179,9 @@ def bare_run(engine: Engine, prompt: list[int], settings: SamplingSettings, n: i
         engine.clear_cache()
     decodes = max(timer.decodes, 1)
     host = (decode_s - timer.decode_s) / decodes
-    return Run(len(prompt) / prefill_s, (len(tokens) - 1) / decode_s, host * 1e6, tokens)
+    step = timer.decode_s / decodes
+    decode_tps = (len(tokens) - 1) / decode_s
+    return Run(len(prompt) / prefill_s, decode_tps, host * 1e6, tokens, step * 1e6)
 
 
 def engine_before(rev: str) -> type:
@@ -269,6 +275,29 @@ def ratio_line(name: str, ours: list[float], base: list[float]) -> str:
     )
 
 
+def shared_step_lines(runs: list[Run], bare: list[Run]) -> str:
+    """The decode ratio with the VM's speed taken out, and the check that allows it.
+
+    Each round's ratio as if `llama_decode` took the bare loop's time in both: (step +
+    bare host) / (step + engine host). The tok/s ratio above also carries the drift of
+    this machine's speed between the two runs of a round (10-20% on a VM), which the
+    paired median only partly cancels; the time inside `llama_decode` itself is printed
+    paired too: near 1, the engine's host work does not slow the decodes, and the ratio
+    at a shared step is the one its host time sets.
+    """
+    shared = [
+        (b.step_us + b.host_us) / (b.step_us + x.host_us) for x, b in zip(runs, bare, strict=True)
+    ]
+    steps = [x.step_us for x in runs]
+    return "\n".join(
+        [
+            ratio_line("inside llama_decode µs", steps, [b.step_us for b in bare]),
+            f"    {'decode, shared step':<22} ratio {statistics.median(shared):5.3f} "
+            f"({min(shared):.3f}-{max(shared):.3f}) (paired median and range)",
+        ]
+    )
+
+
 def bench_model(path: Path, args: argparse.Namespace) -> None:
     settings = SAMPLING[args.sampling]
     options = LoadOptions(n_ctx=N_CTX, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
@@ -340,6 +369,8 @@ def bench_model(path: Path, args: argparse.Namespace) -> None:
             summary_row(
                 args.summary, path.name, f"{metric} vs bare, {name}", ratio_text(ours, base)
             )
+        if all(x.step_us == x.step_us for x in runs):  # in this process: its decodes timed
+            print(shared_step_lines(runs, bare))
     print("  engine host work per token, measured alone on this model's logits (µs):")
     for name, us in parts.items():
         print(f"    {name:<46} {us:8.1f}")
@@ -351,7 +382,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--before", default=BEFORE_REV, help="git revision; '' to skip")
+    parser.add_argument("--before", default="", help="an earlier git revision to compare")
     parser.add_argument("--sampling", choices=sorted(SAMPLING), default="greedy")
     parser.add_argument("--modes", default="auto,inline,overlap")
     parser.add_argument("--gpu-layers", type=int, default=None)

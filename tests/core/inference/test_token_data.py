@@ -11,6 +11,7 @@ import pytest
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import (
     MIN_LOGPROB,
+    Rivals,
     SettingsChange,
     TokenDataError,
     TokenRecord,
@@ -189,3 +190,32 @@ def test_the_fast_constructors_make_the_same_frozen_records() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.top[0].piece = b""  # type: ignore[misc]
     assert make_record(1, b"x", -1.0) == TokenRecord(1, b"x", -1.0)  # the defaults
+
+
+def test_pickled_records_make_their_rivals_only_when_read() -> None:
+    """Across the pipe the alternatives stay columns: packing reads those; the inspector's
+    first read makes the `TopToken`s, equal to (and hashed like) the originals."""
+    import pickle
+
+    made = records(6, top_n=4, seed=9)
+    back = pickle.loads(pickle.dumps(tuple(made), protocol=pickle.HIGHEST_PROTOCOL))
+    assert all(isinstance(r.top, Rivals) for r in back)
+    assert pack(back) == pack(made)  # from the columns alone
+    assert all(r.top._made is None for r in back)
+    first = back[0]
+    assert len(first.top) == 4 and first.top and not Rivals((), (), ())
+    assert first.top[1:3] == made[0].top[1:3] and isinstance(first.top[1:3], tuple)
+    assert list(first.top) == list(made[0].top) and first.top[0] == made[0].top[0]
+    assert first == made[0] and made[0] == first and hash(first) == hash(made[0])
+    assert repr(first) == repr(made[0])
+    top = made[0].top
+    columns = (
+        tuple(t.token_id for t in top),
+        tuple(t.piece for t in top),
+        tuple(t.logprob for t in top),
+    )
+    assert first.top == Rivals(*columns)
+    assert first.top != made[1].top and first.top != [*made[0].top]
+    assert pickle.loads(pickle.dumps(first)) == first  # a second crossing, as columns again
+    with pytest.raises(ValueError, match="differ in length"):
+        Rivals((1, 2), (b"a",), (0.0, 0.0))
