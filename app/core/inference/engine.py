@@ -88,9 +88,8 @@ class Engine:
         self._template = ChatTemplate(None)
         self._model_key = ""
         self._kv_tokens: list[int] = []
-        # Logits after the last fully read prompt: a rerun of that prompt (regenerate) samples
-        # its first token from them instead of re-reading the last token on its own, whose
-        # numerics differ slightly from the batched read, so the rerun is bit-identical.
+        # Logits after the last fully read prompt: a rerun of it (regenerate) samples from them,
+        # not from its last token re-read alone (other numerics), so it is bit-identical.
         self._prompt_logits: tuple[tuple[int, ...], npt.NDArray[np.float32]] | None = None
         self._probs: ProbabilityReader | None = None
         self._row = LogitsRow(0)
@@ -298,9 +297,7 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> PromptPlan:
         """Render, count and fit `messages` without generating (for counters and meters).
-
-        Only the template's own markers become control tokens; `cancel` stops the render.
-        """
+        Only the template's own markers become control tokens; `cancel` stops the render."""
         vocab = self._vocabulary()
         return plan_prompt(
             messages,
@@ -434,9 +431,8 @@ class Engine:
                         chain = self._rebuild_chain(chain, current, seed, grammar, generated)
                         reply.set_stops(current.stop + self._template.extra_stops)
                     assert logits_row is not None
-                    token, scanned = chain.pick(
-                        logits_row, None if from_saved else self._ctx, depth=probs.top_n
-                    )
+                    ctx = None if from_saved else self._ctx
+                    token, scanned = chain.pick(logits_row, ctx, depth=probs.top_n)
                     from_saved = False
                     if t_first is None:
                         t_first = time.perf_counter()
@@ -606,8 +602,7 @@ class Engine:
             self._one[0] = tokens[0]
             return int(llama_cpp.llama_decode(self._ctx, self._one_batch))
         arr = (llama_cpp.llama_token * len(tokens))(*tokens)
-        batch = llama_cpp.llama_batch_get_one(arr, len(tokens))
-        return int(llama_cpp.llama_decode(self._ctx, batch))
+        return int(llama_cpp.llama_decode(self._ctx, llama_cpp.llama_batch_get_one(arr, len(arr))))
 
     # ----- the next token's distribution (the sampling explorer) -----
 
