@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from PySide6.QtCore import QEvent
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QWidget
+
+FLAT_SCROLL_BAR = """
+QScrollBar:vertical { width: 12px; margin: 0; background: palette(GROOVE); }
+QScrollBar::handle:vertical {
+    min-height: 32px; margin: 2px; border-radius: 4px; background: palette(mid);
+}
+QScrollBar::handle:vertical:hover, QScrollBar::handle:vertical:pressed {
+    background: palette(dark);
+}
+QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical { height: 0; }
+QScrollBar::add-page:vertical, QScrollBar::sub-page:vertical { background: none; }
+"""
+"""Hearth's vertical scroll bar: a flat handle on the background of what it scrolls
+(GROOVE: a palette role), no arrows. The chat's repaints at every new line of a streaming
+reply (its range grows), and Fusion's gradients cost ~150 µs a paint against ~40 for this
+(measured with a bare `QScrollArea`, offscreen); the other panes share the look."""
+
+
+def flat_scroll_bar(area: QAbstractScrollArea, groove: Literal["base", "window"]) -> None:
+    """Give `area`'s vertical scroll bar the flat look (`FLAT_SCROLL_BAR`), its groove in
+    the palette's `groove` colour: "base" for text and lists, "window" for panels."""
+    area.verticalScrollBar().setStyleSheet(FLAT_SCROLL_BAR.replace("GROOVE", groove))
 
 
 def named(widget: QWidget, object_name: str, accessible_name: str) -> None:

@@ -41,6 +41,7 @@ from app.core.chats.conversation import MessageTree, StoredMessage, unseen_messa
 from app.core.inference.sampling import SamplingSettings
 from app.core.inference.token_data import TokenRecord
 from app.ui.chat.message_block import LEVEL_COLOURS, MessageBlock, is_dark
+from app.ui.widgets import flat_scroll_bar
 from app.ui.widgets import named as _named
 
 INITIAL_BLOCKS = 16
@@ -51,21 +52,6 @@ FOLLOW_SLACK_PX = 8
 """Within this distance of the bottom the view counts as "at the bottom"."""
 LOAD_EARLIER_MARGIN_PX = 200
 """Build older messages when the view comes this close to the top."""
-SCROLL_BAR_STYLE = """
-QScrollBar:vertical { width: 12px; margin: 0; background: palette(base); }
-QScrollBar::handle:vertical {
-    min-height: 32px; margin: 2px; border-radius: 4px; background: palette(mid);
-}
-QScrollBar::handle:vertical:hover, QScrollBar::handle:vertical:pressed {
-    background: palette(dark);
-}
-QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical { height: 0; }
-QScrollBar::add-page:vertical, QScrollBar::sub-page:vertical { background: none; }
-"""
-"""The chat's scroll bar: a flat handle on the chat's own background, no arrows. It
-repaints at every new line of a streaming reply (its range grows), and the default Fusion
-scroll bar's gradients cost ~150 µs a paint against ~40 for this (measured with a bare
-`QScrollArea`, offscreen)."""
 
 
 class ChatView(QWidget):
@@ -124,7 +110,7 @@ class ChatView(QWidget):
         self._scroll.setFrameShape(QFrame.Shape.NoFrame)
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
-        self._scroll.verticalScrollBar().setStyleSheet(SCROLL_BAR_STYLE)
+        flat_scroll_bar(self._scroll, "base")
         self._content = QWidget()
         self._content.setObjectName("chatContent")
         self._content.setBackgroundRole(QPalette.ColorRole.Base)

@@ -49,6 +49,7 @@ from app.ui.conversations.conversation_models import (
     SearchHitDelegate,
     SearchResultsModel,
 )
+from app.ui.widgets import flat_scroll_bar
 from app.ui.widgets import named as _named
 from app.workers.background import JobSet
 
@@ -165,6 +166,7 @@ class ConversationList(QWidget):
         self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
         # Long titles are elided, never scrolled sideways.
         self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        flat_scroll_bar(self.view, "base")
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.view.selectionModel().currentChanged.connect(self._on_current_changed)
 
@@ -176,6 +178,7 @@ class ConversationList(QWidget):
         self.results_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.results_view.setWordWrap(True)
         self.results_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        flat_scroll_bar(self.results_view, "base")
         self.results_view.activated.connect(self._on_hit_activated)
         self.results_view.clicked.connect(self._on_hit_activated)
 

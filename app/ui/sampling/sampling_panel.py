@@ -44,6 +44,7 @@ from app.ui.sampling.sampling_controls import (
     format_stop_strings,
     parse_stop_strings,
 )
+from app.ui.widgets import flat_scroll_bar
 from app.ui.widgets import named as _named
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class SamplingPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        flat_scroll_bar(scroll, "window")
         scroll.setWidget(content)
         # never narrower than the content: a clipped number field would hide its value
         scroll.setMinimumWidth(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QObject, Qt, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSlider,
     QWidget,
 )
@@ -353,3 +355,21 @@ def test_every_interactive_widget_is_named(panel: SamplingPanel) -> None:
     for kind in (QAbstractSpinBox, QSlider, QCheckBox, QComboBox, QPlainTextEdit, QPushButton):
         for widget in panel.findChildren(kind):
             assert widget.objectName() and widget.accessibleName(), widget
+
+
+def test_a_short_panel_scrolls_with_a_flat_handle_on_the_panel_s_background(
+    qtbot: QtBot, panel: SamplingPanel
+) -> None:
+    panel.resize(320, 300)
+    scroll = panel.findChild(QScrollArea, "samplingPanelScroll")
+    assert isinstance(scroll, QScrollArea)
+    bar = scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    bar.setValue(bar.maximum())
+    image = bar.grab().toImage()
+    middle = image.width() // 2
+    colours = bar.palette()
+    # At the bottom the top of the bar is the empty groove: the panel's own background.
+    assert image.pixelColor(middle, 4).rgb() == colours.color(QPalette.ColorRole.Window).rgb()
+    handle = image.pixelColor(middle, image.height() - 20)
+    assert handle.rgb() == colours.color(QPalette.ColorRole.Mid).rgb()
