@@ -24,6 +24,7 @@ from app.ui.conversations.conversation_models import (
     SearchResultsModel,
     snippet_html,
 )
+from tests.ui.pixels import assert_flat_scroll_bar
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -320,21 +321,11 @@ def test_every_interactive_widget_is_named(sidebar: ConversationList) -> None:
 
 
 def test_a_long_list_scrolls_with_a_flat_handle_on_the_list_s_background(
-    qtbot: QtBot, store: Store, sidebar: ConversationList
+    store: Store, sidebar: ConversationList
 ) -> None:
     for i in range(40):
         chat(store, f"Chat {i}", "hello")
     sidebar.refresh()
     view = sidebar.findChild(QListView, "conversationView")
     assert isinstance(view, QListView)
-    bar = view.verticalScrollBar()
-    qtbot.waitUntil(lambda: bar.maximum() > 0)
-    bar.setValue(bar.maximum())
-    image = bar.grab().toImage()
-    middle = image.width() // 2
-    colours = bar.palette()
-    # At the bottom the top of the bar is the empty groove: the list's own background, no
-    # arrow or gradient (Fusion's), and the handle is one flat colour.
-    assert image.pixelColor(middle, 4).rgb() == colours.color(QPalette.ColorRole.Base).rgb()
-    handle = image.pixelColor(middle, image.height() - 20)
-    assert handle.rgb() == colours.color(QPalette.ColorRole.Mid).rgb()
+    assert_flat_scroll_bar(view, QPalette.ColorRole.Base)

@@ -31,6 +31,7 @@ from app.ui.sampling.sampling_controls import (
     parse_stop_strings,
 )
 from app.ui.sampling.sampling_panel import SamplingPanel
+from tests.ui.pixels import assert_flat_scroll_bar
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -358,18 +359,9 @@ def test_every_interactive_widget_is_named(panel: SamplingPanel) -> None:
 
 
 def test_a_short_panel_scrolls_with_a_flat_handle_on_the_panel_s_background(
-    qtbot: QtBot, panel: SamplingPanel
+    panel: SamplingPanel,
 ) -> None:
     panel.resize(320, 300)
     scroll = panel.findChild(QScrollArea, "samplingPanelScroll")
     assert isinstance(scroll, QScrollArea)
-    bar = scroll.verticalScrollBar()
-    qtbot.waitUntil(lambda: bar.maximum() > 0)
-    bar.setValue(bar.maximum())
-    image = bar.grab().toImage()
-    middle = image.width() // 2
-    colours = bar.palette()
-    # At the bottom the top of the bar is the empty groove: the panel's own background.
-    assert image.pixelColor(middle, 4).rgb() == colours.color(QPalette.ColorRole.Window).rgb()
-    handle = image.pixelColor(middle, image.height() - 20)
-    assert handle.rgb() == colours.color(QPalette.ColorRole.Mid).rgb()
+    assert_flat_scroll_bar(scroll, QPalette.ColorRole.Window)

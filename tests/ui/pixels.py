@@ -1,0 +1,29 @@
+"""Reading colours off grabbed widgets, for tests of how something looks."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QAbstractScrollArea
+
+
+def assert_flat_scroll_bar(area: QAbstractScrollArea, groove: QPalette.ColorRole) -> None:
+    """`area`'s vertical bar, once it can scroll and is scrolled to its end, is Hearth's
+    flat handle: the top of the bar (empty there) exactly the `groove` colour of its
+    palette (no arrow, no gradient) and the handle exactly its mid colour."""
+    bar = area.verticalScrollBar()
+    deadline = time.monotonic() + 10
+    while bar.maximum() == 0 and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+    assert bar.maximum() > 0, "nothing to scroll"
+    bar.setValue(bar.maximum())
+    QCoreApplication.processEvents()
+    image = bar.grab().toImage()
+    middle = image.width() // 2
+    colours = bar.palette()
+    assert image.pixelColor(middle, 4).rgb() == colours.color(groove).rgb()
+    handle = image.pixelColor(middle, image.height() - 20)
+    assert handle.rgb() == colours.color(QPalette.ColorRole.Mid).rgb()
