@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
-from PySide6.QtCore import QCoreApplication
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QAbstractScrollArea
+from pytestqt.qtbot import QtBot
 
 
-def assert_flat_scroll_bar(area: QAbstractScrollArea, groove: QPalette.ColorRole) -> None:
+def assert_flat_scroll_bar(
+    qtbot: QtBot, area: QAbstractScrollArea, groove: QPalette.ColorRole
+) -> None:
     """`area`'s vertical bar, once it can scroll and is scrolled to its end, is Hearth's
     flat handle: the top of the bar (empty there) exactly the `groove` colour of its
     palette (no arrow, no gradient) and the handle exactly its mid colour."""
     bar = area.verticalScrollBar()
-    deadline = time.monotonic() + 10
-    while bar.maximum() == 0 and time.monotonic() < deadline:
-        QCoreApplication.processEvents()
-        time.sleep(0.01)
-    assert bar.maximum() > 0, "nothing to scroll"
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=10_000)
     bar.setValue(bar.maximum())
-    QCoreApplication.processEvents()
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum())
     image = bar.grab().toImage()
     middle = image.width() // 2
     colours = bar.palette()

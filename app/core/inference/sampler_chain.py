@@ -162,6 +162,7 @@ class SamplerChain:
         self._ids[:n] = ids
         self._logits[:n] = logits
         self._probs[:n] = 0.0
+        # All four, as `llama_sampler_sample` sets them: the last call's samplers changed them.
         array.data, array.size, array.selected, array.sorted = self._pointer, n, -1, False
         llama_cpp.llama_sampler_apply(self._chain, self._array_ref)
         token = int(self._ids[array.selected])

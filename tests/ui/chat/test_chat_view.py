@@ -620,7 +620,7 @@ def test_append_message_adds_a_sent_message_without_a_rebuild(view: ChatView) ->
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
 def test_the_scroll_bar_is_a_flat_handle_on_the_chat_s_background(
-    view: ChatView, dark: bool
+    qtbot: QtBot, view: ChatView, dark: bool
 ) -> None:
     palette = QPalette(view.palette())
     if dark:
@@ -633,4 +633,4 @@ def test_the_scroll_bar_is_a_flat_handle_on_the_chat_s_background(
     settle()
     area = view.findChild(QScrollArea, "chatScrollArea")
     assert isinstance(area, QScrollArea)
-    assert_flat_scroll_bar(area, QPalette.ColorRole.Base)
+    assert_flat_scroll_bar(qtbot, area, QPalette.ColorRole.Base)

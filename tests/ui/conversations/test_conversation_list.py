@@ -321,11 +321,11 @@ def test_every_interactive_widget_is_named(sidebar: ConversationList) -> None:
 
 
 def test_a_long_list_scrolls_with_a_flat_handle_on_the_list_s_background(
-    store: Store, sidebar: ConversationList
+    qtbot: QtBot, store: Store, sidebar: ConversationList
 ) -> None:
     for i in range(40):
         chat(store, f"Chat {i}", "hello")
     sidebar.refresh()
     view = sidebar.findChild(QListView, "conversationView")
     assert isinstance(view, QListView)
-    assert_flat_scroll_bar(view, QPalette.ColorRole.Base)
+    assert_flat_scroll_bar(qtbot, view, QPalette.ColorRole.Base)

@@ -246,7 +246,7 @@ def test_stop_strings_one_per_line_with_escapes(qtbot: QtBot, panel: SamplingPan
 
 
 def test_built_in_presets_set_the_samplers_and_keep_length_seed_and_stops(
-    panel: SamplingPanel,
+    qtbot: QtBot, panel: SamplingPanel
 ) -> None:
     recorder = Recorder(panel)
     panel.set_settings(SamplingSettings(max_tokens=99, seed=5, stop=("END",)))
@@ -359,9 +359,9 @@ def test_every_interactive_widget_is_named(panel: SamplingPanel) -> None:
 
 
 def test_a_short_panel_scrolls_with_a_flat_handle_on_the_panel_s_background(
-    panel: SamplingPanel,
+    qtbot: QtBot, panel: SamplingPanel
 ) -> None:
     panel.resize(320, 300)
     scroll = panel.findChild(QScrollArea, "samplingPanelScroll")
     assert isinstance(scroll, QScrollArea)
-    assert_flat_scroll_bar(scroll, QPalette.ColorRole.Window)
+    assert_flat_scroll_bar(qtbot, scroll, QPalette.ColorRole.Window)
