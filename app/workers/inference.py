@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,9 +178,11 @@ class InferenceWorker(ThreadWorker):
         self._remote: RemoteBackend | None = None
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
-        self._load_cancel = threading.Event()
-        self._loads_expected = 0
-        self._loading = False
+        # One cancel event per load: those announced by `expect_load` wait here in order,
+        # the running one is `_load_cancel`. A load's event is its own, so a cancel never
+        # reaches a load announced after it, however the threads interleave.
+        self._announced: deque[threading.Event] = deque()
+        self._load_cancel: threading.Event | None = None
         self._stopping = False
         self._hostEnded.connect(self._check_host)  # queued: from the host's reader thread
 
@@ -192,25 +195,34 @@ class InferenceWorker(ThreadWorker):
         self._wake_engine()
 
     def expect_load(self) -> None:
-        """Note that a load request is on its way, so `cancel_load` can reach it early."""
+        """Note that a load request is on its way, so `cancel_load` can reach it early
+        (each `load` slot takes the oldest announcement as its own)."""
         with self._lock:
-            self._loads_expected += 1
+            event = threading.Event()
+            if self._stopping:
+                event.set()
+            self._announced.append(event)
 
     def cancel_load(self) -> None:
-        """Stop the load in progress and any load announced with `expect_load`."""
+        """Stop the load in progress and every load announced with `expect_load`."""
         with self._lock:
-            if self._loading or self._loads_expected:
-                self._load_cancel.set()
+            self._cancel_loads()
         self._wake_engine()
 
     def cancel_all(self) -> None:
         """Cancel every load and reply, and turn away requests still queued (for shutdown)."""
         with self._lock:
             self._stopping = True
-            self._load_cancel.set()
+            self._cancel_loads()
             for event in self._cancels.values():
                 event.set()
         self._wake_engine()
+
+    def _cancel_loads(self) -> None:
+        if self._load_cancel is not None:
+            self._load_cancel.set()
+        for event in self._announced:
+            event.set()
 
     def _wake_engine(self) -> None:
         """A call waiting on the engine host sees a cancel at once, not at its next look."""
@@ -227,18 +239,15 @@ class InferenceWorker(ThreadWorker):
         None: the model's saved options, else the defaults.
         """
         with self._lock:
-            self._loading = True
-            cancel = self._load_cancel
+            cancel = self._announced.popleft() if self._announced else threading.Event()
             if self._stopping:
                 cancel.set()
+            self._load_cancel = cancel
         try:
             self._load(path, options if isinstance(options, LoadOptions) else None, cancel)
         finally:
             with self._lock:
-                self._loading = False
-                self._loads_expected = max(0, self._loads_expected - 1)
-                if not self._loads_expected and not self._stopping:
-                    self._load_cancel = threading.Event()
+                self._load_cancel = None
 
     def _load(self, path: str, options: LoadOptions | None, cancel: threading.Event) -> None:
         if self._closed:

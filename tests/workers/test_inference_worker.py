@@ -261,6 +261,25 @@ def test_a_cancelled_load_reports_cancelled(qtbot: QtBot, starter_model: Path) -
         stop_and_check(inference)
 
 
+def test_a_cancel_never_reaches_a_load_announced_after_it(starter_model: Path) -> None:
+    """The interleaving a busy machine makes: the GUI sees a load cancelled and asks for the
+    next one before the worker's thread has finished with the first. The slots run here,
+    on this thread, in that order, so the order is certain."""
+    worker = InferenceWorker()
+    recorder = Recorder(worker)
+    try:
+        worker.expect_load()
+        worker.cancel_load()
+        worker.expect_load()  # announced after the cancel, before the first load runs
+        worker.load(str(starter_model), OPTIONS)  # signals arrive directly: same thread
+        assert recorder.load_cancelled == 1
+        worker.load(str(starter_model), OPTIONS)
+        assert recorder.load_cancelled == 1
+        assert recorder.loaded and not recorder.load_failed
+    finally:
+        worker.shutdown()
+
+
 def test_generating_without_a_model_fails_with_a_message(qtbot: QtBot) -> None:
     inference = InferenceThread()
     recorder = Recorder(inference.worker)

@@ -62,6 +62,11 @@ make it look at once and the host's death makes its pipe readable. Each wake-up 
 worker's thread while the GUI thread is busy costs GIL hand-offs with it (waking 100 times
 a second cost the app ~60 µs of CPU per streamed token)."""
 _SHUTDOWN_S = 5.0
+_ABANDON_S = 120.0
+"""How long a request the caller walked away from may take to answer its cancel (the
+engine looks at it between batches: a long prefill batch of a big model on a CPU takes
+seconds) before the host is taken for hung and ended: the caller's thread, which may be
+any thread a garbage collection runs on, never waits forever."""
 
 
 def _close_all(*fds: int) -> None:
@@ -89,6 +94,7 @@ class EngineHost:
     def __init__(self, on_notice: Callable[[Notice], None] | None = None) -> None:
         self.on_notice = on_notice
         self._process: Any = None
+        self._reader: threading.Thread | None = None  # reads the host's notices
         self._requests: Any = None
         self._control: Any = None
         self._cancelled: Any = None
@@ -142,9 +148,10 @@ class EngineHost:
         self._process, self._requests, self._control = process, requests, control_out
         self._stopping = False
         self._cancelled, self._stderr, self._seq = cancelled, Path(stderr_name), 0
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read_notices, args=(notices_in,), name="hearth-host-notices", daemon=True
-        ).start()
+        )
+        self._reader.start()
         log.info("engine host started (pid %d)", process.pid)
         self._facts = self._call("facts")
 
@@ -183,11 +190,23 @@ class EngineHost:
         if self._process is not None:
             self._process.join(1.0)
         self._process = None
+        self._join_reader()
         self._loaded = None
         self._cached = None
         if self._stderr is not None:
             self._stderr.unlink(missing_ok=True)
             self._stderr = None
+
+    def _join_reader(self) -> None:
+        """Wait for the notice reader of a host that has ended (its pipe is at its end).
+        It holds this object, and through `on_notice` its owner: a reader that outlived
+        them could drop the last reference to a Qt object on its own thread, which Qt
+        does not allow (a test run crashed so, in the owner's destructor)."""
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(_SHUTDOWN_S)
+            if reader.is_alive():
+                log.warning("the engine host's notice reader did not end")
 
     # ----- one request -----
 
@@ -267,15 +286,29 @@ class EngineHost:
 
     def _abandon(self, seq: int) -> None:
         """The caller stopped reading before the answer: cancel the request and read what
-        is left of it, so the next request's answers are its own."""
+        is left of it, so the next request's answers are its own. A host that neither
+        answers nor ends within `_ABANDON_S` is ended (its state is unknown)."""
         self._cancelled.value = max(self._cancelled.value, seq)
+        deadline = time.monotonic() + _ABANDON_S
         try:
-            while True:
+            while time.monotonic() < deadline:
+                if not self._requests.poll(_POLL_MS / 1000):
+                    if not self._process.is_alive():
+                        break
+                    continue
                 message = self._requests.recv()
                 if message[0] in ("ok", "error"):
                     return
+            else:
+                log.error(
+                    "the engine host did not stop a cancelled request within %.0f s; ending it",
+                    _ABANDON_S,
+                )
+                self._process.kill()
         except (EOFError, OSError):
-            log.warning("the engine host ended while a request was abandoned")
+            pass
+        log.warning("the engine host ended while a request was abandoned")
+        self._crashed("idle")
 
     def _call(self, name: str, cancel: _Cancel | None = None, **args: Any) -> Any:
         for message in self._exchange(name, args, cancel=cancel):

@@ -107,6 +107,7 @@ class _Sender(threading.Thread):
         self._last_batch: float | None = None  # None: the reply's first token is next
         self.batch_s = BATCH_S  # set per reply, before its first token is put
         self._hurry = threading.Event()
+        self._failed = False  # the reply in progress ended with an error of the sender's
         self.token_bytes: Any = None
 
     def put(self, item: Any) -> None:
@@ -135,30 +136,53 @@ class _Sender(threading.Thread):
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            tokens: list[Any] = []
-            for item in items:
-                if isinstance(item, TokenEvent):
+            try:
+                self._send(items, record_from_event)
+            finally:  # served even if sending failed, so the host never waits forever
+                for _ in items:
+                    self._queue.task_done()
+
+    def _send(self, items: list[Any], record_from_event: Any) -> None:
+        tokens: list[Any] = []
+        for item in items:
+            if isinstance(item, TokenEvent):
+                if not self._failed:
                     tokens.append(item)
-                    continue
-                self._flush(tokens, record_from_event)
-                self._last_batch = None  # a new phase: its first token leaves at once
-                if item is _END:
-                    self._outbox.send(("ok", None))
-                elif isinstance(item, PackedError):
-                    self._outbox.send(("error", item))
-                else:
-                    self._outbox.send(("event", item))
+                continue
             self._flush(tokens, record_from_event)
-            for _ in items:
-                self._queue.task_done()
+            self._last_batch = None  # a new phase: its first token leaves at once
+            if self._failed:  # this reply already ended with an error: drop the rest of it
+                self._failed = not (item is _END or isinstance(item, PackedError))
+            elif item is _END:
+                self._outbox.send(("ok", None))
+            elif isinstance(item, PackedError):
+                self._outbox.send(("error", item))
+            else:
+                self._post(("event", item))
+        self._flush(tokens, record_from_event)
 
     def _flush(self, tokens: list[Any], record_from_event: Any) -> None:
         if tokens:
-            records = tuple(record_from_event(e, self.token_bytes) for e in tokens)
-            text = "".join(e.text for e in tokens)
-            self._outbox.send(("event", TokenBatch(text, records)))
+            try:
+                records = tuple(record_from_event(e, self.token_bytes) for e in tokens)
+                text = "".join(e.text for e in tokens)
+                self._post(("event", TokenBatch(text, records)))
+            except Exception as exc:
+                self._fail(exc)
             tokens.clear()
             self._last_batch = time.monotonic()
+
+    def _post(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._outbox.send(message)
+        except Exception as exc:  # it could not be pickled
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """End the reply in progress with `exc`; the rest of it is dropped, up to its end."""
+        log.error("unexpected error sending a reply", exc_info=exc)
+        self._failed = True
+        self._outbox.send(("error", pack_error(exc)))
 
 
 class _Host:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,6 +225,33 @@ def test_the_api_server_runs_in_the_host_on_its_model(host: EngineHost) -> None:
         urllib.request.urlopen(f"{url}/models", timeout=5)
 
 
+def test_after_shutdown_no_thread_of_the_host_holds_it_or_its_owner(starter_model: Path) -> None:
+    """The notice reader holds the host and, through `on_notice`, its owner (the app's
+    worker, a Qt object). Once `shutdown` returns it must be gone, or it could drop the
+    last reference to that Qt object on its own thread. A slow handler makes the reader
+    finish late: the server's last notice arrives as the host stops."""
+    notices: list[Notice] = []
+
+    def slow_handler(notice: Notice) -> None:
+        notices.append(notice)
+        if notice[0] == "unserved":
+            time.sleep(1.0)
+
+    def readers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "hearth-host-notices"}
+
+    before = readers()
+    host = EngineHost(on_notice=slow_handler)
+    host.load(starter_model, OPTIONS)
+    host.serve(ServerConfig(port=0), parallel=1)
+    wait_for(notices, "serving")
+    started = readers() - before
+    assert len(started) == 1
+    host.shutdown()
+    assert not any(t.is_alive() for t in started)
+    assert ("unserved",) in notices
+
+
 def test_serving_without_a_model_says_so() -> None:
     notices: list[Notice] = []
     host = EngineHost(on_notice=notices.append)
@@ -256,6 +284,26 @@ def test_a_reply_left_unread_is_cancelled_and_the_next_request_gets_its_own_answ
     _texts, records, done = tokens_of(host.generate(HELLO, GREEDY))
     assert records and done.stats.stop_reason is not StopReason.CANCELLED
     assert host.cached_tokens  # an answer of its own, not a leftover event
+
+
+def test_a_host_that_never_answers_a_walked_away_reply_is_ended_not_waited_on(
+    host: EngineHost, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a reply's stream waits for the host to answer its cancel, on whatever
+    thread closes it (a garbage collection's, too): a hung host must not hold it forever."""
+    monkeypatch.setattr("app.core.host.engine_host._ABANDON_S", 1.5)
+    events = host.generate(COUNT, GREEDY.with_changes(max_tokens=300))
+    next(events)
+    pid = host.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the host hangs mid-reply
+    events.close()
+    assert not host.running and host.loaded is None
+    crash = host.take_crash()
+    assert crash is not None and "stopped" in crash.message
+    host.load(starter_model, OPTIONS)  # a new host, and it works
+    _texts, records, _done = tokens_of(host.generate(HELLO, GREEDY))
+    assert records
 
 
 def test_the_cache_s_tokens_are_asked_of_the_host_only_after_they_may_have_changed(

@@ -49,3 +49,39 @@ def test_mid_stream_the_sender_wakes_once_per_batch_not_for_each_token() -> None
     # until each batch is due. Waiting on the queue after each batch would wake it for the
     # next token as well: about one wait per batch.
     assert counting.waits <= 1 + len(batches) // 4, (counting.waits, len(batches))
+
+
+def test_a_batch_that_cannot_be_built_ends_its_reply_with_one_error_and_the_next_is_whole() -> None:
+    """A failure while building a batch must not end the sender: the host's request loop
+    waits on it (`wait_idle`), and the next request's answers must be its own."""
+    mine, its = multiprocessing.Pipe()
+    sender = _Sender(_Outbox(its))
+    sender.batch_s = 0.0
+
+    def token_bytes(i: int) -> bytes:
+        if i == 3:
+            raise ValueError("token 3 has no bytes")
+        return bytes([65 + i])
+
+    sender.token_bytes = token_bytes
+    sender.start()
+    for i in range(6):
+        sender.put(TokenEvent(i, chr(65 + i), 0.5, ()))
+    sender.put(_END)
+    sender.wait_idle()  # returns: every item was served
+    first: list[Any] = []
+    while mine.poll(0.2):
+        first.append(mine.recv())
+    kinds = [m[0] for m in first]
+    assert kinds.count("error") == 1 and "ok" not in kinds, kinds
+    assert "token 3 has no bytes" in str(first[kinds.index("error")][1])
+    # the next reply is whole and ends with its own answer
+    for i in (0, 1):
+        sender.put(TokenEvent(i, chr(65 + i), 0.5, ()))
+    sender.put(_END)
+    sender.wait_idle()
+    second: list[Any] = []
+    while (message := mine.recv())[0] != "ok":
+        second.append(message)
+    assert [r.token_id for m in second for r in m[1].records] == [0, 1]
+    assert not mine.poll(0.1)
