@@ -243,10 +243,14 @@ def test_loading_a_non_gguf_file_fails_with_its_name(qtbot: QtBot, tmp_path: Pat
 def test_a_cancelled_load_reports_cancelled(qtbot: QtBot, starter_model: Path) -> None:
     inference = InferenceThread()
     recorder = Recorder(inference.worker)
+    # The load is queued before the worker's thread runs, so the cancel surely comes
+    # before the load starts (on a busy machine a started thread could finish the whole
+    # load before the next line here ran: a stress run saw it).
+    inference.worker.expect_load()
+    inference._loadRequested.emit(str(starter_model), OPTIONS)
+    inference.cancel_load()  # before the queued load even starts: still cancels it
     inference.start()
     try:
-        inference.load(starter_model, OPTIONS)
-        inference.cancel_load()  # before the queued load even starts: still cancels it
         qtbot.waitUntil(
             lambda: bool(recorder.load_cancelled or recorder.loaded or recorder.load_failed),
             timeout=TIMEOUT_MS,
