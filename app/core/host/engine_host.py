@@ -201,7 +201,7 @@ class EngineHost:
         """Wait for the notice reader of a host that has ended (its pipe is at its end).
         It holds this object, and through `on_notice` its owner: a reader that outlived
         them could drop the last reference to a Qt object on its own thread, which Qt
-        does not allow (a test run crashed so, in the owner's destructor)."""
+        does not allow (a test run segfaulted while the two threads freed them)."""
         reader, self._reader = self._reader, None
         if reader is not None and reader is not threading.current_thread():
             reader.join(_SHUTDOWN_S)
@@ -307,8 +307,7 @@ class EngineHost:
                 self._process.kill()
         except (EOFError, OSError):
             pass
-        log.warning("the engine host ended while a request was abandoned")
-        self._crashed("idle")
+        self._crashed("idle")  # logs why the host is gone; reported like any crash
 
     def _call(self, name: str, cancel: _Cancel | None = None, **args: Any) -> Any:
         for message in self._exchange(name, args, cancel=cancel):
