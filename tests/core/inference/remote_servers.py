@@ -11,17 +11,14 @@ import datetime
 import ipaddress
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import IO
 
 
 def free_port() -> int:
@@ -30,30 +27,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until_listening(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Until `url` answers (an https URL: until its port accepts; verification stays on)."""
-    deadline = time.monotonic() + 120
-    port = int(url.split(":")[2].split("/")[0])
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}")
-        try:
-            if url.startswith("https:"):
-                # Up once it completes a TLS handshake; the self-signed certificate is
-                # refused here (verification stays on), which itself proves an answer.
-                with (
-                    socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
-                    suppress(ssl.SSLCertVerificationError),
-                ):
-                    ssl.create_default_context().wrap_socket(
-                        raw, server_hostname="127.0.0.1"
-                    ).close()
-                return
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except (httpx.HTTPError, OSError):
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within 120 s")
+class _Listening:
+    """Copies a server's output to its log file and says when uvicorn is listening: its
+    "Uvicorn running on" line comes once the socket is bound, so nothing polls the port."""
+
+    LINE = b"Uvicorn running on "
+
+    def __init__(self, output: IO[bytes], log: Path) -> None:
+        self._output, self._log = output, log
+        self._said = threading.Event()  # the line came, or the output ended without it
+        self.listening = False
+        self._thread = threading.Thread(target=self._copy, name="test-server-log", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        with open(self._log, "wb") as log:
+            for line in self._output:
+                log.write(line)
+                log.flush()
+                if not self.listening and self.LINE in line:
+                    self.listening = True
+                    self._said.set()
+        self._said.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the server listens; False if it ended or `timeout` passed first."""
+        self._said.wait(timeout)
+        return self.listening
+
+    def join(self) -> None:
+        self._thread.join(30)
 
 
 @dataclass
@@ -93,11 +96,13 @@ def llama_cpp_server(
     if cert is not None and key is not None:
         args += ["--ssl_certfile", str(cert), "--ssl_keyfile", str(key)]
         scheme = "https"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = _Listening(process.stdout, log)
     url = f"{scheme}://127.0.0.1:{port}/v1"
     try:
-        wait_until_listening(url + "/models", process)
+        if not output.wait(120):
+            raise AssertionError(f"{url} is not listening (exit status {process.poll()}): {log}")
         yield LlamaCppServer(url, "smol", process)
     finally:
         process.terminate()
@@ -106,6 +111,8 @@ def llama_cpp_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        output.join()
+        process.stdout.close()
 
 
 def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:

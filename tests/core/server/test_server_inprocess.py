@@ -42,8 +42,14 @@ class Served:
             return describe_loaded(engine)
 
         self.records: list[RequestRecord] = []
+        self.counted = threading.Event()  # set as each request's record arrives
+
+        def count(record: RequestRecord) -> None:
+            self.records.append(record)
+            self.counted.set()
+
         self.scheduler = Scheduler(opener, queue_size=queue_size, parallel=parallel)
-        self.handle = ServerHandle(self.scheduler, ServerConfig(port=0), self.records.append)
+        self.handle = ServerHandle(self.scheduler, ServerConfig(port=0), count)
         self.scheduler.start()
         self.url = self.handle.start()
 
@@ -137,7 +143,7 @@ def test_the_request_counter_sees_counts_never_content(served: Served) -> None:
         timeout=300,
     )
     assert reply.status_code == 200
-    wait_until(lambda: served.records)  # counted once the response has gone out
+    assert served.counted.wait(60)  # counted once the response has gone out
     assert served.handle.requests == len(served.records) == 1
     [record] = served.records
     assert (record.method, record.path, record.status) == ("POST", "/v1/chat/completions", 200)
